@@ -1,0 +1,311 @@
+"""Connection handling: opening, pragmas, migrations, transactions, retries.
+
+One ``aiosqlite`` connection per ``Store``. aiosqlite runs a non-daemon thread
+per connection, so a Store is always closed (``async with Store(...)``) or
+the process hangs at exit.
+
+Every write is ``BEGIN IMMEDIATE``: a deferred transaction that later upgrades
+to a write gets SQLITE_BUSY at once whatever the busy timeout. SQLite's own
+busy handler sleeps on a fixed, growing schedule (1, 2, 5 … 100 ms), which
+favours whoever arrived last; under contention one agent can starve. So the
+busy timeout is 0 and we retry ourselves with a short, capped, jittered
+back-off: a waiter never sleeps longer than ``_BACKOFF_CAP`` at a time, so it
+is never pushed to the back of the line for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from core import audit as chain
+from core.errors import NotFound, StoreUnusable, TimedOut
+from core.gitrepo import KEY_NAME
+from store.schema import MIGRATIONS, SCHEMA_VERSION
+
+_BACKOFF_START = 0.0005
+_BACKOFF_CAP = 0.008
+DEFAULT_LOCK_TIMEOUT = 30.0
+
+_PRAGMAS = """
+PRAGMA synchronous = FULL;
+PRAGMA foreign_keys = ON;
+PRAGMA busy_timeout = 0;
+PRAGMA temp_store = MEMORY;
+PRAGMA cache_size = -16000;
+"""
+
+
+def _is_busy(exc: BaseException) -> bool:
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _unusable(path: Path, exc: BaseException) -> StoreUnusable:
+    return StoreUnusable(f"store {path} is unusable: {exc}")
+
+
+def key_path_for(db_path: Path) -> Path:
+    """The audit key lives beside the database (``.git/tower/audit.key``)."""
+    return db_path.parent / KEY_NAME
+
+
+def iso_ts(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="microseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+class StoreBase:
+    """Opening, closing, transactions and the audit append shared by every verb."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        actor: str = "tower",
+        clock: Callable[[], float] = time.time,
+        create: bool = False,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        key_path: Path | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.key_path = key_path or key_path_for(self.path)
+        self.actor = actor
+        self.clock = clock
+        self.create = create
+        self.lock_timeout = lock_timeout
+        self._conn: aiosqlite.Connection | None = None
+        self._key: bytes = b""
+        self._tx_lock = asyncio.Lock()
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def __aenter__(self):
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        if self.create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.key_path.exists():
+                try:
+                    chain.create_key(self.key_path)
+                except FileExistsError:
+                    pass  # another process created it first
+        elif not self.path.exists():
+            raise NotFound(
+                f"no Tower store at {self.path}: run `tower init`", code="not_initialised"
+            )
+        try:
+            self._key = chain.load_key(self.key_path)
+        except chain.AuditKeyError as exc:
+            raise StoreUnusable(str(exc), code="bad_key") from None
+        mode = "rwc" if self.create else "rw"
+        try:
+            self._conn = await aiosqlite.connect(
+                f"file:{self.path}?mode={mode}", uri=True, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise _unusable(self.path, exc) from None
+        self._conn.row_factory = sqlite3.Row
+        try:
+            await self._conn.executescript(_PRAGMAS)
+            await self._migrate()
+        except BaseException as exc:
+            await self.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise _unusable(self.path, exc) from None
+            raise
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("store is not open")
+        return self._conn
+
+    async def _migrate(self) -> None:
+        version = (await self._fetchone("PRAGMA user_version"))[0]
+        if version > SCHEMA_VERSION:
+            raise StoreUnusable(
+                f"store {self.path} has schema version {version}, newer than this Tower "
+                f"({SCHEMA_VERSION}): upgrade Tower",
+                code="schema_newer",
+            )
+        if version == SCHEMA_VERSION:
+            return
+        if version == 0:
+            # WAL is persistent in the file: set once, before the first write.
+            await self.conn.execute("PRAGMA journal_mode = WAL")
+        async with self.transaction():
+            # re-read under the write lock: another process may have migrated meanwhile
+            version = (await self._fetchone("PRAGMA user_version"))[0]
+            for number in range(version, SCHEMA_VERSION):
+                for statement in _split_sql(MIGRATIONS[number]):
+                    await self.conn.execute(statement)
+                await self.conn.execute(f"PRAGMA user_version = {number + 1}")
+
+    # -- statements ----------------------------------------------------------
+
+    async def _retrying(self, op):
+        """Run ``op`` (a coroutine factory), retrying while the database is busy."""
+        deadline = time.monotonic() + self.lock_timeout
+        delay = _BACKOFF_START
+        while True:
+            try:
+                return await op()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise _unusable(self.path, exc) from None
+                if time.monotonic() >= deadline:
+                    raise TimedOut(
+                        f"store {self.path} stayed locked for more than {self.lock_timeout:g}s",
+                        code="locked",
+                    ) from None
+                await asyncio.sleep(random.uniform(0.25, 1.0) * delay)
+                delay = min(delay * 2, _BACKOFF_CAP)
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise
+                raise _unusable(self.path, exc) from None
+
+    async def _fetchall(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+        async def op():
+            return list(await self.conn.execute_fetchall(sql, params))
+
+        if self._tx_owner is not None and self._tx_owner is asyncio.current_task():
+            return list(await self.conn.execute_fetchall(sql, params))
+        # another task of this process may be mid-transaction on this connection:
+        # wait for it rather than read its uncommitted rows
+        async with self._tx_lock:
+            return await self._retrying(op)
+
+    async def _fetchone(self, sql: str, params: tuple | dict = ()) -> Any:
+        rows = await self._fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def _exec(self, sql: str, params: tuple | dict = ()) -> int:
+        """Execute inside the current transaction; returns lastrowid."""
+        cursor = await self.conn.execute(sql, params)
+        rowid = cursor.lastrowid
+        await cursor.close()
+        return rowid or 0
+
+    _tx_owner: asyncio.Task | None = None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``, retried while another process holds the lock."""
+        async with self._tx_lock:
+            await self._retrying(lambda: self.conn.execute("BEGIN IMMEDIATE"))
+            self._tx_owner = asyncio.current_task()
+            try:
+                yield self.conn
+                await self.conn.execute("COMMIT")
+            except BaseException:
+                try:
+                    await asyncio.shield(self.conn.execute("ROLLBACK"))
+                except (sqlite3.Error, ValueError):
+                    pass  # no transaction left to roll back
+                raise
+            finally:
+                self._tx_owner = None
+
+    async def data_version(self) -> int:
+        """Changes whenever another connection commits (the change signal)."""
+        return (await self._fetchone("PRAGMA data_version"))[0]
+
+    # -- the audit chain -----------------------------------------------------
+
+    async def _audit(
+        self,
+        event: str,
+        *,
+        actor: str | None = None,
+        task_id: int | None = None,
+        lease_id: int | None = None,
+        approval_id: int | None = None,
+        worktree: str | None = None,
+        path: str | None = None,
+        details: dict[str, Any] | None = None,
+        now: float | None = None,
+    ) -> int:
+        """Append one signed event; call only inside ``transaction()``."""
+        last = await self._fetchone("SELECT seq, entry_hash FROM audit ORDER BY seq DESC LIMIT 1")
+        seq, prev = (last[0] + 1, last[1]) if last else (1, chain.GENESIS_HASH)
+        entry = {
+            "seq": seq,
+            "ts": iso_ts(self.clock() if now is None else now),
+            "actor": actor or self.actor,
+            "event": event,
+            "task_id": task_id,
+            "lease_id": lease_id,
+            "approval_id": approval_id,
+            "worktree": worktree,
+            "path": path,
+            "details": details or {},
+            "prev_hash": prev,
+        }
+        entry_hash = chain.compute_hash(entry)
+        await self._exec(
+            "INSERT INTO audit (seq, ts, actor, event, task_id, lease_id, approval_id, worktree,"
+            " path, details, prev_hash, entry_hash, signature)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                seq,
+                entry["ts"],
+                entry["actor"],
+                event,
+                task_id,
+                lease_id,
+                approval_id,
+                worktree,
+                path,
+                _dumps(entry["details"]),
+                prev,
+                entry_hash,
+                chain.sign(self._key, entry_hash),
+            ),
+        )
+        return seq
+
+
+def _dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (``executescript`` would COMMIT our transaction)."""
+    statements, buffer = [], []
+    for line in script.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("--"):
+            continue
+        buffer.append(line)
+        if sqlite3.complete_statement("\n".join(buffer)):
+            statements.append("\n".join(buffer))
+            buffer = []
+    if buffer:
+        statements.append("\n".join(buffer))
+    return statements

@@ -1,0 +1,151 @@
+"""The SQLite schema and its forward migrations.
+
+``PRAGMA user_version`` holds the schema version. Each migration is a script
+applied inside one ``BEGIN IMMEDIATE`` transaction together with the version
+bump, so a crash mid-migration leaves the old version intact.
+
+Times are REAL epoch seconds (the store compares them); ids are
+``AUTOINCREMENT`` so a deleted row's id is never handed out again.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: the whole model
+    """
+    CREATE TABLE tasks (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        title        TEXT NOT NULL,
+        description  TEXT NOT NULL DEFAULT '',
+        priority     INTEGER NOT NULL DEFAULT 0,
+        status       TEXT NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending','leased','done','failed','cancelled')),
+        scope        TEXT NOT NULL DEFAULT '[]',
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
+        last_error   TEXT,
+        created_by   TEXT,
+        created_at   REAL NOT NULL,
+        updated_at   REAL NOT NULL
+    );
+    CREATE INDEX tasks_queue ON tasks(status, priority DESC, id);
+
+    CREATE TABLE task_deps (
+        task_id    INTEGER NOT NULL REFERENCES tasks(id),
+        depends_on INTEGER NOT NULL REFERENCES tasks(id),
+        PRIMARY KEY (task_id, depends_on)
+    ) WITHOUT ROWID;
+    CREATE INDEX task_deps_reverse ON task_deps(depends_on);
+
+    CREATE TABLE worktrees (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        name       TEXT NOT NULL UNIQUE,
+        path       TEXT NOT NULL UNIQUE,
+        branch     TEXT,
+        agent      TEXT,
+        last_seen  REAL,
+        active     INTEGER NOT NULL DEFAULT 1
+    );
+
+    CREATE TABLE leases (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_id      INTEGER NOT NULL REFERENCES tasks(id),
+        agent        TEXT NOT NULL,
+        worktree     TEXT,
+        token        INTEGER NOT NULL UNIQUE,
+        status       TEXT NOT NULL DEFAULT 'active'
+                     CHECK (status IN ('active','completed','failed','expired','released')),
+        ttl          REAL NOT NULL,
+        acquired_at  REAL NOT NULL,
+        heartbeat_at REAL NOT NULL,
+        expires_at   REAL NOT NULL,
+        ended_at     REAL
+    );
+    -- a task is held by at most one active lease, whatever the code above does
+    CREATE UNIQUE INDEX leases_one_active_per_task ON leases(task_id) WHERE status = 'active';
+    CREATE INDEX leases_active_expiry ON leases(expires_at) WHERE status = 'active';
+
+    CREATE TABLE claims (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        lease_id    INTEGER NOT NULL REFERENCES leases(id),
+        path        TEXT NOT NULL,
+        worktree    TEXT,
+        claimed_at  REAL NOT NULL,
+        released_at REAL,
+        active      INTEGER NOT NULL DEFAULT 1
+    );
+    -- at most one active claim per path across all worktrees
+    CREATE UNIQUE INDEX claims_one_active_per_path ON claims(path) WHERE active = 1;
+    CREATE INDEX claims_by_lease ON claims(lease_id) WHERE active = 1;
+
+    CREATE TABLE approvals (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind         TEXT NOT NULL CHECK (kind IN ('command','write','merge','custom')),
+        summary      TEXT NOT NULL,
+        detail       TEXT NOT NULL DEFAULT '{}',
+        status       TEXT NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending','approved','rejected','expired','cancelled')),
+        requested_by TEXT NOT NULL,
+        worktree     TEXT,
+        lease_id     INTEGER REFERENCES leases(id),
+        task_id      INTEGER REFERENCES tasks(id),
+        idem_key     TEXT UNIQUE,
+        created_at   REAL NOT NULL,
+        decided_at   REAL,
+        decided_by   TEXT,
+        reason       TEXT
+    );
+    CREATE INDEX approvals_by_status ON approvals(status, id);
+
+    CREATE TABLE conflicts (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind           TEXT NOT NULL
+                       CHECK (kind IN ('claimed_by_other','out_of_scope','unleased_write','concurrent_edit')),
+        path           TEXT NOT NULL,
+        worktree       TEXT NOT NULL,
+        other_worktree TEXT,
+        lease_id       INTEGER REFERENCES leases(id),
+        other_lease_id INTEGER REFERENCES leases(id),
+        task_id        INTEGER REFERENCES tasks(id),
+        status         TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open','acked','resolved')),
+        message        TEXT NOT NULL DEFAULT '',
+        detail         TEXT NOT NULL DEFAULT '{}',
+        created_at     REAL NOT NULL,
+        updated_at     REAL NOT NULL,
+        closed_at      REAL,
+        closed_by      TEXT
+    );
+    -- one open conflict per (kind, path, worktrees)
+    CREATE UNIQUE INDEX conflicts_one_open ON conflicts(kind, path, worktree, ifnull(other_worktree, ''))
+        WHERE status = 'open';
+    CREATE INDEX conflicts_by_status ON conflicts(status, id);
+
+    -- the watcher's last known state of every file of every worktree
+    CREATE TABLE snapshots (
+        worktree TEXT NOT NULL,
+        path     TEXT NOT NULL,
+        size     INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        hash     TEXT NOT NULL,
+        PRIMARY KEY (worktree, path)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE audit (
+        seq         INTEGER PRIMARY KEY,
+        ts          TEXT NOT NULL,
+        actor       TEXT NOT NULL,
+        event       TEXT NOT NULL,
+        task_id     INTEGER,
+        lease_id    INTEGER,
+        approval_id INTEGER,
+        worktree    TEXT,
+        path        TEXT,
+        details     TEXT NOT NULL DEFAULT '{}',
+        prev_hash   TEXT NOT NULL,
+        entry_hash  TEXT NOT NULL,
+        signature   TEXT NOT NULL
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

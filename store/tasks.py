@@ -1,0 +1,657 @@
+"""Verbs on tasks, leases, file claims and worktrees.
+
+Each verb is one ``BEGIN IMMEDIATE`` transaction that also appends its audit
+event. Verbs that touch a lease reap expired leases first, in the same
+transaction, so a holder whose lease ran out is refused even if nobody ran
+``tower reap``. Refusals found after a reap are raised after COMMIT so the
+reap itself is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from core import rules
+from core.errors import BadInput, NotFound, Refused
+from core.ids import format_id
+from core.models import ClaimResult, Lease, Task, Worktree, utc
+from store.db import StoreBase
+
+_TASK_SELECT = """
+SELECT t.*, (SELECT json_group_array(depends_on) FROM
+             (SELECT depends_on FROM task_deps WHERE task_id = t.id ORDER BY depends_on)) AS deps
+FROM tasks t
+"""
+
+_LEASE_SELECT = """
+SELECT l.*, t.title AS task_title,
+       (SELECT json_group_array(path) FROM
+        (SELECT path FROM claims c WHERE c.lease_id = l.id AND c.active = 1 ORDER BY path)) AS claim_paths
+FROM leases l JOIN tasks t ON t.id = l.task_id
+"""
+
+_ELIGIBLE = """
+t.status = 'pending' AND NOT EXISTS (
+    SELECT 1 FROM task_deps d JOIN tasks x ON x.id = d.depends_on
+    WHERE d.task_id = t.id AND x.status != 'done')
+"""
+
+
+def task_from_row(row: sqlite3.Row) -> Task:
+    return Task(
+        id=row["id"],
+        title=row["title"],
+        description=row["description"],
+        priority=row["priority"],
+        status=row["status"],
+        depends_on=json.loads(row["deps"] or "[]"),
+        scope=json.loads(row["scope"]),
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        last_error=row["last_error"],
+        created_by=row["created_by"],
+        created_at=utc(row["created_at"]),
+        updated_at=utc(row["updated_at"]),
+    )
+
+
+def lease_from_row(row: sqlite3.Row) -> Lease:
+    return Lease(
+        id=row["id"],
+        task_id=row["task_id"],
+        task_title=row["task_title"],
+        agent=row["agent"],
+        worktree=row["worktree"],
+        token=row["token"],
+        status=row["status"],
+        ttl=row["ttl"],
+        acquired_at=utc(row["acquired_at"]),
+        heartbeat_at=utc(row["heartbeat_at"]),
+        expires_at=utc(row["expires_at"]),
+        ended_at=utc(row["ended_at"]),
+        claims=json.loads(row["claim_paths"] or "[]"),
+    )
+
+
+def _holder(row: sqlite3.Row) -> str:
+    where = f" in {row['worktree']}" if row["worktree"] else ""
+    return f"{format_id('lease', row['lease_id'])} ({row['agent']}{where}, task {format_id('task', row['task_id'])})"
+
+
+class TaskVerbs(StoreBase):
+    # -- reads ---------------------------------------------------------------
+
+    async def get_task(self, task_id: int) -> Task:
+        row = await self._fetchone(_TASK_SELECT + " WHERE t.id = ?", (task_id,))
+        if row is None:
+            raise NotFound(f"no task {format_id('task', task_id)}", code="task_not_found")
+        return task_from_row(row)
+
+    async def list_tasks(self, status: str | None = None) -> list[Task]:
+        if status is None:
+            rows = await self._fetchall(_TASK_SELECT + " ORDER BY t.id")
+        else:
+            rows = await self._fetchall(_TASK_SELECT + " WHERE t.status = ? ORDER BY t.id", (status,))
+        return [task_from_row(r) for r in rows]
+
+    async def get_lease(self, lease_id: int) -> Lease:
+        row = await self._fetchone(_LEASE_SELECT + " WHERE l.id = ?", (lease_id,))
+        if row is None:
+            raise NotFound(f"no lease {format_id('lease', lease_id)}", code="lease_not_found")
+        return lease_from_row(row)
+
+    async def list_leases(self, *, all: bool = False, task_id: int | None = None) -> list[Lease]:
+        where, params = [], []
+        if not all:
+            where.append("l.status = 'active'")
+        if task_id is not None:
+            where.append("l.task_id = ?")
+            params.append(task_id)
+        sql = _LEASE_SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY l.id"
+        return [lease_from_row(r) for r in await self._fetchall(sql, tuple(params))]
+
+    async def list_claims(self) -> list[dict[str, Any]]:
+        rows = await self._fetchall(
+            "SELECT c.path, c.lease_id, c.worktree, c.claimed_at, l.agent, l.task_id"
+            " FROM claims c JOIN leases l ON l.id = c.lease_id WHERE c.active = 1 ORDER BY c.path"
+        )
+        return [dict(r) for r in rows]
+
+    async def list_worktrees(self) -> list[Worktree]:
+        rows = await self._fetchall("SELECT * FROM worktrees ORDER BY name")
+        return [
+            Worktree(
+                name=r["name"],
+                path=r["path"],
+                branch=r["branch"],
+                agent=r["agent"],
+                last_seen=utc(r["last_seen"]),
+                active=bool(r["active"]),
+            )
+            for r in rows
+        ]
+
+    # -- tasks ---------------------------------------------------------------
+
+    async def add_task(
+        self,
+        title: str,
+        *,
+        description: str = "",
+        priority: int = 0,
+        scope: list[str] | None = None,
+        depends_on: list[int] | None = None,
+        max_attempts: int = rules.DEFAULT_MAX_ATTEMPTS,
+        actor: str | None = None,
+    ) -> Task:
+        """Queue a new pending task."""
+        from core.scope import ScopeError, validate_glob
+
+        title = title.strip()
+        if not title:
+            raise BadInput("a task needs a non-empty title")
+        if max_attempts < 1:
+            raise BadInput(f"--max-attempts must be at least 1, got {max_attempts}")
+        try:
+            globs = [validate_glob(g) for g in scope or []]
+        except ScopeError as exc:
+            raise BadInput(str(exc)) from None
+        deps = sorted(set(depends_on or []))
+        async with self.transaction():
+            for dep in deps:
+                if await self._fetchone("SELECT 1 FROM tasks WHERE id = ?", (dep,)) is None:
+                    raise NotFound(f"no task {format_id('task', dep)} to depend on", code="task_not_found")
+            now = self.clock()
+            task_id = await self._exec(
+                "INSERT INTO tasks (title, description, priority, scope, max_attempts, created_by,"
+                " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                (title, description, priority, json.dumps(globs), max_attempts, actor or self.actor, now, now),
+            )
+            for dep in deps:
+                await self._exec("INSERT INTO task_deps (task_id, depends_on) VALUES (?, ?)", (task_id, dep))
+            await self._audit(
+                "task.added",
+                actor=actor,
+                task_id=task_id,
+                details={"title": title, "priority": priority, "scope": globs,
+                         "depends_on": [format_id("task", d) for d in deps], "max_attempts": max_attempts},
+                now=now,
+            )
+        return await self.get_task(task_id)
+
+    async def claim_task(
+        self,
+        *,
+        agent: str,
+        worktree: str | None = None,
+        task_id: int | None = None,
+        ttl: float = rules.DEFAULT_TTL,
+    ) -> ClaimResult:
+        """Lease the next eligible task (or ``task_id``) to ``agent``.
+
+        Eligible: pending, every dependency done; highest priority first, then
+        the oldest. Raises NotFound(code="no_task") when nothing is eligible.
+        """
+        ttl = rules.check_ttl(ttl)
+        problem: Exception | None = None
+        async with self.transaction():
+            now = self.clock()
+            await self._reap_locked(now)
+            if task_id is not None:
+                row = await self._fetchone(f"SELECT t.*, ({_ELIGIBLE}) AS ready FROM tasks t WHERE t.id = ?", (task_id,))
+                if row is None:
+                    problem = NotFound(f"no task {format_id('task', task_id)}", code="task_not_found")
+                elif row["status"] != "pending":
+                    problem = Refused(
+                        f"task {format_id('task', task_id)} is {row['status']}, not pending",
+                        code="task_not_pending",
+                    )
+                elif not row["ready"]:
+                    problem = Refused(
+                        f"task {format_id('task', task_id)} waits for its dependencies",
+                        code="task_blocked",
+                    )
+            else:
+                row = await self._fetchone(
+                    f"SELECT t.* FROM tasks t WHERE {_ELIGIBLE} ORDER BY t.priority DESC, t.id LIMIT 1"
+                )
+                if row is None:
+                    problem = NotFound("no eligible task in the queue", code="no_task")
+            if problem is None:
+                lease_id = await self._exec(
+                    "INSERT INTO leases (task_id, agent, worktree, token, ttl, acquired_at, heartbeat_at,"
+                    " expires_at) VALUES (?, ?, ?, (SELECT ifnull(max(token), 0) + 1 FROM leases), ?, ?, ?, ?)",
+                    (row["id"], agent, worktree, ttl, now, now, now + ttl),
+                )
+                token = (await self._fetchone("SELECT token FROM leases WHERE id = ?", (lease_id,)))[0]
+                await self._exec(
+                    "UPDATE tasks SET status = 'leased', attempts = attempts + 1, updated_at = ?"
+                    " WHERE id = ? AND status = 'pending'",
+                    (now, row["id"]),
+                )
+                await self._seen(worktree, agent, now)
+                await self._audit(
+                    "task.claimed",
+                    actor=agent,
+                    task_id=row["id"],
+                    lease_id=lease_id,
+                    worktree=worktree,
+                    details={"token": token, "ttl": ttl, "attempt": row["attempts"] + 1},
+                    now=now,
+                )
+        if problem is not None:
+            raise problem
+        return ClaimResult(
+            lease_id=lease_id,
+            token=token,
+            task_id=row["id"],
+            title=row["title"],
+            scope=json.loads(row["scope"]),
+            expires_at=utc(now + ttl),
+        )
+
+    async def complete_task(self, lease_id: int, *, token: int | None = None, agent: str | None = None) -> Lease:
+        """Finish the lease's task: task done, lease completed, its claims released."""
+        return await self._end_lease(lease_id, "completed", "done", "task.done", token=token, agent=agent)
+
+    async def fail_task(
+        self, lease_id: int, reason: str, *, token: int | None = None, agent: str | None = None
+    ) -> Lease:
+        """Give up on the lease's task: back to the queue, or failed once attempts run out."""
+        if not reason.strip():
+            raise BadInput("failing a task needs a --reason")
+        return await self._end_lease(lease_id, "failed", None, "task.failed", token=token, agent=agent, reason=reason)
+
+    async def release_lease(self, lease_id: int, *, token: int | None = None, agent: str | None = None) -> Lease:
+        """Hand the task back untouched; the attempt does not count against it."""
+        return await self._end_lease(lease_id, "released", "pending", "lease.released", token=token, agent=agent)
+
+    async def _end_lease(
+        self,
+        lease_id: int,
+        lease_status: str,
+        task_status: str | None,
+        event: str,
+        *,
+        token: int | None,
+        agent: str | None,
+        reason: str | None = None,
+    ) -> Lease:
+        problem: Exception | None = None
+        async with self.transaction():
+            now = self.clock()
+            await self._reap_locked(now)
+            lease = await self._lease_row(lease_id)
+            problem = self._lease_problem(lease, lease_id, token, agent)
+            if problem is None:
+                task = await self._fetchone("SELECT * FROM tasks WHERE id = ?", (lease["task_id"],))
+                if task_status is None:
+                    task_status = rules.after_lost_attempt(task["attempts"], task["max_attempts"])
+                attempts = task["attempts"] - 1 if lease_status == "released" else task["attempts"]
+                await self._exec(
+                    "UPDATE leases SET status = ?, ended_at = ? WHERE id = ?", (lease_status, now, lease_id)
+                )
+                released = await self._release_claims_locked(lease_id, None, now)
+                await self._exec(
+                    "UPDATE tasks SET status = ?, attempts = ?, last_error = coalesce(?, last_error),"
+                    " updated_at = ? WHERE id = ?",
+                    (task_status, max(attempts, 0), reason, now, lease["task_id"]),
+                )
+                await self._seen(lease["worktree"], lease["agent"], now)
+                details: dict[str, Any] = {"task_status": task_status, "token": lease["token"]}
+                if reason:
+                    details["reason"] = reason
+                if released:
+                    details["released"] = released
+                await self._audit(
+                    event,
+                    actor=agent or lease["agent"],
+                    task_id=lease["task_id"],
+                    lease_id=lease_id,
+                    worktree=lease["worktree"],
+                    details=details,
+                    now=now,
+                )
+        if problem is not None:
+            raise problem
+        return await self.get_lease(lease_id)
+
+    async def retry_task(self, task_id: int, *, actor: str | None = None) -> Task:
+        """Put a failed or cancelled task back in the queue with a fresh attempt budget."""
+        async with self.transaction():
+            task = await self._task_row(task_id)
+            if task["status"] not in ("failed", "cancelled"):
+                raise Refused(
+                    f"task {format_id('task', task_id)} is {task['status']}: only failed or cancelled tasks can be retried",
+                    code="task_not_retryable",
+                )
+            now = self.clock()
+            await self._exec(
+                "UPDATE tasks SET status = 'pending', attempts = 0, updated_at = ? WHERE id = ?", (now, task_id)
+            )
+            await self._audit("task.retried", actor=actor, task_id=task_id,
+                              details={"from": task["status"]}, now=now)
+        return await self.get_task(task_id)
+
+    async def cancel_task(self, task_id: int, *, actor: str | None = None) -> Task:
+        """Cancel a pending or leased task (its lease is released). Cancelling twice is a no-op."""
+        async with self.transaction():
+            task = await self._task_row(task_id)
+            if task["status"] == "cancelled":
+                pass
+            elif task["status"] in ("done", "failed"):
+                raise Refused(
+                    f"task {format_id('task', task_id)} is already {task['status']}", code="task_finished"
+                )
+            else:
+                now = self.clock()
+                lease = await self._fetchone(
+                    "SELECT * FROM leases WHERE task_id = ? AND status = 'active'", (task_id,)
+                )
+                details: dict[str, Any] = {"from": task["status"]}
+                if lease is not None:
+                    await self._exec(
+                        "UPDATE leases SET status = 'released', ended_at = ? WHERE id = ?", (now, lease["id"])
+                    )
+                    details["released"] = await self._release_claims_locked(lease["id"], None, now)
+                    details["lease"] = format_id("lease", lease["id"])
+                await self._exec(
+                    "UPDATE tasks SET status = 'cancelled', updated_at = ? WHERE id = ?", (now, task_id)
+                )
+                await self._audit("task.cancelled", actor=actor, task_id=task_id,
+                                  lease_id=lease["id"] if lease else None, details=details, now=now)
+        return await self.get_task(task_id)
+
+    # -- leases --------------------------------------------------------------
+
+    async def heartbeat(
+        self, lease_id: int, *, ttl: float | None = None, token: int | None = None, agent: str | None = None
+    ) -> Lease:
+        """Push the lease's expiry to now + ttl (default: the lease's own ttl)."""
+        if ttl is not None:
+            ttl = rules.check_ttl(ttl)
+        problem: Exception | None = None
+        async with self.transaction():
+            now = self.clock()
+            await self._reap_locked(now)
+            lease = await self._lease_row(lease_id)
+            problem = self._lease_problem(lease, lease_id, token, agent)
+            if problem is None:
+                new_ttl = ttl or lease["ttl"]
+                await self._exec(
+                    "UPDATE leases SET heartbeat_at = ?, expires_at = ?, ttl = ? WHERE id = ?",
+                    (now, now + new_ttl, new_ttl, lease_id),
+                )
+                await self._seen(lease["worktree"], lease["agent"], now)
+                await self._audit(
+                    "lease.heartbeat",
+                    actor=agent or lease["agent"],
+                    task_id=lease["task_id"],
+                    lease_id=lease_id,
+                    worktree=lease["worktree"],
+                    details={"ttl": new_ttl},
+                    now=now,
+                )
+        if problem is not None:
+            raise problem
+        return await self.get_lease(lease_id)
+
+    async def reap(self, *, actor: str | None = None) -> list[int]:
+        """Expire every active lease past its expiry; returns the lease ids reaped."""
+        async with self.transaction():
+            return await self._reap_locked(self.clock(), actor=actor)
+
+    async def reap_if_due(self) -> list[int]:
+        """Cheap read first: only take the write lock when something has expired."""
+        due = await self._fetchone(
+            "SELECT 1 FROM leases WHERE status = 'active' AND expires_at <= ? LIMIT 1", (self.clock(),)
+        )
+        return await self.reap() if due else []
+
+    async def _reap_locked(self, now: float, *, actor: str | None = None) -> list[int]:
+        rows = await self._fetchall(
+            "SELECT l.id, l.task_id, l.agent, l.worktree, l.token, t.attempts, t.max_attempts, t.status AS task_status"
+            " FROM leases l JOIN tasks t ON t.id = l.task_id"
+            " WHERE l.status = 'active' AND l.expires_at <= ? ORDER BY l.id",
+            (now,),
+        )
+        for row in rows:
+            await self._exec("UPDATE leases SET status = 'expired', ended_at = ? WHERE id = ?", (now, row["id"]))
+            released = await self._release_claims_locked(row["id"], None, now)
+            task_status = row["task_status"]
+            if task_status == "leased":
+                task_status = rules.after_lost_attempt(row["attempts"], row["max_attempts"])
+                await self._exec(
+                    "UPDATE tasks SET status = ?, last_error = ?, updated_at = ? WHERE id = ?",
+                    (task_status, f"lease {format_id('lease', row['id'])} expired", now, row["task_id"]),
+                )
+            await self._audit(
+                "lease.expired",
+                actor=actor or "tower",
+                task_id=row["task_id"],
+                lease_id=row["id"],
+                worktree=row["worktree"],
+                details={"agent": row["agent"], "token": row["token"], "task_status": task_status,
+                         "released": released},
+                now=now,
+            )
+        return [row["id"] for row in rows]
+
+    # -- file claims ---------------------------------------------------------
+
+    async def claim_files(
+        self,
+        lease_id: int,
+        paths: list[str],
+        *,
+        token: int | None = None,
+        agent: str | None = None,
+    ) -> list[str]:
+        """Claim repo-relative ``paths`` for the lease, all or nothing.
+
+        A path already claimed by this lease is kept (idempotent); a path held
+        by another lease, or outside the task's scope, refuses the whole call.
+        Returns the paths newly claimed.
+        """
+        from core.scope import matches
+
+        wanted = sorted(set(paths))
+        if not wanted:
+            raise BadInput("name at least one path to claim")
+        problem: Exception | None = None
+        new: list[str] = []
+        async with self.transaction():
+            now = self.clock()
+            await self._reap_locked(now)
+            lease = await self._lease_row(lease_id)
+            problem = self._lease_problem(lease, lease_id, token, agent)
+            if problem is None:
+                task = await self._task_row(lease["task_id"])
+                scope = json.loads(task["scope"])
+                outside = [p for p in wanted if scope and not matches(p, scope)]
+                if outside:
+                    problem = Refused(
+                        f"{outside[0]} is outside the scope of task {format_id('task', task['id'])} ({', '.join(scope)})",
+                        code="out_of_scope",
+                        data={"paths": outside, "scope": scope},
+                    )
+            if problem is None:
+                marks = ",".join("?" * len(wanted))
+                held = await self._fetchall(
+                    "SELECT c.path, c.lease_id, l.agent, l.worktree, l.task_id FROM claims c"
+                    f" JOIN leases l ON l.id = c.lease_id WHERE c.active = 1 AND c.path IN ({marks})",
+                    tuple(wanted),
+                )
+                others = [h for h in held if h["lease_id"] != lease_id]
+                if others:
+                    first = others[0]
+                    problem = Refused(
+                        f"{first['path']} is claimed by {_holder(first)}",
+                        code="claim_conflict",
+                        data={"holders": [
+                            {"path": h["path"], "lease_id": format_id("lease", h["lease_id"]),
+                             "agent": h["agent"], "worktree": h["worktree"],
+                             "task_id": format_id("task", h["task_id"])} for h in others]},
+                    )
+                else:
+                    mine = {h["path"] for h in held}
+                    new = [p for p in wanted if p not in mine]
+                    for path in new:
+                        await self._exec(
+                            "INSERT INTO claims (lease_id, path, worktree, claimed_at) VALUES (?,?,?,?)",
+                            (lease_id, path, lease["worktree"], now),
+                        )
+                    if new:
+                        await self._seen(lease["worktree"], lease["agent"], now)
+                        await self._audit(
+                            "files.claimed",
+                            actor=agent or lease["agent"],
+                            task_id=lease["task_id"],
+                            lease_id=lease_id,
+                            worktree=lease["worktree"],
+                            path=new[0] if len(new) == 1 else None,
+                            details={"paths": new},
+                            now=now,
+                        )
+        if problem is not None:
+            raise problem
+        return new
+
+    async def release_files(
+        self,
+        lease_id: int,
+        paths: list[str] | None = None,
+        *,
+        token: int | None = None,
+        agent: str | None = None,
+    ) -> list[str]:
+        """Release the given claims of a lease (all of them when ``paths`` is None)."""
+        problem: Exception | None = None
+        released: list[str] = []
+        async with self.transaction():
+            now = self.clock()
+            await self._reap_locked(now)
+            lease = await self._lease_row(lease_id)
+            problem = self._lease_problem(lease, lease_id, token, agent)
+            if problem is None:
+                released = await self._release_claims_locked(lease_id, paths, now)
+                if released:
+                    await self._audit(
+                        "files.released",
+                        actor=agent or lease["agent"],
+                        task_id=lease["task_id"],
+                        lease_id=lease_id,
+                        worktree=lease["worktree"],
+                        path=released[0] if len(released) == 1 else None,
+                        details={"paths": released},
+                        now=now,
+                    )
+        if problem is not None:
+            raise problem
+        return released
+
+    async def _release_claims_locked(self, lease_id: int, paths: list[str] | None, now: float) -> list[str]:
+        if paths is None:
+            rows = await self._fetchall(
+                "UPDATE claims SET active = 0, released_at = ? WHERE lease_id = ? AND active = 1 RETURNING path",
+                (now, lease_id),
+            )
+        else:
+            marks = ",".join("?" * len(paths)) or "NULL"
+            rows = await self._fetchall(
+                "UPDATE claims SET active = 0, released_at = ?"
+                f" WHERE lease_id = ? AND active = 1 AND path IN ({marks}) RETURNING path",
+                (now, lease_id, *paths),
+            )
+        return sorted(r[0] for r in rows)
+
+    # -- worktrees -----------------------------------------------------------
+
+    async def add_worktree(
+        self,
+        name: str,
+        path: str,
+        *,
+        branch: str | None = None,
+        agent: str | None = None,
+        actor: str | None = None,
+    ) -> Worktree:
+        """Register (or update) a worktree; re-registering the same thing is a no-op."""
+        if not name.strip():
+            raise BadInput("a worktree needs a name")
+        async with self.transaction():
+            now = self.clock()
+            by_name = await self._fetchone("SELECT * FROM worktrees WHERE name = ?", (name,))
+            by_path = await self._fetchone("SELECT * FROM worktrees WHERE path = ?", (path,))
+            if by_path is not None and by_path["name"] != name:
+                raise Refused(f"{path} is already registered as worktree {by_path['name']}", code="worktree_exists")
+            if by_name is not None and by_name["path"] != path and by_name["active"]:
+                raise Refused(f"worktree {name} is already registered at {by_name['path']}", code="worktree_exists")
+            unchanged = (
+                by_name is not None
+                and by_name["path"] == path
+                and by_name["active"]
+                and (branch is None or by_name["branch"] == branch)
+            )
+            if not unchanged:
+                await self._exec(
+                    "INSERT INTO worktrees (name, path, branch, agent, last_seen, active) VALUES (?,?,?,?,?,1)"
+                    " ON CONFLICT(name) DO UPDATE SET path = excluded.path,"
+                    " branch = coalesce(excluded.branch, branch), agent = coalesce(excluded.agent, agent), active = 1",
+                    (name, path, branch, agent, now),
+                )
+                await self._audit("worktree.added", actor=actor, worktree=name,
+                                  details={"path": path, "branch": branch}, now=now)
+        return next(w for w in await self.list_worktrees() if w.name == name)
+
+    async def remove_worktree(self, name: str, *, actor: str | None = None) -> None:
+        """Mark a worktree gone (kept for history: leases and audit events name it)."""
+        async with self.transaction():
+            row = await self._fetchone("SELECT active FROM worktrees WHERE name = ?", (name,))
+            if row is None:
+                raise NotFound(f"no worktree {name}", code="worktree_not_found")
+            if row["active"]:
+                await self._exec("UPDATE worktrees SET active = 0 WHERE name = ?", (name,))
+                await self._audit("worktree.removed", actor=actor, worktree=name, now=self.clock())
+
+    async def _seen(self, worktree: str | None, agent: str | None, now: float) -> None:
+        if worktree:
+            await self._exec(
+                "UPDATE worktrees SET last_seen = ?, agent = coalesce(?, agent) WHERE name = ?",
+                (now, agent, worktree),
+            )
+
+    # -- helpers -------------------------------------------------------------
+
+    async def _task_row(self, task_id: int) -> sqlite3.Row:
+        row = await self._fetchone("SELECT * FROM tasks WHERE id = ?", (task_id,))
+        if row is None:
+            raise NotFound(f"no task {format_id('task', task_id)}", code="task_not_found")
+        return row
+
+    async def _lease_row(self, lease_id: int) -> sqlite3.Row | None:
+        return await self._fetchone("SELECT * FROM leases WHERE id = ?", (lease_id,))
+
+    @staticmethod
+    def _lease_problem(
+        lease: sqlite3.Row | None, lease_id: int, token: int | None, agent: str | None
+    ) -> Exception | None:
+        """Why a call presenting this lease must be refused, or None."""
+        lid = format_id("lease", lease_id)
+        if lease is None:
+            return NotFound(f"no lease {lid}", code="lease_not_found")
+        if lease["status"] != "active":
+            return Refused(
+                f"lease {lid} is {lease['status']}, not active: its task may belong to another agent now",
+                code="lease_not_active",
+                data={"status": lease["status"]},
+            )
+        if token is not None and token != lease["token"]:
+            return Refused(
+                f"stale token {token} for lease {lid} (current token is {lease['token']})", code="stale_token"
+            )
+        if agent is not None and agent != lease["agent"]:
+            return Refused(f"lease {lid} belongs to {lease['agent']}, not {agent}", code="foreign_lease")
+        return None

@@ -1,0 +1,226 @@
+"""Shared plumbing of the ``tower`` command line: options, output, errors, store access.
+
+Nothing here imports Textual: agents call ``tower`` for every step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from core.errors import BadInput, NotFound, TowerError
+from core.gitrepo import DB_NAME, RepoInfo, discover
+
+T = TypeVar("T")
+
+ISSUES_URL = "https://github.com/agent-tower/agent-tower/issues"
+
+
+# -- options shared by every command -------------------------------------------
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    # Options may be given before or after the subcommand; the last one wins.
+    if value not in (None, False):
+        ctx.find_root().meta[f"tower.{param.name}"] = value
+    return value
+
+
+def common_options(func: Callable) -> Callable:
+    """--json, --db, --agent, --worktree on every command (and on ``tower`` itself)."""
+    options = [
+        click.option("--json", "json_output", is_flag=True, expose_value=False, callback=_remember,
+                     help="Print exactly one JSON object on stdout."),
+        click.option("--db", type=click.Path(dir_okay=False, path_type=Path), expose_value=False,
+                     callback=_remember, help="Store file (default: .git/tower/tower.db; env TOWER_DB)."),
+        click.option("--agent", expose_value=False, callback=_remember,
+                     help="Who is acting (env TOWER_AGENT)."),
+        click.option("--worktree", expose_value=False, callback=_remember,
+                     help="Worktree name (default: the git worktree of the current directory)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def opt(name: str) -> Any:
+    ctx = click.get_current_context(silent=True)
+    return ctx.find_root().meta.get(f"tower.{name}") if ctx else None
+
+
+def json_mode() -> bool:
+    return bool(opt("json_output"))
+
+
+# -- who, where ------------------------------------------------------------------
+
+
+_repo_cache: list[RepoInfo | None] = []
+
+
+def repo() -> RepoInfo | None:
+    if not _repo_cache:
+        _repo_cache.append(discover(Path.cwd()))
+    return _repo_cache[0]
+
+
+def db_path() -> Path:
+    explicit = opt("db") or os.environ.get("TOWER_DB")
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    info = repo()
+    if info is None:
+        raise NotFound(
+            "no Tower store: not inside a git repository (run `tower init` in one, or pass --db)",
+            code="not_initialised",
+        )
+    return info.store_dir / DB_NAME
+
+
+def agent_name() -> str | None:
+    return opt("agent") or os.environ.get("TOWER_AGENT") or None
+
+
+def person() -> str:
+    """The actor for decisions made from a shell: the named agent, else the login user."""
+    name = agent_name()
+    if name:
+        return name
+    try:
+        return f"person:{getpass.getuser()}"
+    except Exception:  # no login name in some containers
+        return "person"
+
+
+def worktree_hint() -> str | None:
+    return opt("worktree") or os.environ.get("TOWER_WORKTREE") or None
+
+
+# -- running a command -------------------------------------------------------------
+
+
+def run(body: Callable[..., Awaitable[T]], *, create: bool = False, actor: str | None = None,
+        reap: bool = True) -> T:
+    """Open the store, reap expired leases if any are due, run ``body(store)``, close."""
+    from store import Store
+
+    async def main() -> T:
+        async with Store(db_path(), actor=actor or agent_name() or "tower", create=create) as store:
+            if reap and not create:
+                await store.reap_if_due()
+            return await body(store)
+
+    return asyncio.run(main())
+
+
+async def current_worktree(store, *, register: bool = True) -> tuple[str | None, Path | None]:
+    """The worktree this command acts in: (name, root path)."""
+    from core.gitrepo import worktree_name
+
+    hint = worktree_hint()
+    known = await store.list_worktrees()
+    if hint:
+        match = next((w for w in known if w.name == hint), None)
+        return hint, Path(match.path) if match else None
+    info = repo()
+    if info is None:
+        return None, None
+    root = info.worktree_root.resolve()
+    match = next((w for w in known if Path(w.path) == root), None)
+    if match:
+        return match.name, root
+    if not register:
+        return None, root
+    name = worktree_name(info, root)
+    taken = {w.name for w in known}
+    base, n = name, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    await store.add_worktree(name, str(root), branch=info.branch, actor=agent_name())
+    return name, root
+
+
+def normalize_paths(paths: list[str], root: Path | None) -> list[str]:
+    """Repo-relative paths; bad ones are a usage error (exit 2)."""
+    from core.paths import PathError, normalize
+
+    base = root or Path.cwd()
+    out = []
+    for p in paths:
+        try:
+            out.append(normalize(p, base, Path.cwd()))
+        except PathError as exc:
+            raise BadInput(str(exc), code="bad_path") from None
+    return out
+
+
+def parse(kind: str, text: str) -> int:
+    from core.ids import parse_id
+
+    return parse_id(kind, text)
+
+
+# -- output ----------------------------------------------------------------------------
+
+
+def to_data(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [to_data(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_data(v) for k, v in value.items()}
+    return value
+
+
+def emit(data: Any, human: str | Callable[[], str] | None = None) -> None:
+    """Print the result: one JSON object with --json, else a short human line."""
+    if json_mode():
+        click.echo(json.dumps({"ok": True, "data": to_data(data)}, ensure_ascii=False))
+    elif human is not None:
+        text = human() if callable(human) else human
+        if text:
+            click.echo(text)
+
+
+def fail(code: str, message: str, exit_code: int, data: dict | None = None) -> int:
+    message = " ".join(message.split()) if message else code
+    if json_mode() or "--json" in sys.argv[1:]:
+        error: dict[str, Any] = {"code": code, "message": message}
+        if data:
+            error["data"] = data
+        click.echo(json.dumps({"ok": False, "error": error}, ensure_ascii=False))
+    else:
+        click.echo(f"tower: {message}", err=True)
+    return exit_code
+
+
+def report(exc: BaseException) -> int:
+    if isinstance(exc, TowerError):
+        return fail(exc.code, exc.message, exc.exit_code, exc.data)
+    where = ""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is not None:
+        where = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
+    return fail(
+        "internal",
+        f"internal error: {type(exc).__name__}: {exc}{where} (a bug: please report it at {ISSUES_URL})",
+        1,
+    )
+
+
+def short(ts) -> str:
+    """A timestamp for humans: local time, seconds."""
+    if ts is None:
+        return "-"
+    return ts.astimezone().strftime("%H:%M:%S")

@@ -1,0 +1,40 @@
+"""Conflicts the watcher flagged."""
+
+from __future__ import annotations
+
+import click
+
+from core.ids import format_id
+from tui.clikit import common_options, emit, parse, person, run, short
+
+
+def conflict_line(c) -> str:
+    other = f" vs {c.other_worktree}" if c.other_worktree else ""
+    lease = f" {format_id('lease', c.lease_id)}" if c.lease_id else ""
+    msg = f": {c.message}" if c.message else ""
+    return (f"{format_id('conflict', c.id):<5} {c.status:<8} {c.kind:<17} {c.path}  "
+            f"{c.worktree}{other}{lease} ({short(c.created_at)}){msg}")
+
+
+@click.group()
+def conflict() -> None:
+    """List and acknowledge conflicts."""
+
+
+@conflict.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include acknowledged and resolved ones.")
+@common_options
+def conflict_list(show_all) -> None:
+    """List open conflicts."""
+    items = run(lambda s: s.list_conflicts(None if show_all else "open"))
+    emit(items, lambda: "\n".join(conflict_line(c) for c in items) or "no open conflicts")
+
+
+@conflict.command("ack")
+@click.argument("conflict_id")
+@common_options
+def conflict_ack(conflict_id) -> None:
+    """Acknowledge a conflict."""
+    cid = parse("conflict", conflict_id)
+    c = run(lambda s: s.ack_conflict(cid, actor=person()), actor=person())
+    emit(c, f"{format_id('conflict', c.id)} {c.status}")

@@ -1,0 +1,46 @@
+"""``tower init``: create the store inside the repository's git common dir."""
+
+from __future__ import annotations
+
+import click
+
+from tui.clikit import common_options, db_path, emit, person, repo, run
+
+
+@click.command()
+@common_options
+def init() -> None:
+    """Create the store (.git/tower/) and register this repository's worktrees."""
+    path = db_path()
+    existed = path.exists()
+
+    async def body(s):
+        if not existed:
+            async with s.transaction():
+                await s._audit("store.initialised", actor=person(), details={"path": str(path)})
+        info = repo()
+        registered = []
+        if info is not None:
+            from tui.commands.worktrees import sync_worktrees
+
+            registered = await sync_worktrees(s, info)
+        head = await s.audit_head()
+        return registered, head
+
+    registered, (seq, head_hash) = run(body, create=True, actor=person())
+    _after_init(path)
+    emit(
+        {"db": str(path), "created": not existed, "worktrees": registered,
+         "head": f"{seq}:{head_hash}" if head_hash else None},
+        f"{'initialised' if not existed else 'already initialised:'} Tower store at {path}"
+        + (f" ({len(registered)} worktree{'s' if len(registered) != 1 else ''})" if registered else ""),
+    )
+
+
+def _after_init(path) -> None:
+    """Hook for later features (the policy file); must be idempotent."""
+    try:
+        from core.policy import write_default_policy
+    except ImportError:
+        return
+    write_default_policy(path.parent)

@@ -1,0 +1,108 @@
+"""Register the repository's git worktrees with Tower."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from core.errors import BadInput, NotFound
+from core.gitrepo import RepoInfo, git, list_worktrees, worktree_name
+from tui.clikit import agent_name, common_options, emit, person, repo, run, short
+
+
+async def sync_worktrees(store, info: RepoInfo) -> list[str]:
+    """Register every git worktree; mark registered ones git no longer has as inactive."""
+    try:
+        found = list_worktrees(info)
+    except (RuntimeError, OSError):
+        return []
+    known = {Path(w.path): w for w in await store.list_worktrees()}
+    names = {w.name for w in known.values()}
+    result = []
+    for wt in found:
+        existing = known.get(wt.path)
+        if existing is not None:
+            name = existing.name
+            if not existing.active or (wt.branch and wt.branch != existing.branch):
+                await store.add_worktree(name, str(wt.path), branch=wt.branch, actor=person())
+        else:
+            name = base = worktree_name(info, wt.path)
+            n = 2
+            while name in names:
+                name, n = f"{base}-{n}", n + 1
+            await store.add_worktree(name, str(wt.path), branch=wt.branch, actor=person())
+            names.add(name)
+        result.append(name)
+    present = {wt.path for wt in found}
+    for path, w in known.items():
+        if w.active and path not in present:
+            await store.remove_worktree(w.name, actor=person())
+    return result
+
+
+def _need_repo() -> RepoInfo:
+    info = repo()
+    if info is None:
+        raise NotFound("not inside a git repository", code="not_a_repo")
+    return info
+
+
+@click.group()
+def worktree() -> None:
+    """Add, list and sync worktrees."""
+
+
+@worktree.command("add")
+@click.argument("name")
+@click.option("--path", "path", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the worktree lives (default: ../<repo>-<name>).")
+@click.option("--branch", "-b", default=None, help="Branch to check out (created if missing; default: NAME).")
+@common_options
+def worktree_add(name, path, branch) -> None:
+    """Create a git worktree (unless PATH already is one) and register it."""
+    info = _need_repo()
+    main_root = info.common_dir.parent if info.common_dir.name == ".git" else info.worktree_root
+    target = (path or main_root.parent / f"{main_root.name}-{name}").absolute()
+    branch = branch or name
+    if not target.exists():
+        exists = bool(git(["branch", "--list", branch], cwd=info.worktree_root).strip())
+        args = ["worktree", "add", str(target), branch] if exists else ["worktree", "add", "-b", branch, str(target)]
+        try:
+            git(args, cwd=info.worktree_root)
+        except RuntimeError as exc:
+            raise BadInput(f"git worktree add failed: {exc}", code="git_failed") from None
+    elif not (target / ".git").exists():
+        raise BadInput(f"{target} exists and is not a git worktree", code="bad_path")
+    target = target.resolve()
+    from core.gitrepo import discover
+
+    wt_info = discover(target)
+    w = run(lambda s: s.add_worktree(name, str(target), branch=(wt_info.branch if wt_info else branch),
+                                     agent=agent_name(), actor=person()))
+    emit(w, f"worktree {w.name} at {w.path} (branch {w.branch or '-'})")
+
+
+@worktree.command("list")
+@common_options
+def worktree_list() -> None:
+    """List registered worktrees."""
+    items = run(lambda s: s.list_worktrees())
+    emit(items, lambda: "\n".join(
+        f"{w.name:<12} {'active' if w.active else 'gone':<7} {w.branch or '-':<16} {w.path}"
+        f"  {w.agent or ''} {short(w.last_seen) if w.last_seen else ''}".rstrip()
+        for w in items) or "no worktrees")
+
+
+@worktree.command("sync")
+@common_options
+def worktree_sync() -> None:
+    """Register every worktree git knows of; forget the ones it no longer has."""
+    info = _need_repo()
+
+    async def body(s):
+        names = await sync_worktrees(s, info)
+        return names, await s.list_worktrees()
+
+    names, items = run(body)
+    emit(items, f"{len(names)} worktree{'s' if len(names) != 1 else ''}: {', '.join(names)}")
