@@ -234,6 +234,28 @@ class StoreBase:
         """Changes whenever another connection commits (the change signal)."""
         return (await self._fetchone("PRAGMA data_version"))[0]
 
+    async def wait_for_change(
+        self, version: int, *, interval: float = 0.05, timeout: float | None = None
+    ) -> int:
+        """Wait until another connection commits; returns the new data_version.
+
+        ``PRAGMA data_version`` is a read of the connection's own WAL index: no
+        disk I/O, so polling it every 50 ms is cheap and sees a commit by any
+        process on the machine within one interval. Raises TimeoutError.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            current = await self.data_version()
+            if current != version:
+                return current
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                await asyncio.sleep(min(interval, left))
+            else:
+                await asyncio.sleep(interval)
+
     # -- the audit chain -----------------------------------------------------
 
     async def _audit(
