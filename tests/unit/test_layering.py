@@ -1,0 +1,55 @@
+"""Dependencies point one way: tui -> store -> core. core imports neither; store never imports tui.
+
+Checked on the source (every import statement, including ones inside
+functions) and at run time (importing the command line must not load Textual).
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FORBIDDEN = {"core": {"store", "tui", "textual", "aiosqlite"}, "store": {"tui", "textual"}}
+
+
+def imported_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_package_does_not_import_upward(package):
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(imported_roots(path) & FORBIDDEN[package])
+        for path in (ROOT / package).rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_check_would_catch_an_upward_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from tui.app import TowerApp\n")
+    assert "tui" in imported_roots(bad)
+
+
+@pytest.mark.parametrize("argv", [["task", "list"], ["approval", "list"], ["audit", "head"], ["hook", "--help"]])
+def test_command_line_never_loads_textual(argv, tmp_path):
+    code = (
+        "import sys\n"
+        f"sys.argv = ['tower', '--db', {str(tmp_path / 'x.db')!r}, *{argv!r}]\n"
+        "from tui.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('LOADED' if any(m == 'textual' or m.startswith('textual.') for m in sys.modules) else 'CLEAN')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True).stdout
+    assert out.strip().splitlines()[-1] == "CLEAN"
