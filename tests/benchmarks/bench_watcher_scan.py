@@ -30,11 +30,9 @@ def build(root: Path, dirs: int, files: int) -> int:
     total = 0
     for d in range(dirs):
         sub = root / f"pkg{d}"
+        sub.mkdir()
         for f in range(files):
-            leaf = sub / f"mod{f // 100:02d}"
-            if f % 100 == 0:
-                leaf.mkdir(parents=True)
-            path = leaf / f"file{f}.py"
+            path = sub / f"file{f}.py"
             path.write_bytes(body + str(f).encode())
             os.utime(path, (past, past))
             total += 1
