@@ -1,12 +1,19 @@
-"""Verbs on approvals: request, decide (final and idempotent), expire, cancel."""
+"""Verbs on approvals: request, wait, decide (final and idempotent), expire, cancel.
+
+A decision is final. Repeating it returns the same approval and changes
+nothing; the opposite decision, or any decision on an expired or cancelled
+request, is refused (exit 4) and the refused attempt is itself audited
+(``approval.decision_refused``), so the log shows who tried to overturn what.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from typing import Any
 
-from core.errors import BadInput, NotFound, Refused
+from core.errors import BadInput, NotFound, Refused, TimedOut
 from core.ids import format_id
 from core.models import APPROVAL_KINDS, Approval, utc
 from store.db import StoreBase
@@ -111,43 +118,101 @@ class ApprovalVerbs(StoreBase):
         reason = (reason or "").strip() or None
         if not approve and reason is None:
             raise BadInput("rejecting needs a reason")
+        actor = actor or self.actor
+        aid = format_id("approval", approval_id)
+        problem: Refused | None = None
         async with self.transaction():
             row = await self._fetchone("SELECT * FROM approvals WHERE id = ?", (approval_id,))
-            aid = format_id("approval", approval_id)
             if row is None:
                 raise NotFound(f"no approval {aid}", code="approval_not_found")
             if row["status"] == target:
                 return approval_from_row(row)
-            if row["status"] in ("approved", "rejected"):
-                raise Refused(
-                    f"approval {aid} was already {row['status']} by {row['decided_by']}", code="already_decided",
-                    data={"status": row["status"]},
-                )
-            if row["status"] != "pending":
-                raise Refused(f"approval {aid} is {row['status']}: too late to decide", code="approval_closed",
-                              data={"status": row["status"]})
             now = self.clock()
-            actor = actor or self.actor
-            await self._exec(
-                "UPDATE approvals SET status = ?, decided_at = ?, decided_by = ?, reason = ? WHERE id = ?",
-                (target, now, actor, reason, approval_id),
-            )
-            await self._audit(
-                f"approval.{target}",
-                actor=actor,
-                approval_id=approval_id,
-                task_id=row["task_id"],
-                lease_id=row["lease_id"],
-                worktree=row["worktree"],
-                details={"summary": row["summary"], **({"reason": reason} if reason else {})},
-                now=now,
-            )
+            if row["status"] != "pending":
+                if row["status"] in ("approved", "rejected"):
+                    problem = Refused(
+                        f"approval {aid} was already {row['status']} by {row['decided_by']}",
+                        code="already_decided", data={"status": row["status"]},
+                    )
+                else:
+                    problem = Refused(f"approval {aid} is {row['status']}: too late to decide",
+                                      code="approval_closed", data={"status": row["status"]})
+                # kept (COMMIT) and raised below: a refused attempt leaves a trace
+                await self._audit(
+                    "approval.decision_refused",
+                    actor=actor,
+                    approval_id=approval_id,
+                    task_id=row["task_id"],
+                    lease_id=row["lease_id"],
+                    worktree=row["worktree"],
+                    details={"attempted": target, "status": row["status"],
+                             **({"reason": reason} if reason else {})},
+                    now=now,
+                )
+            else:
+                await self._exec(
+                    "UPDATE approvals SET status = ?, decided_at = ?, decided_by = ?, reason = ? WHERE id = ?",
+                    (target, now, actor, reason, approval_id),
+                )
+                await self._audit(
+                    f"approval.{target}",
+                    actor=actor,
+                    approval_id=approval_id,
+                    task_id=row["task_id"],
+                    lease_id=row["lease_id"],
+                    worktree=row["worktree"],
+                    details={"summary": row["summary"], **({"reason": reason} if reason else {})},
+                    now=now,
+                )
+        if problem is not None:
+            raise problem
         return await self.get_approval(approval_id)
+
+    async def wait_for_decision(
+        self,
+        approval_id: int,
+        *,
+        timeout: float | None = None,
+        expire: bool = True,
+        actor: str | None = None,
+        interval: float = 0.05,
+    ) -> Approval:
+        """Block until the request leaves ``pending``; return it as it then is.
+
+        Sleeps on the store's change signal (``wait_for_change``: PRAGMA
+        data_version every ``interval``), re-reading the row only when another
+        connection committed, so a decision made by any process is seen within
+        about one interval. When ``timeout`` runs out the request is closed as
+        ``expired`` in one transaction (a decision that committed first wins and
+        is returned instead) and the expired approval is returned; with
+        ``expire=False`` it stays pending and TimedOut is raised.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            # data_version first: a commit after this read wakes the wait below
+            version = await self.data_version()
+            approval = await self.get_approval(approval_id)
+            if approval.status != "pending":
+                return approval
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                aid = format_id("approval", approval_id)
+                if not expire:
+                    raise TimedOut(f"approval {aid} is still pending after {timeout:g}s", code="timeout")
+                return await self.close_approval(
+                    approval_id, "expired", actor=actor, reason=f"nobody decided within {timeout:g}s"
+                )
+            try:
+                await self.wait_for_change(version, interval=interval, timeout=left)
+            except TimeoutError:
+                pass  # the loop re-reads once more, then expires
 
     async def close_approval(self, approval_id: int, status: str, *, actor: str | None = None,
                              reason: str | None = None) -> Approval:
-        """Mark a pending request ``expired`` or ``cancelled``; a decided one is returned as is."""
-        assert status in ("expired", "cancelled")
+        """Mark a pending request ``expired`` or ``cancelled`` (audited); a request that is
+        no longer pending is returned as is, so a decision that won the race stands."""
+        if status not in ("expired", "cancelled"):
+            raise BadInput(f"an approval can be closed as expired or cancelled, not {status!r}")
         async with self.transaction():
             row = await self._fetchone("SELECT * FROM approvals WHERE id = ?", (approval_id,))
             if row is None:

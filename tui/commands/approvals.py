@@ -1,15 +1,36 @@
-"""Approvals from the command line: agents request, people (or scripts) decide."""
+"""Approvals from the command line: agents request (and wait), people (or scripts) decide.
+
+Waiting: ``approval request --wait`` and ``approval wait`` block on the store's
+change signal until the request is decided. Exit 0 approved, 4 rejected (or
+cancelled elsewhere), 5 timed out (the request is then expired, so a late
+decision is refused). SIGINT or SIGTERM while waiting cancels the request
+(status ``cancelled``, audited) and exits 128 + the signal number (130 for
+Ctrl-C, 143 for SIGTERM) with one line saying so.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
+import sys
 
 import click
 
-from core.errors import BadInput
+from core.errors import BadInput, Refused, TimedOut, TowerError
 from core.ids import format_id
 from core.models import APPROVAL_KINDS, APPROVAL_STATUSES
-from tui.clikit import agent_name, common_options, current_worktree, emit, parse, person, run, short
+from tui.clikit import (
+    agent_name,
+    common_options,
+    current_worktree,
+    emit,
+    parse,
+    person,
+    run,
+    short,
+    to_data,
+)
 
 
 def approval_line(a) -> str:
@@ -17,6 +38,123 @@ def approval_line(a) -> str:
     reason = f": {a.reason}" if a.reason else ""
     return (f"{format_id('approval', a.id):<5} {a.status:<9} {a.kind:<8} {a.summary}"
             f"  ({a.requested_by}, {short(a.created_at)}){decided}{reason}")
+
+
+class Interrupted(TowerError):
+    """The waiting process got SIGINT or SIGTERM: exit 128 + the signal number."""
+
+    code = "interrupted"
+
+    def __init__(self, message: str, signum: int, data: dict | None = None):
+        super().__init__(message, data=data)
+        self.exit_code = 128 + signum
+
+
+class SignalCatcher:
+    """While entered, SIGINT and SIGTERM cancel the guarded wait instead of killing us.
+
+    A signal that arrives outside :meth:`guard` (while the request is being
+    filed, or while it is being cancelled) is remembered and acted on at the
+    next guard, so a request is never left half-filed and cleanup is never cut
+    short by a second Ctrl-C.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._guarded: asyncio.Future | None = None
+        self._previous: dict[int, object] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __enter__(self) -> SignalCatcher:
+        self._loop = asyncio.get_running_loop()
+        for sig in self.SIGNALS:
+            try:
+                previous = signal.getsignal(sig)
+                self._loop.add_signal_handler(sig, self._on_signal, sig)
+                self._previous[sig] = previous
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread, or no signals here: waiting still works
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for sig, previous in self._previous.items():
+            self._loop.remove_signal_handler(sig)
+            try:
+                signal.signal(sig, previous)  # give asyncio.run its own Ctrl-C handling back
+            except (TypeError, ValueError):
+                pass
+        self._previous.clear()
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else "signal"
+
+    def _on_signal(self, signum: int) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if self._guarded is not None and not self._guarded.done():
+            self._guarded.cancel()
+
+    async def guard(self, coro):
+        """Await ``coro``; raises CancelledError if a signal arrives (or already arrived)."""
+        task = asyncio.ensure_future(coro)
+        self._guarded = task
+        if self.signum is not None:
+            task.cancel()
+        try:
+            return await task
+        finally:
+            self._guarded = None
+
+
+async def wait_or_cancel(store, approval_id: int, *, timeout: float | None, actor: str | None,
+                         catcher: SignalCatcher):
+    """Wait for the decision; on SIGINT/SIGTERM cancel the request and raise Interrupted."""
+    try:
+        return await catcher.guard(store.wait_for_decision(approval_id, timeout=timeout, actor=actor))
+    except asyncio.CancelledError:
+        if catcher.signum is None:
+            raise
+    aid = format_id("approval", approval_id)
+    a = await store.close_approval(approval_id, "cancelled", actor=actor,
+                                   reason=f"the requester was interrupted ({catcher.name}) while waiting")
+    if a.status == "cancelled":
+        message = f"{aid} cancelled: interrupted ({catcher.name}) while waiting for a decision"
+    else:
+        message = f"interrupted ({catcher.name}); {aid} had already been {a.status}"
+    raise Interrupted(message, catcher.signum, data={"approval": to_data(a)})
+
+
+def announce_wait(a, timeout: float | None) -> None:
+    """One line on stderr once the request is filed and pending: who can decide it, and how."""
+    aid = format_id("approval", a.id)
+    limit = f" for up to {timeout:g}s" if timeout is not None else ""
+    click.echo(f"{aid} pending: waiting{limit} for a decision"
+               f" (tower approval approve {aid} | tower approval reject {aid} --reason R)", err=True)
+    sys.stderr.flush()
+
+
+def finish_wait(a) -> None:
+    """Report a decided request: exit 0 approved, 4 rejected or cancelled, 5 expired."""
+    aid = format_id("approval", a.id)
+    by = f" by {a.decided_by}" if a.decided_by else ""
+    data = {"approval": to_data(a)}
+    if a.status == "approved":
+        emit(a, f"{aid} approved{by}" + (f": {a.reason}" if a.reason else ""))
+        return
+    if a.status == "rejected":
+        raise Refused(f"{aid} rejected{by}: {a.reason}", code="rejected", data=data)
+    if a.status == "expired":
+        raise TimedOut(f"{aid} expired{': ' + a.reason if a.reason else ''}", code="timeout", data=data)
+    raise Refused(f"{aid} was {a.status}{by}" + (f": {a.reason}" if a.reason else ""),
+                  code=f"approval_{a.status}", data=data)
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and timeout <= 0:
+        raise BadInput(f"--timeout must be more than 0 seconds, got {timeout:g}")
 
 
 @click.group()
@@ -30,24 +168,71 @@ def approval() -> None:
 @click.option("--detail", default=None, help="JSON object with the particulars.")
 @click.option("--lease", "lease_id", default=None, help="The lease this step belongs to.")
 @click.option("--key", default=None, help="Idempotency key: the same key returns the same approval.")
+@click.option("--wait", "-w", is_flag=True,
+              help="Block until decided: exit 0 approved, 4 rejected, 5 timed out.")
+@click.option("--timeout", type=float, default=None,
+              help="With --wait: give up after SECONDS and expire the request (implies --wait).")
 @common_options
-def approval_request(kind, summary, detail, lease_id, key) -> None:
-    """Ask a person before a risky step."""
+def approval_request(kind, summary, detail, lease_id, key, wait, timeout) -> None:
+    """Ask a person before a risky step (and, with --wait, wait for the answer).
+
+    With --key, asking again with the same key returns the same approval, and
+    --wait re-attaches to it. Ctrl-C while waiting cancels the request.
+    """
     try:
         detail_obj = json.loads(detail) if detail else {}
     except json.JSONDecodeError as exc:
         raise BadInput(f"--detail is not valid JSON: {exc.msg} at char {exc.pos}") from None
     if not isinstance(detail_obj, dict):
         raise BadInput("--detail must be a JSON object")
+    _check_timeout(timeout)
+    wait = wait or timeout is not None
     lid = parse("lease", lease_id) if lease_id else None
 
-    async def body(s):
+    async def file(s):
         worktree, _ = await current_worktree(s)
         return await s.request_approval(kind=kind, summary=summary, detail=detail_obj, lease_id=lid, key=key,
                                         requested_by=agent_name(), worktree=worktree)
 
+    async def body(s):
+        if not wait:
+            return await file(s)
+        with SignalCatcher() as catcher:
+            a = await file(s)
+            if a.status == "pending":
+                announce_wait(a, timeout)
+            return await wait_or_cancel(s, a.id, timeout=timeout, actor=agent_name() or a.requested_by,
+                                        catcher=catcher)
+
     a = run(body)
-    emit(a, f"{format_id('approval', a.id)} {a.status}: {a.summary}")
+    if wait:
+        finish_wait(a)
+    else:
+        emit(a, f"{format_id('approval', a.id)} {a.status}: {a.summary}")
+
+
+@approval.command("wait")
+@click.argument("approval_id")
+@click.option("--timeout", type=float, default=None,
+              help="Give up after SECONDS and expire the request (default: wait until decided).")
+@common_options
+def approval_wait(approval_id, timeout) -> None:
+    """Wait for a decision on an existing request: exit 0 approved, 4 rejected, 5 timed out.
+
+    Ctrl-C while waiting cancels the request.
+    """
+    aid = parse("approval", approval_id)
+    _check_timeout(timeout)
+
+    async def body(s):
+        with SignalCatcher() as catcher:
+            a = await s.get_approval(aid)
+            if a.status == "pending":
+                announce_wait(a, timeout)
+            return await wait_or_cancel(s, aid, timeout=timeout, actor=agent_name() or a.requested_by,
+                                        catcher=catcher)
+
+    finish_wait(run(body))
 
 
 @approval.command("list")

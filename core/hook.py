@@ -1,0 +1,278 @@
+"""The Claude Code hook's pure parts: its input, its answer, and its settings entry.
+
+``tower hook claude-code`` (tui/commands/hook.py) reads one ``PreToolUse``
+object on stdin and answers one decision on stdout; this module knows the
+shape of both, which tools write files, how a call is summarised for a
+person, and how Tower's entry is merged into (and removed from) a
+``.claude/settings.json`` without touching anything else in it. No I/O here
+beyond what the caller hands in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+EVENT = "PreToolUse"
+
+# tool -> the tool_input field holding the file it writes
+FILE_TOOLS: dict[str, str] = {
+    "Write": "file_path",
+    "Edit": "file_path",
+    "MultiEdit": "file_path",
+    "NotebookEdit": "notebook_path",
+}
+# fields that name a file or directory a tool reads, for the policy's `paths`
+PATH_FIELDS = ("file_path", "notebook_path", "path")
+
+_REASON_LIMIT = 2000
+_DETAIL_LIMIT = 2000
+
+
+class HookInputError(ValueError):
+    """Stdin is not a PreToolUse object; ``str()`` is one line."""
+
+
+@dataclass(frozen=True)
+class HookInput:
+    tool_name: str
+    tool_input: dict[str, Any]
+    cwd: str | None = None
+    session_id: str | None = None
+    tool_use_id: str | None = None
+    transcript_path: str | None = None
+    permission_mode: str | None = None
+    hook_event_name: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def command(self) -> str | None:
+        value = self.tool_input.get("command")
+        return value if isinstance(value, str) else None
+
+    @property
+    def written_path(self) -> str | None:
+        """The file a writing tool is about to write ('' if the field is missing)."""
+        name = FILE_TOOLS.get(self.tool_name)
+        if name is None:
+            return None
+        value = self.tool_input.get(name)
+        return value if isinstance(value, str) else ""
+
+    @property
+    def read_path(self) -> str | None:
+        for name in PATH_FIELDS:
+            value = self.tool_input.get(name)
+            if isinstance(value, str) and value:
+                return value
+        return None
+
+
+def parse_input(raw: bytes | str) -> HookInput:
+    """Parse the hook's stdin; raise :class:`HookInputError` for anything unusable."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise HookInputError(f"stdin is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if not raw.strip():
+        raise HookInputError("stdin is empty: expected one PreToolUse JSON object")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise HookInputError(f"stdin is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(data, dict):
+        raise HookInputError(f"stdin is a JSON {type(data).__name__}, not an object")
+    event = data.get("hook_event_name")
+    if event is not None and event != EVENT:
+        raise HookInputError(f"this hook handles {EVENT} only, got hook_event_name {event!r}")
+    tool = data.get("tool_name")
+    if not isinstance(tool, str) or not tool:
+        raise HookInputError("tool_name is missing or not a string")
+    tool_input = data.get("tool_input", {})
+    if not isinstance(tool_input, dict):
+        raise HookInputError("tool_input is not an object")
+
+    def text(key: str) -> str | None:
+        value = data.get(key)
+        return value if isinstance(value, str) and value else None
+
+    known = {"tool_name", "tool_input", "cwd", "session_id", "tool_use_id", "transcript_path",
+             "permission_mode", "hook_event_name"}
+    return HookInput(
+        tool_name=tool,
+        tool_input=tool_input,
+        cwd=text("cwd"),
+        session_id=text("session_id"),
+        tool_use_id=text("tool_use_id"),
+        transcript_path=text("transcript_path"),
+        permission_mode=text("permission_mode"),
+        hook_event_name=text("hook_event_name"),
+        extra={k: v for k, v in data.items() if k not in known},
+    )
+
+
+def answer(decision: str, reason: str) -> dict[str, Any]:
+    """The hook's stdout: exactly the documented PreToolUse decision object."""
+    if decision not in ("allow", "deny", "ask"):
+        raise ValueError(f"not a PreToolUse decision: {decision!r}")
+    reason = " ".join(reason.split())
+    if len(reason) > _REASON_LIMIT:
+        reason = reason[: _REASON_LIMIT - 1] + "…"
+    return {
+        "hookSpecificOutput": {
+            "hookEventName": EVENT,
+            "permissionDecision": decision,
+            "permissionDecisionReason": reason,
+        }
+    }
+
+
+def short(text: str, limit: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def approval_kind(call: HookInput) -> str:
+    if call.tool_name == "Bash":
+        return "command"
+    if call.tool_name in FILE_TOOLS:
+        return "write"
+    return "custom"
+
+
+def approval_summary(call: HookInput, rel_path: str | None = None) -> str:
+    if call.command is not None:
+        return f"{call.tool_name}: {short(call.command)}"
+    if rel_path or call.written_path or call.read_path:
+        return f"{call.tool_name} {rel_path or call.written_path or call.read_path}"
+    return f"{call.tool_name}: {short(json.dumps(call.tool_input, ensure_ascii=False, sort_keys=True))}"
+
+
+def _clip(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > _DETAIL_LIMIT:
+        return value[:_DETAIL_LIMIT] + f"… ({len(value)} characters)"
+    if isinstance(value, dict):
+        return {k: _clip(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clip(v) for v in value[:50]]
+    return value
+
+
+def approval_detail(call: HookInput, *, rel_path: str | None, policy_reason: str) -> dict[str, Any]:
+    """What a person sees when deciding: the call itself (long texts clipped) and why it was asked."""
+    detail: dict[str, Any] = {
+        "source": "claude-code",
+        "tool": call.tool_name,
+        "tool_input": _clip(call.tool_input),
+        "policy": policy_reason,
+    }
+    if call.command is not None:
+        detail["command"] = call.command
+    if rel_path is not None:
+        detail["path"] = rel_path
+    for key in ("cwd", "session_id", "tool_use_id", "permission_mode", "transcript_path"):
+        value = getattr(call, key)
+        if value is not None:
+            detail[key] = value
+    return detail
+
+
+# -- .claude/settings.json ------------------------------------------------------------
+
+HOOK_SUBCOMMAND = ("hook", "claude-code")
+
+
+def is_tower_hook(command: Any) -> bool:
+    """True for a hook command that runs ``tower hook claude-code`` (however tower is spelled)."""
+    if not isinstance(command, str):
+        return False
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return False
+    for i in range(len(words) - 1):
+        if (words[i], words[i + 1]) == HOOK_SUBCOMMAND and i >= 1:
+            program = words[:i]
+            if any(os.path.basename(w).startswith("tower") or w == "tui.cli" for w in program):
+                return True
+    return False
+
+
+def hook_command(program: list[str], db: str | None = None) -> str:
+    """The shell command Claude Code runs: ``<tower> hook claude-code [--db PATH]``."""
+    words = [*program, *HOOK_SUBCOMMAND]
+    if db:
+        words += ["--db", db]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _pre_tool_use(settings: dict[str, Any], create: bool) -> list[Any] | None:
+    hooks = settings.get("hooks")
+    if hooks is None:
+        if not create:
+            return None
+        hooks = settings["hooks"] = {}
+    if not isinstance(hooks, dict):
+        raise ValueError("its \"hooks\" is not an object")
+    groups = hooks.get(EVENT)
+    if groups is None:
+        if not create:
+            return None
+        groups = hooks[EVENT] = []
+    if not isinstance(groups, list):
+        raise ValueError(f"its \"hooks\".\"{EVENT}\" is not a list")
+    return groups
+
+
+def _strip_ours(groups: list[Any]) -> int:
+    """Remove Tower's entries from PreToolUse groups in place; drop groups left empty."""
+    removed = 0
+    for group in list(groups):
+        if not isinstance(group, dict) or not isinstance(group.get("hooks"), list):
+            continue
+        kept = [h for h in group["hooks"] if not (isinstance(h, dict) and is_tower_hook(h.get("command")))]
+        if len(kept) != len(group["hooks"]):
+            removed += len(group["hooks"]) - len(kept)
+            if kept:
+                group["hooks"] = kept
+            else:
+                groups.remove(group)
+    return removed
+
+
+def install_entry(settings: dict[str, Any], command: str, timeout: int) -> bool:
+    """Put Tower's PreToolUse entry (matcher "*": every tool) into ``settings``.
+
+    Everything else is kept as it was: other keys, other events, other
+    PreToolUse groups and their hooks, in their order. An existing Tower entry
+    is replaced (so a new path or timeout takes effect), never duplicated.
+    Returns True if ``settings`` changed. Raises ValueError for a settings
+    object whose ``hooks`` has an unexpected shape.
+    """
+    ours = {"matcher": "*", "hooks": [{"type": "command", "command": command, "timeout": timeout}]}
+    groups = _pre_tool_use(settings, create=True)
+    assert groups is not None
+    present = [g for g in groups if isinstance(g, dict) and any(
+        isinstance(h, dict) and is_tower_hook(h.get("command")) for h in g.get("hooks") or [])]
+    if present == [ours]:
+        return False
+    _strip_ours(groups)
+    groups.append(ours)
+    return True
+
+
+def remove_entry(settings: dict[str, Any]) -> int:
+    """Remove Tower's entries only; returns how many. Containers Tower emptied go too."""
+    groups = _pre_tool_use(settings, create=False)
+    if groups is None:
+        return 0
+    removed = _strip_ours(groups)
+    if removed and not groups:
+        del settings["hooks"][EVENT]
+        if not settings["hooks"]:
+            del settings["hooks"]
+    return removed

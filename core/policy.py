@@ -1,0 +1,748 @@
+"""The hook's policy: ``tower/policy.toml`` beside the database.
+
+The policy says, for every tool call Claude Code is about to make, whether
+Tower allows it, denies it, asks a person (an Approval the hook waits on), or
+hands it to Claude Code's own permission prompt. The file is TOML, validated
+with pydantic; a bad file is a :class:`PolicyError` naming the line, never
+silently ignored. The format is documented in ``docs/approvals.md`` and in the
+comments of :data:`DEFAULT_POLICY`, which ``tower init`` writes.
+
+Matching, in short: ``[[rule]]`` tables are tried top to bottom and the first
+one whose conditions all match decides. A Bash command is looked up as a whole
+and part by part (split at ``;``, ``&&``, ``||``, ``|``, ``&`` and newlines);
+the strictest of those answers wins, so ``ls && rm -rf ~`` is never allowed by
+a rule for ``ls``. A command with command substitution or an output
+redirection to a file is never allowed by a rule alone.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from core.errors import BadInput
+from core.gitrepo import POLICY_NAME
+
+Decision = Literal["allow", "deny", "ask", "prompt"]
+DECISIONS: tuple[str, ...] = Decision.__args__  # type: ignore[attr-defined]
+
+# how strict a decision is, to combine the answers for the parts of a command
+STRICTNESS = {"allow": 0, "prompt": 1, "ask": 2, "deny": 3}
+
+DEFAULT_ASK_TIMEOUT = 540.0  # below Claude Code's default hook timeout of 600 s
+CLAUDE_HOOK_TIMEOUT = 600  # Claude Code's default timeout for a command hook, seconds
+
+# The validated form of a policy text is kept beside it, keyed by a digest of
+# the text: the hook runs on every tool call, and importing pydantic and
+# building the schema costs more than the rest of a policy-only call. Bump the
+# format whenever the schema or its normal form changes.
+CACHE_NAME = ".policy.cache.json"
+_CACHE_FORMAT = 1
+
+
+class PolicyError(BadInput):
+    """A policy file that cannot be used; the message is one line naming the file and line."""
+
+    code = "bad_policy"
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None):
+        super().__init__(message, data={"path": path, "line": line})
+        self.path = path
+        self.line = line
+
+
+# -- the file's schema -------------------------------------------------------------
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+@functools.cache
+def schema():
+    """The pydantic model of a policy file, built on first use (see CACHE_NAME for why)."""
+    from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+    class Strict(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    class RuleSpec(Strict):
+        tool: list[str] = Field(default_factory=lambda: ["*"])
+        command: list[str] = Field(default_factory=list)
+        command_regex: list[str] = Field(default_factory=list)
+        paths: list[str] = Field(default_factory=list)
+        decision: Decision
+        reason: str | None = None
+
+        _listify = field_validator("tool", "command", "command_regex", "paths", mode="before")(_as_list)
+
+        @field_validator("tool", "command", "paths")
+        @classmethod
+        def _non_empty(cls, values: list[str]) -> list[str]:
+            for v in values:
+                if not v.strip():
+                    raise ValueError("patterns must not be empty")
+            return values
+
+        @field_validator("command_regex")
+        @classmethod
+        def _compiles(cls, values: list[str]) -> list[str]:
+            for v in values:
+                try:
+                    re.compile(v)
+                except re.error as exc:
+                    raise ValueError(f"invalid regular expression {v!r}: {exc}") from None
+            return values
+
+        @field_validator("paths")
+        @classmethod
+        def _globs(cls, values: list[str]) -> list[str]:
+            from core.scope import ScopeError, validate_glob
+
+            out = []
+            for v in values:
+                try:
+                    out.append(validate_glob(v))
+                except ScopeError as exc:
+                    raise ValueError(str(exc)) from None
+            return out
+
+    class AskSpec(Strict):
+        timeout: float = Field(default=DEFAULT_ASK_TIMEOUT, gt=0, le=7 * 24 * 3600)
+        on_timeout: Literal["deny", "ask"] = "deny"
+
+    class WritesSpec(Strict):
+        without_lease: Decision = "deny"
+        outside_repo: Decision = "deny"
+
+    class PolicySpec(Strict):
+        version: Literal[1] = 1
+        default: Decision = "ask"
+        ask: AskSpec = Field(default_factory=AskSpec)
+        writes: WritesSpec = Field(default_factory=WritesSpec)
+        rules: list[RuleSpec] = Field(default_factory=list, alias="rule")
+
+    return PolicySpec
+
+
+# -- the compiled policy -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the policy says about one call."""
+
+    decision: str  # allow | deny | ask | prompt
+    reason: str
+    rule: int | None = None  # 1-based number of the deciding rule, None for the default
+    line: int | None = None  # its line in the policy file
+
+
+@dataclass(frozen=True)
+class Rule:
+    number: int
+    line: int | None
+    tools: tuple[str, ...]
+    globs: tuple[str, ...]
+    regexes: tuple[re.Pattern[str], ...]
+    paths: tuple[str, ...]
+    decision: str
+    reason: str | None
+
+    def matches(self, tool: str, command: str | None, path: str | None) -> bool:
+        if not any(fnmatch.fnmatchcase(tool, t) for t in self.tools):
+            return False
+        if self.globs or self.regexes:
+            if command is None:
+                return False
+            if not (any(fnmatch.fnmatchcase(command, g) for g in self.globs)
+                    or any(r.search(command) for r in self.regexes)):
+                return False
+        if self.paths:
+            if path is None:
+                return False
+            from core.scope import match_one
+
+            if not any(match_one(path, g) for g in self.paths):
+                return False
+        return True
+
+    def where(self) -> str:
+        return f"rule {self.number}" + (f" (line {self.line})" if self.line else "")
+
+
+class Policy:
+    """A validated policy, ready to decide calls. Build with :func:`load_policy`.
+
+    ``data`` is the validated file in its normal form (``PolicySpec.model_dump()``).
+    """
+
+    def __init__(self, data: dict[str, Any], *, source: str, rule_lines: dict[int, int] | None = None,
+                 exists: bool = True) -> None:
+        self.data = data
+        self.source = source
+        self.exists = exists
+        self.rule_lines = dict(rule_lines or {})
+        self.rules: list[Rule] = [
+            Rule(
+                number=i + 1,
+                line=self.rule_lines.get(i),
+                tools=tuple(r["tool"]),
+                globs=tuple(r["command"]),
+                regexes=tuple(re.compile(x) for x in r["command_regex"]),
+                paths=tuple(r["paths"]),
+                decision=r["decision"],
+                reason=r["reason"],
+            )
+            for i, r in enumerate(data["rules"])
+        ]
+
+    @property
+    def default(self) -> str:
+        return self.data["default"]
+
+    @property
+    def ask_timeout(self) -> float:
+        return float(self.data["ask"]["timeout"])
+
+    @property
+    def ask_on_timeout(self) -> str:
+        """As written: ``deny`` or ``ask``."""
+        return self.data["ask"]["on_timeout"]
+
+    @property
+    def on_timeout(self) -> str:
+        """``deny`` or ``prompt`` (hand the call to Claude Code's own prompt)."""
+        return "deny" if self.ask_on_timeout == "deny" else "prompt"
+
+    @property
+    def without_lease(self) -> str:
+        return self.data["writes"]["without_lease"]
+
+    @property
+    def outside_repo(self) -> str:
+        return self.data["writes"]["outside_repo"]
+
+    def hook_timeout(self) -> int:
+        """The timeout to give the hook entry in Claude Code's settings: above our own deadline."""
+        return max(CLAUDE_HOOK_TIMEOUT, int(self.ask_timeout) + 60)
+
+    def decide(self, tool: str, *, command: str | None = None, path: str | None = None) -> Verdict:
+        """The verdict for a call of ``tool`` (with its Bash ``command`` / repo-relative ``path``)."""
+        if command is None:
+            return self._first(tool, None, path)
+        whole = _squeeze(command)
+        parts, risky = split_command(command)
+        verdict = self._first(tool, whole, path)
+        for part in parts:
+            if part == whole:
+                continue
+            other = self._first(tool, part, path, part_of=True)
+            if STRICTNESS[other.decision] > STRICTNESS[verdict.decision]:
+                verdict = other
+        if verdict.decision == "allow" and risky:
+            fallback = self.default if self.default != "allow" else "ask"
+            allowed = f"{self._rule(verdict).where()} allows it, but " if verdict.rule else ""
+            return Verdict(
+                fallback,
+                f"Tower policy: {allowed}the command has {risky}, which no rule allows on its own: {fallback}",
+                verdict.rule,
+                verdict.line,
+            )
+        return verdict
+
+    def _rule(self, verdict: Verdict) -> Rule:
+        return self.rules[(verdict.rule or 1) - 1]
+
+    def _first(self, tool: str, command: str | None, path: str | None, *, part_of: bool = False) -> Verdict:
+        for rule in self.rules:
+            if rule.matches(tool, command, path):
+                text = f"Tower policy {rule.where()}: {rule.decision}"
+                if part_of:
+                    text += f" for `{_short(command or '')}`"
+                if rule.reason:
+                    text += f": {rule.reason}"
+                return Verdict(rule.decision, text, rule.number, rule.line)
+        if command is not None:
+            what = f"{tool} `{_short(command)}`"
+        else:
+            what = f"{tool} {path}" if path else tool
+        return Verdict(self.default, f"Tower policy default: {self.default} (no rule matches {what})")
+
+
+def _short(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _squeeze(command: str) -> str:
+    return " ".join(command.replace("\\\n", " ").split())
+
+
+# -- splitting shell commands ------------------------------------------------------
+
+_SAFE_TARGETS = {"/dev/null", "/dev/stdout", "/dev/stderr"}
+
+
+def split_command(command: str) -> tuple[list[str], str | None]:
+    """Split a shell command into its simple commands; say what makes it risky.
+
+    Returns ``(parts, risky)``: the parts between ``;``, ``&&``, ``||``, ``|``,
+    ``|&``, ``&`` and newlines outside quotes, whitespace-collapsed; and a
+    description of the first construct that lets a command do more than its
+    words say (command or process substitution, an output redirection to a
+    file), or None. A conservative lexer, not a shell parser: when unsure, it
+    reports risk.
+    """
+    s = command.replace("\\\n", " ")
+    n = len(s)
+    parts: list[str] = []
+    buf: list[str] = []
+    risky: str | None = None
+    quote: str | None = None
+    i = 0
+
+    def flush() -> None:
+        text = " ".join("".join(buf).split())
+        if text:
+            parts.append(text)
+        buf.clear()
+
+    def note(what: str) -> None:
+        nonlocal risky
+        if risky is None:
+            risky = what
+
+    while i < n:
+        c = s[i]
+        if quote == "'":
+            if c == "'":
+                quote = None
+            buf.append(c)
+            i += 1
+            continue
+        if c == "\\" and i + 1 < n:
+            buf.append(s[i : i + 2])
+            i += 2
+            continue
+        if quote == '"':
+            if c == '"':
+                quote = None
+            elif c == "`" or s.startswith("$(", i):
+                note("command substitution")
+            buf.append(c)
+            i += 1
+            continue
+        if c in "'\"":
+            quote = c
+            buf.append(c)
+            i += 1
+            continue
+        if c == "`" or s.startswith("$(", i):
+            note("command substitution")
+        elif s.startswith("<(", i) or s.startswith(">(", i):
+            note("process substitution")
+            buf.append(s[i : i + 2])
+            i += 2
+            continue
+        if c == ">" or s.startswith("&>", i):
+            j = i + (2 if c == "&" else 1)
+            if j < n and s[j] in ">|":
+                j += 1
+            if c == ">" and j < n and s[j] == "&":
+                # >&2, 2>&1, >&- : duplicating a descriptor writes no file
+                k = j + 1
+                while k < n and (s[k].isdigit() or s[k] == "-"):
+                    k += 1
+                if k == j + 1:
+                    note("an output redirection")
+                buf.append(s[i:k])
+                i = k
+                continue
+            k = j
+            while k < n and s[k] in " \t":
+                k += 1
+            start = k
+            while k < n and s[k] not in " \t\n;&|<>()":
+                k += 1
+            if s[start:k] not in _SAFE_TARGETS:
+                note("an output redirection to a file")
+            buf.append(s[i:k])
+            i = k
+            continue
+        if s.startswith("&&", i) or s.startswith("||", i) or s.startswith("|&", i):
+            flush()
+            i += 2
+            continue
+        if c in ";|&\n":
+            flush()
+            i += 1
+            continue
+        buf.append(c)
+        i += 1
+    flush()
+    if quote is not None:
+        note("an unterminated quote")
+    return parts, risky
+
+
+# -- loading -----------------------------------------------------------------------
+
+_ARRAY_HEADER = re.compile(r"^\s*\[\[\s*([^\[\]]+?)\s*\]\]\s*(#.*)?$")
+_TABLE_HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
+_KEY = re.compile(r"""^\s*([A-Za-z0-9_-]+|"[^"]*"|'[^']*')\s*=""")
+
+
+def _key_lines(text: str) -> dict[tuple[Any, ...], int]:
+    """Where each table and key of a TOML text starts: ``("rule", 2, "decision") -> 31``.
+
+    tomllib keeps no positions, so this reads the lines again, roughly but
+    enough to point a person at the right line of an invalid value.
+    """
+    lines: dict[tuple[Any, ...], int] = {}
+    counts: dict[str, int] = {}
+    current: tuple[Any, ...] = ()
+    in_string: str | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        if in_string:
+            if line.count(in_string) % 2 == 1:
+                in_string = None
+            continue
+        match = _ARRAY_HEADER.match(line)
+        if match:
+            name = match.group(1).strip().strip("\"'")
+            index = counts.get(name, 0)
+            counts[name] = index + 1
+            current = (name, index)
+            lines.setdefault(current, number)
+            continue
+        match = _TABLE_HEADER.match(line)
+        if match:
+            current = tuple(part.strip().strip("\"'") for part in match.group(1).split("."))
+            lines.setdefault(current, number)
+            continue
+        match = _KEY.match(line)
+        if match:
+            lines.setdefault(current + (match.group(1).strip("\"'"),), number)
+            rest = line[match.end() :]
+            for q in ('"""', "'''"):
+                if rest.count(q) % 2 == 1:
+                    in_string = q
+    return lines
+
+
+def _locate(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return None
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part + 1}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def parse_policy(text: str, source: str = POLICY_NAME, *, exists: bool = True) -> Policy:
+    """Validate a policy text (with pydantic); raise :class:`PolicyError` naming the first bad line."""
+    import tomllib
+
+    from pydantic import ValidationError
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        match = re.search(r"\(at line (\d+), column (\d+)\)", message)
+        line = int(match.group(1)) if match else None
+        what = message[: match.start()].strip() if match else message
+        where = f"line {line}, column {match.group(2)}" if match else "somewhere"
+        raise PolicyError(f"policy {source} {where}: invalid TOML: {what}", path=source, line=line) from None
+    lines = _key_lines(text)
+    try:
+        spec = schema().model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        line = _locate(lines, loc)
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key {loc[-1]!r}" if loc else "unknown key"
+            loc = loc[:-1]
+        elif err["type"] == "missing":
+            msg = f"{loc[-1]!r} is required"
+            loc = loc[:-1]
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] != "value_error" and "input" in err:
+                got = repr(err["input"])
+                msg += f" (got {got if len(got) <= 60 else got[:59] + '…'})"
+        at = f"line {line}" if line else "(line unknown)"
+        field = _dotted(loc)
+        raise PolicyError(
+            f"policy {source} {at}: {field + ': ' if field else ''}{msg}", path=source, line=line
+        ) from None
+    rule_lines = {key[1]: n for key, n in lines.items() if len(key) == 2 and key[0] == "rule"}
+    return Policy(spec.model_dump(), source=source, rule_lines=rule_lines, exists=exists)
+
+
+def policy_path(store_dir: Path) -> Path:
+    return Path(store_dir) / POLICY_NAME
+
+
+def _digest(text: str) -> str:
+    try:
+        from _blake2 import blake2b  # what hashlib.blake2b is, without hashlib's OpenSSL import
+    except ImportError:  # pragma: no cover - other Pythons
+        from hashlib import blake2b
+    return blake2b(f"{_CACHE_FORMAT}\0{text}".encode(), digest_size=20).hexdigest()
+
+
+def _cached(cache: Path, digest: str) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(cache.read_text(encoding="utf-8"))
+        if entry.get("digest") == digest and entry.get("format") == _CACHE_FORMAT:
+            return entry
+    except (OSError, ValueError, AttributeError):
+        pass
+    return None
+
+
+def _remember(cache: Path, digest: str, policy: Policy) -> None:
+    """Best effort: a store directory we cannot write to only costs the next call a validation."""
+    if not cache.parent.is_dir():
+        return
+    entry = {"format": _CACHE_FORMAT, "digest": digest, "data": policy.data,
+             "rule_lines": {str(k): v for k, v in policy.rule_lines.items()}}
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(entry), encoding="utf-8")
+        os.replace(tmp, cache)
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
+def load_policy(path: Path | str, *, cache: bool = True) -> Policy:
+    """The policy in ``path``; the built-in default when the file does not exist.
+
+    Raises :class:`PolicyError` (exit 2) for a file that exists but is unreadable
+    or invalid. A text validated before is not validated again: its normal form
+    is read back from ``.policy.cache.json`` beside it (keyed by a digest of the
+    text, so any edit is validated afresh).
+    """
+    path = Path(path)
+    exists = True
+    try:
+        text = path.read_text(encoding="utf-8")
+        source = str(path)
+    except FileNotFoundError:
+        text, exists, source = DEFAULT_POLICY, False, f"{path} (missing: built-in default)"
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"policy {path} is unreadable: {exc}", path=str(path)) from None
+    if not cache:
+        return parse_policy(text, source, exists=exists)
+    cache_path = path.with_name(CACHE_NAME)
+    digest = _digest(text)
+    entry = _cached(cache_path, digest)
+    if entry is not None:
+        lines = {int(k): v for k, v in entry["rule_lines"].items()}
+        return Policy(entry["data"], source=source, rule_lines=lines, exists=exists)
+    policy = parse_policy(text, source, exists=exists)
+    _remember(cache_path, digest, policy)
+    return policy
+
+
+def default_policy() -> Policy:
+    return parse_policy(DEFAULT_POLICY, "(built-in default)", exists=False)
+
+
+def write_default_policy(store_dir: Path) -> Path:
+    """Create ``store_dir/policy.toml`` with the commented defaults unless it exists.
+
+    Idempotent and never overwrites: the file appears whole or not at all
+    (written aside, then hard-linked into place, which fails if another process
+    or a person got there first).
+    """
+    store_dir = Path(store_dir)
+    target = store_dir / POLICY_NAME
+    if target.exists():
+        return target
+    store_dir.mkdir(parents=True, exist_ok=True)
+    tmp = store_dir / f".{POLICY_NAME}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(DEFAULT_POLICY)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            pass
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+    return target
+
+
+DEFAULT_POLICY = r"""# Tower policy for the Claude Code hook (`tower hook claude-code`).
+#
+# The hook reads this file on every tool call an agent makes. Edit it freely:
+# a mistake is reported with its line number (`tower hook check` tests it), and
+# while the file is invalid the hook denies every call, saying why.
+# Full reference: docs/approvals.md.
+#
+# Decisions:
+#   "allow"   run the call, no prompt
+#   "deny"    refuse it; the reason is shown to the agent
+#   "ask"     file a Tower approval and wait until a person decides it in the
+#             control room (or with `tower approval approve A1` / `reject`)
+#   "prompt"  hand the call to Claude Code's own permission prompt
+#
+# [[rule]] tables are tried top to bottom; the first whose conditions all match
+# decides. Conditions (each optional; a string or a list of strings):
+#   tool           glob on the tool name: "Bash", "Read", "mcp__*" (default "*")
+#   command        shell-style glob on a Bash command: "*" matches anything,
+#                  spaces and slashes included, and the glob must match the
+#                  whole (whitespace-collapsed) command or one of its parts
+#   command_regex  Python regular expression, searched anywhere in the command
+#                  or one of its parts
+#   paths          path glob, as in task scopes ("*.md", "src/**", ".env"), on
+#                  the repo-relative file_path / notebook_path / path of a call
+#   reason         text shown with the decision
+#
+# A Bash command is split at ; && || | & and newlines; the whole command and
+# each part are looked up separately and the strictest answer wins (deny > ask >
+# prompt > allow), so "ls && rm -rf ~" is not allowed by an "ls *" rule. A
+# command with $(...), backticks or an output redirection to a file is never
+# allowed by a rule alone: it gets the default instead ("ask" if the default is
+# "allow").
+#
+# Write, Edit, MultiEdit and NotebookEdit also claim the file for the session's
+# lease: a file claimed by another worktree is denied whatever the rules say.
+version = 1
+
+# The decision for a call no rule matches.
+default = "ask"
+
+[ask]
+# Seconds the hook waits for a person's decision. Claude Code lets a call
+# through when a hook outlives its own timeout (600 s unless the hook entry
+# says otherwise; `tower hook install` writes this value + 60 s), so this
+# deadline must be the shorter one.
+timeout = 540
+# When nobody decided in time: "deny", or "ask" to hand the call to Claude
+# Code's own permission prompt. The approval is marked expired either way.
+on_timeout = "deny"
+
+[writes]
+# A file write in a worktree where this session holds no active lease:
+# "deny" (the agent is told to run `tower task claim` first), "ask", "prompt"
+# or "allow" (written without a claim).
+without_lease = "deny"
+# A file outside the repository, or inside .git.
+outside_repo = "deny"
+
+# -- never --------------------------------------------------------------------
+
+[[rule]]
+tool = "Bash"
+command_regex = '(^|[\s;&|(])(sudo\s+)?rm\s+([^\s;&|]+\s+)*(/|/\*|~|~/|~/\*|"?\$HOME"?/?\*?|\.|\./|\.\.|\.\./|\*)(?=$|[\s;&|)])'
+decision = "deny"
+reason = "rm of the filesystem root, the home directory or the whole working directory"
+
+[[rule]]
+tool = "Bash"
+command_regex = '\bgit\s+([^;&|]*\s)?push\b[^;&|]*(\s--force(?=$|[\s;&|])|\s-[a-zA-Z]*f[a-zA-Z]*(?=$|[\s;&|])|\s\+\S)'
+decision = "deny"
+reason = "force-pushing rewrites shared history; push without --force, or ask a person to do it"
+
+[[rule]]
+tool = "Bash"
+command_regex = [
+  '\bmkfs(\.\w+)?\b',
+  '\bdd\b[^;&|]*\bof=/dev/',
+  '>\s*/dev/(sd|hd|nvme|disk|mmcblk)',
+  ':\(\)\s*\{\s*:\s*\|\s*:\s*&\s*\}',
+  '\bch(mod|own)\s+(\S+\s+)*(-R|--recursive)\s+(\S+\s+)*/(?=$|\s)',
+]
+decision = "deny"
+reason = "destroys disks, devices or the system"
+
+[[rule]]
+tool = "Bash"
+command_regex = '\b(curl|wget)\b[^;&]*\|\s*(sudo\s+)?(ba|z|da|k)?sh\b'
+decision = "deny"
+reason = "piping a download into a shell runs unreviewed code"
+
+[[rule]]
+tool = "Bash"
+command_regex = ['\btower\b[^;&|]*\bapproval\s+(approve|reject)\b', '\btower\b[^;&|]*\bhook\s+(un)?install\b']
+decision = "deny"
+reason = "an agent may not decide Tower approvals or change Tower's hook"
+
+# -- ask a person ---------------------------------------------------------------
+
+[[rule]]
+paths = [".env", ".env.local", ".env.*.local", "*.pem", "*.key", "id_rsa*", "id_ed25519*"]
+decision = "ask"
+reason = "the file may hold secrets"
+
+[[rule]]
+tool = "Bash"
+command = ["find *-exec*", "find *-ok*", "find *-delete*", "find *-fprint*", "find *-fls*",
+           "rg *--pre*", "git *--output*"]
+decision = "ask"
+reason = "this form of the command can write or run other programs"
+
+# -- allow ----------------------------------------------------------------------
+
+[[rule]]
+tool = "Bash"
+command = [
+  "ls", "ls *", "pwd", "cat *", "head *", "tail *", "wc *", "cut *",
+  "echo", "echo *", "printf *", "which *", "type *", "file *", "stat *",
+  "du *", "df", "df *", "tree", "tree *", "basename *", "dirname *", "realpath *",
+  "grep *", "egrep *", "fgrep *", "rg *", "find *", "diff *", "cmp *",
+  "git status", "git status *", "git diff", "git diff *", "git log", "git log *",
+  "git show", "git show *", "git blame *", "git ls-files", "git ls-files *",
+  "git rev-parse *", "git branch", "git branch --show-current", "git remote -v",
+  "pytest", "pytest *", "python -m pytest", "python -m pytest *",
+  "python3 -m pytest", "python3 -m pytest *",
+]
+decision = "allow"
+reason = "read-only command"
+
+# Agents coordinate through Tower's command line (deciding approvals is denied above).
+[[rule]]
+tool = "Bash"
+command = ["tower", "tower *"]
+decision = "allow"
+
+[[rule]]
+tool = ["Read", "Glob", "Grep", "LS", "NotebookRead", "WebSearch", "TodoWrite",
+        "Task", "Agent", "BashOutput", "KillShell", "KillBash", "AskUserQuestion"]
+decision = "allow"
+
+# Writes are allowed once the file is claimed for the session's lease.
+[[rule]]
+tool = ["Write", "Edit", "MultiEdit", "NotebookEdit"]
+decision = "allow"
+
+# Leaving plan mode is the person's call, in Claude Code's own prompt.
+[[rule]]
+tool = "ExitPlanMode"
+decision = "prompt"
+"""

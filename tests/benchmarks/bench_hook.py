@@ -1,0 +1,231 @@
+"""The Claude Code hook's cost per tool call, and how fast a decision reaches a waiter.
+
+Prints three tables:
+
+1. Wall time of `tower hook claude-code` (median and p95 over RUNS runs, runs
+   of all rows interleaved so machine noise hits them alike) for an allowed
+   Edit of a file the lease already holds (the common case: no write), an
+   Edit that claims a new file (one write transaction), a Bash command the
+   policy allows alone (no database), beside `python -c pass` and `tower
+   --version` measured in the same run.
+2. Decision-to-waiter latency (p50/p95 over DECISIONS decisions): from the
+   decider's COMMIT returning to a waiting process seeing the decision through
+   the store's change signal; and to a `tower approval wait` process exiting.
+3. The top-level imports of one hook call (`python -X importtime`), largest first.
+
+Child processes run without PYTHONDONTWRITEBYTECODE (after one warm-up run
+writes the .pyc files), as they would on a user's machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from store import Store  # noqa: E402
+
+RUNS = 20
+DECISIONS = 20
+PY = sys.executable
+TOWER = [PY, "-m", "tui.cli"]
+SCRIPT = Path(PY).parent / "tower"
+if SCRIPT.exists():
+    TOWER = [str(SCRIPT)]
+
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE" and not k.startswith("TOWER_")}
+ENV["PYTHONPATH"] = str(ROOT)
+ENV.update({"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b.invalid", "GIT_COMMITTER_NAME": "b",
+            "GIT_COMMITTER_EMAIL": "b@b.invalid", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"})
+
+WAITER = r"""
+import asyncio, json, sys, time
+sys.path.insert(0, sys.argv[2])
+from store import Store
+
+async def main():
+    async with Store(sys.argv[1]) as s:
+        for line in sys.stdin:
+            aid = int(line)
+            await s.get_approval(aid)
+            print("waiting", flush=True)
+            a = await s.wait_for_decision(aid, timeout=60)
+            print(json.dumps({"seen": time.time(), "status": a.status}), flush=True)
+
+asyncio.run(main())
+"""
+
+
+def sh(args: list[str], cwd: Path, data: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, env=ENV, input=data, capture_output=True, check=True)
+
+
+def setup(tmp: Path) -> tuple[Path, Path, str]:
+    repo = tmp / "repo"
+    (repo / "src").mkdir(parents=True)
+    (repo / "src" / "app.py").write_text("print('hi')\n")
+    sh(["git", "init", "-q", "-b", "main"], repo)
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-q", "-m", "init"], repo)
+    sh([*TOWER, "init"], repo)
+    sh([*TOWER, "task", "add", "bench"], repo)
+    lease = json.loads(sh([*TOWER, "--json", "task", "claim", "--ttl", "3600"], repo).stdout)["data"]["lease_id"]
+    sh([*TOWER, "claim", lease, "src/app.py"], repo)
+    return repo, repo / ".git" / "tower" / "tower.db", lease
+
+
+def call(repo: Path, tool: str, tool_input: dict) -> bytes:
+    return json.dumps({
+        "session_id": "bench", "transcript_path": "/tmp/bench.jsonl", "cwd": str(repo),
+        "permission_mode": "default", "hook_event_name": "PreToolUse", "tool_name": tool,
+        "tool_input": tool_input, "tool_use_id": "toolu_bench",
+    }).encode()
+
+
+def timed(args: list[str], cwd: Path, data: bytes | None = None, expect: str | None = None) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(args, cwd=cwd, env=ENV, input=data, capture_output=True)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0 or (expect and expect.encode() not in proc.stdout):
+        raise SystemExit(f"unexpected result from {args}: {proc.stdout!r} {proc.stderr!r}")
+    return elapsed
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def hook_table(repo: Path) -> dict[str, list[float]]:
+    edit = call(repo, "Edit", {"file_path": str(repo / "src" / "app.py"), "old_string": "hi", "new_string": "yo"})
+    bash = call(repo, "Bash", {"command": "git status"})
+    hook = [*TOWER, "hook", "claude-code"]
+    rows: dict[str, list[float]] = {name: [] for name in
+                                    ("python -c pass", "tower --version", "hook: Bash allowed by policy",
+                                     "hook: Edit, file already claimed", "hook: Edit, claims a new file")}
+    timed(hook, repo, edit, expect='"allow"')  # warm-up: writes .pyc files, fills the policy cache
+    for i in range(RUNS):
+        new = call(repo, "Edit", {"file_path": str(repo / "src" / f"new_{i}.py"), "old_string": "", "new_string": ""})
+        order = list(rows)
+        random.shuffle(order)
+        for name in order:
+            if name == "python -c pass":
+                rows[name].append(timed([PY, "-c", "pass"], repo))
+            elif name == "tower --version":
+                rows[name].append(timed([*TOWER, "--version"], repo))
+            elif name.startswith("hook: Bash"):
+                rows[name].append(timed(hook, repo, bash, expect='"allow"'))
+            elif name.endswith("already claimed"):
+                rows[name].append(timed(hook, repo, edit, expect='"allow"'))
+            else:
+                rows[name].append(timed(hook, repo, new, expect='"allow"'))
+    return rows
+
+
+async def store_latency(db: Path) -> list[float]:
+    """Commit -> a waiting process sees it (its own connection, the change signal)."""
+    waiter = subprocess.Popen([PY, "-c", WAITER, str(db), str(ROOT)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=ENV)
+    out: list[float] = []
+    try:
+        async with Store(db, actor="bench") as s:
+            for _ in range(DECISIONS):
+                a = await s.request_approval(kind="command", summary="bench")
+                waiter.stdin.write(f"{a.id}\n")
+                waiter.stdin.flush()
+                assert waiter.stdout.readline().strip() == "waiting"
+                await asyncio.sleep(random.uniform(0.0, 0.1))  # land anywhere in the 50 ms poll
+                await s.decide_approval(a.id, approve=True, actor="bench")
+                committed = time.time()
+                seen = json.loads(waiter.stdout.readline())
+                out.append(seen["seen"] - committed)
+    finally:
+        waiter.kill()
+        waiter.wait()
+    return out
+
+
+async def cli_latency(db: Path, repo: Path, runs: int) -> list[float]:
+    """Commit -> the `tower approval wait` process has exited with the answer."""
+    out: list[float] = []
+    async with Store(db, actor="bench") as s:
+        for _ in range(runs):
+            a = await s.request_approval(kind="command", summary="bench")
+            proc = subprocess.Popen([*TOWER, "approval", "wait", f"A{a.id}", "--timeout", "60"], cwd=repo,
+                                    env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            try:
+                assert "pending: waiting" in proc.stderr.readline()
+                await asyncio.sleep(random.uniform(0.0, 0.1))
+                await s.decide_approval(a.id, approve=True, actor="bench")
+                committed = time.monotonic()
+                proc.wait(timeout=30)
+                out.append(time.monotonic() - committed)
+                assert proc.returncode == 0
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    return out
+
+
+def import_profile(repo: Path, limit: int = 10) -> list[tuple[str, float]]:
+    edit = call(repo, "Edit", {"file_path": str(repo / "src" / "app.py"), "old_string": "hi", "new_string": "yo"})
+    cmd = [PY, "-X", "importtime", "-c", "import sys; from tui.cli import main; sys.argv[1:] = "
+           "['hook', 'claude-code']; main()"]
+    proc = subprocess.run(cmd, cwd=repo, env=ENV, input=edit.decode(), capture_output=True, text=True)
+    top: list[tuple[str, float]] = []
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cumulative, name = line[len("import time:"):].split("|")
+        if not name.startswith(" ") or name.startswith("  "):
+            continue  # top-level imports only (one space of indent)
+        try:
+            top.append((name.strip(), int(cumulative) / 1000))
+        except ValueError:
+            continue
+    return sorted(top, key=lambda x: -x[1])[:limit]
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        repo, db, lease = setup(Path(tmp))
+        rows = hook_table(repo)
+        base = statistics.median(rows["python -c pass"])
+        print(f"`tower hook claude-code`, {RUNS} runs each, interleaved (lease {lease} in worktree main)")
+        print(f"{'what':36} {'median ms':>10} {'p95 ms':>8} {'- python':>9}")
+        for name, values in rows.items():
+            med = statistics.median(values)
+            print(f"{name:36} {med * 1000:10.1f} {pct(values, 0.95) * 1000:8.1f} {(med - base) * 1000:9.1f}")
+        edit_median = statistics.median(rows["hook: Edit, file already claimed"]) * 1000
+        print(f"target: allowed Edit under 150 ms median -> {edit_median:.0f} ms "
+              f"({'met' if edit_median < 150 else 'NOT met'})")
+
+        lat = asyncio.run(store_latency(db))
+        cli = asyncio.run(cli_latency(db, repo, max(5, DECISIONS // 2)))
+        print()
+        print(f"decision -> waiter ({len(lat)} decisions; waiter polls PRAGMA data_version every 50 ms)")
+        print(f"{'what':36} {'p50 ms':>10} {'p95 ms':>8} {'max ms':>9}")
+        print(f"{'waiting process sees the commit':36} {pct(lat, .5) * 1000:10.1f} {pct(lat, .95) * 1000:8.1f}"
+              f" {max(lat) * 1000:9.1f}")
+        print(f"{'`tower approval wait` has exited':36} {pct(cli, .5) * 1000:10.1f} {pct(cli, .95) * 1000:8.1f}"
+              f" {max(cli) * 1000:9.1f}")
+
+        print()
+        print("largest top-level imports of one hook call (Edit, file already claimed), cumulative ms")
+        for name, ms in import_profile(repo):
+            print(f"  {name:34} {ms:7.1f}")
+
+
+if __name__ == "__main__":
+    main()

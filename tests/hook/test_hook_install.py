@@ -1,0 +1,185 @@
+"""`tower hook install / uninstall claude-code`: merge into .claude/settings.json, keep everything else."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.hook import install_entry, is_tower_hook, remove_entry
+from tests.conftest import git, run_tower, tower_env
+
+TOWER_SCRIPT = Path(sys.executable).parent / "tower"
+
+EXISTING = {
+    "permissions": {"allow": ["Bash(npm test:*)"], "deny": ["Read(./secrets/**)"]},
+    "env": {"FOO": "1"},
+    "hooks": {
+        "PreToolUse": [
+            {"matcher": "Bash", "hooks": [{"type": "command", "command": "/usr/local/bin/guard.sh", "timeout": 5}]},
+        ],
+        "PostToolUse": [
+            {"matcher": "Edit|Write", "hooks": [{"type": "command", "command": "ruff format"}]},
+        ],
+    },
+    "model": "opus",
+}
+
+
+def tower_cli(*args: str, cwd: Path, env: dict | None = None):
+    """The real console script when there is one (install records its absolute path)."""
+    if TOWER_SCRIPT.exists():
+        proc = subprocess.run([str(TOWER_SCRIPT), *args], cwd=cwd, env=tower_env(env), capture_output=True,
+                              text=True, timeout=60)
+        from tests.conftest import Result
+
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+    return run_tower(*args, cwd=cwd, env=env)
+
+
+@pytest.fixture
+def project(repo: Path) -> Path:
+    assert run_tower("init", cwd=repo).code == 0
+    return repo
+
+
+def settings_of(root: Path) -> dict:
+    return json.loads((root / ".claude" / "settings.json").read_text())
+
+
+def ours(settings: dict) -> list[dict]:
+    return [h for g in settings["hooks"]["PreToolUse"] for h in g["hooks"] if is_tower_hook(h["command"])]
+
+
+def test_install_into_a_fresh_worktree(project):
+    r = tower_cli("--json", "hook", "install", "claude-code", cwd=project)
+    assert r.code == 0, r.stderr
+    assert r.data["changed"] is True
+    settings = settings_of(project)
+    assert settings == {"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [
+        {"type": "command", "command": r.data["command"], "timeout": 600}]}]}}
+    words = shlex.split(r.data["command"])
+    assert words[-2:] == ["hook", "claude-code"]
+    if TOWER_SCRIPT.exists():
+        assert words[0] == str(TOWER_SCRIPT)
+
+
+def test_install_keeps_existing_settings_and_hooks_and_is_idempotent(project):
+    path = project / ".claude" / "settings.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(EXISTING, indent=4))
+    os.chmod(path, 0o600)
+    assert tower_cli("hook", "install", "claude-code", cwd=project).code == 0
+    settings = settings_of(project)
+    expected = copy.deepcopy(EXISTING)
+    expected["hooks"]["PreToolUse"].append(settings["hooks"]["PreToolUse"][-1])
+    assert settings == expected
+    assert list(settings) == list(EXISTING)  # key order kept too
+    assert len(ours(settings)) == 1
+    assert path.stat().st_mode & 0o777 == 0o600
+    # again: nothing changes, the file is not even rewritten
+    before = (path.read_bytes(), path.stat().st_ino, path.stat().st_mtime_ns)
+    again = tower_cli("--json", "hook", "install", "claude-code", cwd=project)
+    assert again.code == 0 and again.data["changed"] is False
+    assert (path.read_bytes(), path.stat().st_ino, path.stat().st_mtime_ns) == before
+    assert not list(path.parent.glob("*.tmp"))
+
+
+def test_reinstall_with_another_db_replaces_our_entry(project, tmp_path):
+    assert tower_cli("hook", "install", "claude-code", cwd=project).code == 0
+    other = tmp_path / "elsewhere" / "tower.db"
+    r = tower_cli("--json", "--db", str(other), "hook", "install", "claude-code", cwd=project)
+    assert r.code == 0 and r.data["changed"] is True
+    entries = ours(settings_of(project))
+    assert len(entries) == 1
+    assert shlex.split(entries[0]["command"])[-2:] == ["--db", str(other)]
+
+
+def test_uninstall_removes_only_ours(project):
+    path = project / ".claude" / "settings.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(EXISTING))
+    assert tower_cli("hook", "install", "claude-code", cwd=project).code == 0
+    r = tower_cli("--json", "hook", "uninstall", "claude-code", cwd=project)
+    assert r.code == 0 and r.data["removed"] == 1
+    assert settings_of(project) == EXISTING
+    again = tower_cli("--json", "hook", "uninstall", "claude-code", cwd=project)
+    assert again.code == 0 and again.data["removed"] == 0
+
+
+def test_uninstall_of_a_tower_only_file_leaves_an_empty_object(project):
+    assert tower_cli("hook", "install", "claude-code", cwd=project).code == 0
+    assert tower_cli("hook", "uninstall", "claude-code", cwd=project).code == 0
+    assert settings_of(project) == {}
+
+
+def test_install_into_another_worktree_by_name(project, tmp_path):
+    wt = tmp_path / "wt-b"
+    git("worktree", "add", "-q", str(wt), "-b", "b", cwd=project)
+    assert run_tower("worktree", "sync", cwd=project).code == 0
+    names = {w["name"] for w in run_tower("--json", "worktree", "list", cwd=project).data}
+    assert "wt-b" in names
+    r = tower_cli("--json", "hook", "install", "claude-code", "--worktree", "wt-b", cwd=project)
+    assert r.code == 0, r.stderr
+    assert Path(r.data["settings"]) == wt.resolve() / ".claude" / "settings.json"
+    assert not (project / ".claude").exists()
+    assert tower_cli("hook", "install", "claude-code", "--worktree", "nope", cwd=project).code == 3
+
+
+def test_invalid_settings_are_left_alone(project):
+    path = project / ".claude" / "settings.json"
+    path.parent.mkdir()
+    path.write_text('{"hooks": {"PreToolUse": [\n  {"matcher": "Bash",,}\n]}}')
+    before = path.read_text()
+    r = tower_cli("hook", "install", "claude-code", cwd=project)
+    assert r.code == 2
+    assert "line 2" in r.stderr and "settings.json" in r.stderr
+    assert path.read_text() == before
+    path.write_text('{"hooks": []}')
+    assert tower_cli("hook", "install", "claude-code", cwd=project).code == 2
+
+
+def test_the_entry_timeout_outlives_the_policy_deadline(project):
+    policy = project / ".git" / "tower" / "policy.toml"
+    policy.write_text('[ask]\ntimeout = 900\n')
+    r = tower_cli("--json", "hook", "install", "claude-code", cwd=project)
+    assert r.data["timeout"] == 960
+    assert ours(settings_of(project))[0]["timeout"] == 960
+    policy.write_text('[ask]\ntimeout = "soon"\n')
+    bad = tower_cli("hook", "install", "claude-code", cwd=project)
+    assert bad.code == 2 and "line 2" in bad.stderr
+
+
+def test_the_installed_command_runs(project):
+    r = tower_cli("--json", "hook", "install", "claude-code", cwd=project)
+    command = r.data["command"]
+    call = {"session_id": "s", "transcript_path": "/tmp/t.jsonl", "cwd": str(project),
+            "permission_mode": "default", "hook_event_name": "PreToolUse", "tool_name": "Bash",
+            "tool_input": {"command": "git status"}, "tool_use_id": "toolu_1"}
+    proc = subprocess.run(command, shell=True, input=json.dumps(call), cwd=project, env=tower_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["hookSpecificOutput"]["permissionDecision"] == "allow"
+
+
+def test_merge_functions_directly():
+    settings = copy.deepcopy(EXISTING)
+    settings["hooks"]["PreToolUse"][0]["hooks"].append(
+        {"type": "command", "command": "/old/venv/bin/tower hook claude-code", "timeout": 600})
+    assert install_entry(settings, "/new/bin/tower hook claude-code", 600)
+    assert settings["hooks"]["PreToolUse"][0] == EXISTING["hooks"]["PreToolUse"][0]  # ours left the group
+    assert not install_entry(settings, "/new/bin/tower hook claude-code", 600)
+    assert remove_entry(settings) == 1
+    assert settings == EXISTING
+    assert is_tower_hook("python -m tui.cli hook claude-code --db /x")
+    assert is_tower_hook("'/a b/tower' hook claude-code")
+    assert not is_tower_hook("/usr/local/bin/guard.sh hook claude-code")
+    assert not is_tower_hook("tower hook install claude-code")
+    with pytest.raises(ValueError):
+        install_entry({"hooks": {"PreToolUse": {}}}, "tower hook claude-code", 600)

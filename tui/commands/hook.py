@@ -1,0 +1,513 @@
+"""``tower hook``: the Claude Code PreToolUse hook, and installing it.
+
+``tower hook claude-code`` runs on every tool call of every agent, so it
+imports only what the call needs: a call the policy decides alone (most Bash
+commands, every read) never opens the database; a file write opens it for one
+read and, the first time a file is touched, one claim; only "ask" waits.
+
+It always answers one decision object on stdout and exits 0: Claude Code lets
+a call through when a hook exits non-zero (other than 2) or times out, so every
+failure here (bad stdin, missing store, bad policy, internal error) is a
+``deny`` that says why. The session -> lease mapping and the policy format are
+documented in docs/approvals.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from core.errors import BadInput, NotFound, TowerError
+from core.gitrepo import DB_NAME, POLICY_NAME
+from core.hook import FILE_TOOLS, HookInput, HookInputError, answer, parse_input
+from tui.clikit import common_options, emit, opt
+
+AGENTS = ("claude-code",)
+
+
+@click.group()
+def hook() -> None:
+    """Agent hooks: the Claude Code PreToolUse hook, install, uninstall, check."""
+
+
+# -- the hook itself -------------------------------------------------------------
+
+
+@hook.command("claude-code")
+@common_options
+def hook_claude_code() -> None:
+    """Claude Code PreToolUse hook: one JSON object on stdin -> one decision on stdout.
+
+    Always exits 0 with {"hookSpecificOutput": {"hookEventName": "PreToolUse",
+    "permissionDecision": "allow"|"deny"|"ask", "permissionDecisionReason": ...}}.
+    """
+    started = time.monotonic()
+    try:
+        raw = sys.stdin.buffer.read()
+        decision, reason = decide(raw, started)
+    except TowerError as exc:
+        decision, reason = "deny", f"Tower: {exc.message}"
+    except KeyboardInterrupt:
+        decision, reason = "deny", "Tower hook interrupted before it could decide"
+    except BaseException as exc:  # noqa: BLE001 - a hook that dies lets the call through
+        decision, reason = "deny", f"Tower hook internal error: {_where(exc)} (a bug: please report it)"
+    out = json.dumps(answer(decision, reason), ensure_ascii=False) + "\n"
+    try:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(out.encode("utf-8"))  # UTF-8 whatever the locale
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        pass
+
+
+def _where(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    at = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb is not None else ""
+    return f"{type(exc).__name__}: {exc}{at}"
+
+
+def _explicit_db() -> Path | None:
+    explicit = opt("db") or os.environ.get("TOWER_DB")
+    return Path(explicit).expanduser().absolute() if explicit else None
+
+
+def decide(raw: bytes, started: float) -> tuple[str, str]:
+    """The whole hook: (permissionDecision, reason)."""
+    from core.gitrepo import discover
+
+    try:
+        call = parse_input(raw)
+    except HookInputError as exc:
+        return "deny", f"Tower hook: unusable input: {exc}"
+
+    cwd = Path(call.cwd) if call.cwd else Path.cwd()
+    repo = discover(cwd) if cwd.is_dir() else None
+    db = _explicit_db()
+    if db is None:
+        if repo is None:
+            return "deny", (f"Tower: {cwd} is not inside a git repository, so there is no Tower store"
+                            " (run `tower init` in the repository, or set TOWER_DB)")
+        db = repo.store_dir / DB_NAME
+    if not db.exists():
+        return "deny", f"Tower: no Tower store at {db}: run `tower init` in the repository"
+
+    from core.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(db.parent / POLICY_NAME)
+    except PolicyError as exc:
+        return "deny", f"Tower: {exc.message}; fix the policy file (check it with `tower hook check`)"
+
+    root = repo.worktree_root if repo is not None else None
+    written = call.written_path
+    if written is not None:
+        return _file_call(call, policy, db, root, cwd, written, started)
+
+    rel = _relative(call.read_path, root, cwd) if call.read_path else None
+    verdict = policy.decide(call.tool_name, command=call.command, path=rel)
+    if verdict.decision != "ask":
+        return _plain(verdict.decision), verdict.reason
+    return _with_store(db, lambda s, c: _ask(s, c, call, policy, verdict.reason, rel, root, started))
+
+
+def _plain(decision: str) -> str:
+    # "prompt" is Claude Code's own prompt, which the hook asks for with "ask"
+    return "ask" if decision == "prompt" else decision
+
+
+def _relative(path: str, root: Path | None, cwd: Path) -> str | None:
+    if root is None:
+        return None
+    from core.paths import PathError, normalize
+
+    try:
+        return normalize(path, root, cwd)
+    except PathError:
+        return None
+
+
+def _file_call(call: HookInput, policy, db: Path, root: Path | None, cwd: Path, written: str,
+               started: float) -> tuple[str, str]:
+    from core.paths import PathError, normalize
+
+    tool = call.tool_name
+    if not written:
+        return "deny", f"Tower: {tool} without tool_input.{FILE_TOOLS[tool]}: nothing to claim"
+    if root is None:
+        outside = f"{cwd} is not inside a git repository"
+        rel = None
+    else:
+        try:
+            rel = normalize(written, root, cwd)
+            outside = None
+        except PathError as exc:
+            rel, outside = None, f"{exc} (worktree {root})"
+    if outside is not None:
+        decision = policy.outside_repo
+        reason = f"Tower: {outside}; the policy says {decision} for files outside the repository"
+        if decision == "ask":
+            return _with_store(db, lambda s, c: _ask(s, c, call, policy, reason, None, root, started))
+        return _plain(decision), reason
+
+    verdict = policy.decide(tool, path=rel)
+    if verdict.decision == "deny":
+        return "deny", verdict.reason
+    return _with_store(db, lambda s, c: _claim(s, c, call, policy, verdict, rel, root, started))
+
+
+def _with_store(db: Path, body) -> tuple[str, str]:
+    import asyncio
+
+    from store import Store
+    from tui.clikit import agent_name
+
+    async def main() -> tuple[str, str]:
+        from tui.commands.approvals import SignalCatcher
+
+        with SignalCatcher() as catcher:
+            async with Store(db, actor=agent_name() or "claude-code") as store:
+                return await body(store, catcher)
+
+    return asyncio.run(main())
+
+
+# -- which lease is this session's ------------------------------------------------
+
+
+async def _worktree_name(store, root: Path | None) -> str | None:
+    from tui.clikit import worktree_hint
+
+    hint = worktree_hint()
+    if hint:
+        return hint
+    if root is None:
+        return None
+    real = os.path.realpath(root)
+    for w in await store.list_worktrees():
+        if w.active and os.path.realpath(w.path) == real:
+            return w.name
+    return None
+
+
+async def session_lease(store, root: Path | None, path: str | None):
+    """The lease this Claude Code session writes for: ``(lease, worktree, problem)``.
+
+    1. ``TOWER_LEASE`` (e.g. ``L7``) names it outright; it must be active.
+    2. Else the active leases of this worktree (the registered worktree whose
+       path is the git worktree of the call's ``cwd``, or ``TOWER_WORKTREE``),
+       narrowed to ``TOWER_AGENT``'s when that is set (an agent's leases with no
+       worktree count too). One lease: that one. Several: the one already
+       holding ``path``, else the only one whose task scope covers it; still
+       several is a problem the reason names (set TOWER_LEASE).
+    ``lease`` is None when there is none (``problem`` None) or when it cannot
+    be told (``problem`` says why).
+    """
+    from core.ids import format_id, parse_id
+    from tui.clikit import agent_name
+
+    worktree = await _worktree_name(store, root)
+    leases = await store.list_leases()
+    wanted = os.environ.get("TOWER_LEASE")
+    if wanted:
+        try:
+            lid = parse_id("lease", wanted)
+        except BadInput as exc:
+            return None, worktree, f"TOWER_LEASE: {exc.message}"
+        match = next((lease for lease in leases if lease.id == lid), None)
+        if match is None:
+            return None, worktree, (f"TOWER_LEASE={format_id('lease', lid)} is not an active lease:"
+                                    " claim a task (`tower task claim`) and set TOWER_LEASE to its lease")
+        return match, worktree, None
+    agent = agent_name()
+    if agent:
+        candidates = [lease for lease in leases if lease.agent == agent and lease.worktree in (worktree, None)]
+    elif worktree is not None:
+        candidates = [lease for lease in leases if lease.worktree == worktree]
+    else:
+        candidates = []
+    if len(candidates) <= 1:
+        return (candidates[0] if candidates else None), worktree, None
+    if path is not None:
+        holding = [lease for lease in candidates if path in lease.claims]
+        if len(holding) == 1:
+            return holding[0], worktree, None
+        from core.scope import match_one
+
+        covering = []
+        for lease in candidates:
+            scope = (await store.get_task(lease.task_id)).scope
+            if scope and any(match_one(path, g) for g in scope):
+                covering.append(lease)
+        if len(covering) == 1:
+            return covering[0], worktree, None
+    ids = ", ".join(format_id("lease", lease.id) for lease in candidates)
+    who = f"{agent} holds" if agent else f"worktree {worktree} has"
+    return None, worktree, (f"{who} several active leases ({ids}) and none is the obvious one for this"
+                            " call: set TOWER_LEASE to the session's lease")
+
+
+def _requester(call: HookInput, lease) -> str:
+    from tui.clikit import agent_name
+
+    name = agent_name() or (lease.agent if lease is not None else None)
+    if name:
+        return name
+    return f"claude-code:{call.session_id[:8]}" if call.session_id else "claude-code"
+
+
+# -- writes: claim, then (maybe) ask -----------------------------------------------
+
+
+async def _claim(store, catcher, call: HookInput, policy, verdict, rel: str, root, started):
+    from core.errors import Refused
+    from core.ids import format_id
+    from tui.clikit import agent_name
+
+    lease, worktree, problem = await session_lease(store, root, rel)
+    if problem is not None:
+        return "deny", f"Tower: cannot claim {rel}: {problem}"
+    if lease is None:
+        decision = policy.without_lease
+        where = f"worktree {worktree}" if worktree else "this worktree (not registered with Tower)"
+        reason = (f"Tower: no active lease for this session in {where}, so {rel} cannot be claimed:"
+                  " run `tower task claim` first")
+        if decision == "ask":
+            return await _ask(store, catcher, call, policy, reason + " (asking a person)", rel, root, started)
+        if decision == "allow":
+            return "allow", f"Tower: no active lease in {where}; the policy allows writing {rel} unclaimed"
+        return _plain(decision), reason
+    lid = format_id("lease", lease.id)
+    already = rel in lease.claims and lease.expires_at.timestamp() > time.time()
+    if not already:
+        try:
+            await store.claim_files(lease.id, [rel], agent=agent_name())
+        except (Refused, NotFound) as exc:
+            hint = ""
+            if exc.code == "claim_conflict":
+                hint = ": work on other files, or coordinate through the person running Tower"
+            elif exc.code == "lease_not_active":
+                hint = ": claim a task again (`tower task claim`)"
+            return "deny", f"Tower: cannot claim {rel} for {lid}: {exc.message}{hint}"
+    held = f"{rel} is claimed for {lid} (task {format_id('task', lease.task_id)})"
+    if verdict.decision == "ask":
+        return await _ask(store, catcher, call, policy, f"{verdict.reason}; {held}", rel, root, started,
+                          lease=lease, worktree=worktree)
+    if verdict.decision == "prompt":
+        return "ask", f"{verdict.reason}; {held}"
+    return "allow", f"Tower: {held}"
+
+
+# -- ask a person -------------------------------------------------------------------
+
+
+async def _ask(store, catcher, call: HookInput, policy, why: str, rel: str | None, root, started, *,
+               lease=..., worktree=...):
+    """File an approval (idempotent on tool_use_id) and wait for it until the hook's deadline."""
+    from core.errors import Refused
+    from core.hook import approval_detail, approval_kind, approval_summary
+    from core.ids import format_id
+    from tui.commands.approvals import Interrupted, wait_or_cancel
+
+    if lease is ... or worktree is ...:
+        lease, worktree, _ = await session_lease(store, root, rel)
+    requester = _requester(call, lease)
+    fields = dict(kind=approval_kind(call), summary=approval_summary(call, rel),
+                  detail=approval_detail(call, rel_path=rel, policy_reason=why),
+                  key=call.tool_use_id, requested_by=requester, worktree=worktree)
+    try:
+        a = await store.request_approval(lease_id=lease.id if lease is not None else None, **fields)
+    except Refused:  # the lease ended meanwhile: ask without it
+        a = await store.request_approval(**fields)
+    aid = format_id("approval", a.id)
+    if a.status == "pending":
+        left = policy.ask_timeout - (time.monotonic() - started)
+        try:
+            a = await wait_or_cancel(store, a.id, timeout=max(round(left, 1), 0.1), actor=requester,
+                                     catcher=catcher)
+        except Interrupted as exc:
+            return "deny", f"Tower: {exc.message}"
+    by = f" by {a.decided_by}" if a.decided_by else ""
+    if a.status == "approved":
+        return "allow", f"Tower: {aid} approved{by}" + (f": {a.reason}" if a.reason else "")
+    if a.status == "rejected":
+        return "deny", f"Tower: {aid} rejected{by}: {a.reason}"
+    if a.status == "expired":
+        waited = f"within {policy.ask_timeout:g}s"
+        if policy.on_timeout == "deny":
+            return "deny", f"Tower: nobody decided {aid} ({a.summary}) {waited}: denied; ask again later"
+        return "ask", f"Tower: nobody decided {aid} ({a.summary}) {waited} in Tower; your call"
+    return "deny", f"Tower: {aid} was {a.status}" + (f": {a.reason}" if a.reason else "")
+
+
+# -- install / uninstall ---------------------------------------------------------------
+
+
+def _tower_program() -> list[str]:
+    """How to run this very Tower: the absolute path of the ``tower`` script that is running."""
+    import shutil
+
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0).startswith("tower") and os.path.isfile(argv0):
+        return [os.path.abspath(argv0)]
+    found = shutil.which("tower")
+    if found:
+        return [os.path.abspath(found)]
+    return [sys.executable, "-m", "tui.cli"]
+
+
+def _target_root() -> Path:
+    """The worktree whose settings to edit: --worktree (a name Tower knows, or a directory), else this one."""
+    from core.gitrepo import discover
+
+    name = opt("worktree") or os.environ.get("TOWER_WORKTREE")
+    if name:
+        if Path(name).expanduser().is_dir():
+            info = discover(Path(name).expanduser())
+            return info.worktree_root if info else Path(name).expanduser().resolve()
+        from tui.clikit import db_path, run
+
+        if not db_path().exists():
+            raise NotFound(f"no worktree {name}: no Tower store to look it up in", code="worktree_not_found")
+        known = run(lambda s: s.list_worktrees(), reap=False)
+        match = next((w for w in known if w.name == name), None)
+        if match is None:
+            raise NotFound(f"no worktree {name} (see `tower worktree list`)", code="worktree_not_found")
+        return Path(match.path)
+    info = discover(Path.cwd())
+    if info is None:
+        raise BadInput("not inside a git worktree: run this in one, or pass --worktree")
+    return info.worktree_root
+
+
+def _settings_path(local: bool) -> Path:
+    return _target_root() / ".claude" / ("settings.local.json" if local else "settings.json")
+
+
+def _read_settings(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read {path}: {exc}") from None
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{path} line {exc.lineno}: not valid JSON ({exc.msg}); fix it first") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{path} is not a JSON object")
+    return data
+
+
+def _write_atomically(path: Path, data: dict) -> None:
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        except FileNotFoundError:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _policy_for_install():
+    from core.policy import default_policy, load_policy
+    from tui.clikit import db_path
+
+    try:
+        return load_policy(db_path().parent / POLICY_NAME)
+    except NotFound:  # not in a repository and no --db: the built-in default
+        return default_policy()
+
+
+@hook.command("install")
+@click.argument("agent", type=click.Choice(AGENTS))
+@click.option("--local", is_flag=True, help="Write .claude/settings.local.json (not committed) instead.")
+@common_options
+def hook_install(agent, local) -> None:
+    """Add Tower's PreToolUse hook to a worktree's .claude/settings.json.
+
+    Keeps every other setting and hook; running it again changes nothing (or
+    updates Tower's own entry in place).
+    """
+    from core.hook import hook_command, install_entry
+
+    policy = _policy_for_install()  # a bad policy file stops here, naming its line
+    db = _explicit_db()
+    command = hook_command(_tower_program(), str(db) if db else None)
+    path = _settings_path(local)
+    settings = _read_settings(path)
+    try:
+        changed = install_entry(settings, command, policy.hook_timeout())
+    except ValueError as exc:
+        raise BadInput(f"{path}: {exc}; fix it first") from None
+    if changed:
+        _write_atomically(path, settings)
+    emit({"settings": str(path), "changed": changed, "command": command, "timeout": policy.hook_timeout()},
+         f"{'installed' if changed else 'already installed:'} Tower's PreToolUse hook in {path}")
+
+
+@hook.command("uninstall")
+@click.argument("agent", type=click.Choice(AGENTS))
+@click.option("--local", is_flag=True, help="Edit .claude/settings.local.json instead.")
+@common_options
+def hook_uninstall(agent, local) -> None:
+    """Remove Tower's hook from a worktree's .claude/settings.json, and nothing else."""
+    from core.hook import remove_entry
+
+    path = _settings_path(local)
+    settings = _read_settings(path)
+    try:
+        removed = remove_entry(settings)
+    except ValueError as exc:
+        raise BadInput(f"{path}: {exc}; fix it first") from None
+    if removed:
+        _write_atomically(path, settings)
+    emit({"settings": str(path), "removed": removed},
+         f"removed Tower's hook from {path}" if removed else f"Tower's hook is not in {path}")
+
+
+@hook.command("check")
+@click.option("--tool", default=None, help="Explain the decision for a call of this tool.")
+@click.option("--command", "command", default=None, help="… with this Bash command (implies --tool Bash).")
+@click.option("--path", "path", default=None, help="… on this repo-relative path.")
+@common_options
+def hook_check(tool, command, path) -> None:
+    """Validate the policy file (exit 2 naming the bad line), and explain a decision."""
+    from core.policy import load_policy
+    from tui.clikit import db_path
+
+    policy = load_policy(db_path().parent / POLICY_NAME)
+    data: dict = {"policy": policy.source, "exists": policy.exists, "rules": len(policy.rules),
+                  "default": policy.default, "ask_timeout": policy.ask_timeout,
+                  "on_timeout": policy.ask_on_timeout}
+    lines = [f"policy {policy.source}: {len(policy.rules)} rules, default {policy.default},"
+             f" ask timeout {policy.ask_timeout:g}s then {policy.ask_on_timeout}"]
+    if tool or command:
+        verdict = policy.decide(tool or "Bash", command=command, path=path)
+        data["verdict"] = {"decision": verdict.decision, "reason": verdict.reason,
+                           "rule": verdict.rule, "line": verdict.line}
+        lines.append(f"{verdict.decision}: {verdict.reason}")
+    emit(data, "\n".join(lines))
