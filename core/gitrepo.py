@@ -8,7 +8,6 @@ the rest of a command). Only worktree creation and listing shell out to git.
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +72,7 @@ def head_branch(git_dir: Path) -> str | None:
 
 def git(args: list[str], cwd: Path) -> str:
     """Run git; raise RuntimeError with git's own one-line complaint on failure."""
+    import subprocess
     proc = subprocess.run(
         ["git", *args], cwd=cwd, capture_output=True, text=True, check=False
     )

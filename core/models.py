@@ -7,24 +7,29 @@ is exactly what ``--json`` prints as ``data``.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
-TaskStatus = Literal["pending", "leased", "done", "failed", "cancelled"]
-LeaseStatus = Literal["active", "completed", "failed", "expired", "released"]
-ApprovalKind = Literal["command", "write", "merge", "custom"]
-ApprovalStatus = Literal["pending", "approved", "rejected", "expired", "cancelled"]
-ConflictKind = Literal["claimed_by_other", "out_of_scope", "unleased_write", "concurrent_edit"]
-ConflictStatus = Literal["open", "acked", "resolved"]
+from core.vocab import (  # noqa: F401 - re-exported
+    APPROVAL_KINDS,
+    APPROVAL_STATUSES,
+    CONFLICT_KINDS,
+    CONFLICT_STATUSES,
+    LEASE_STATUSES,
+    TASK_STATUSES,
+    iso,
+    utc,
+)
 
-TASK_STATUSES: tuple[str, ...] = TaskStatus.__args__  # type: ignore[attr-defined]
-LEASE_STATUSES: tuple[str, ...] = LeaseStatus.__args__  # type: ignore[attr-defined]
-APPROVAL_KINDS: tuple[str, ...] = ApprovalKind.__args__  # type: ignore[attr-defined]
-APPROVAL_STATUSES: tuple[str, ...] = ApprovalStatus.__args__  # type: ignore[attr-defined]
-CONFLICT_KINDS: tuple[str, ...] = ConflictKind.__args__  # type: ignore[attr-defined]
-CONFLICT_STATUSES: tuple[str, ...] = ConflictStatus.__args__  # type: ignore[attr-defined]
+# The words live in core.vocab (no pydantic) so that light callers need not import this module.
+TaskStatus = Literal[TASK_STATUSES]  # type: ignore[valid-type]
+LeaseStatus = Literal[LEASE_STATUSES]  # type: ignore[valid-type]
+ApprovalKind = Literal[APPROVAL_KINDS]  # type: ignore[valid-type]
+ApprovalStatus = Literal[APPROVAL_STATUSES]  # type: ignore[valid-type]
+ConflictKind = Literal[CONFLICT_KINDS]  # type: ignore[valid-type]
+ConflictStatus = Literal[CONFLICT_STATUSES]  # type: ignore[valid-type]
 
 
 def _prefixed(prefix: str):
@@ -37,18 +42,6 @@ TaskId = Annotated[int, _prefixed("T")]
 LeaseId = Annotated[int, _prefixed("L")]
 ApprovalId = Annotated[int, _prefixed("A")]
 ConflictId = Annotated[int, _prefixed("C")]
-
-
-def utc(ts: float | None) -> datetime | None:
-    """Epoch seconds (how the store keeps time) to an aware UTC datetime."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc)
-
-
-def iso(ts: float | None) -> str | None:
-    dt = utc(ts)
-    return None if dt is None else dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 Timestamp = Annotated[

@@ -11,15 +11,20 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import BadInput, NotFound, Refused, TimedOut
 from core.ids import format_id
-from core.models import APPROVAL_KINDS, Approval, utc
+from core.vocab import APPROVAL_KINDS, utc
 from store.db import StoreBase
+
+if TYPE_CHECKING:
+    from core.models import Approval
 
 
 def approval_from_row(row: sqlite3.Row) -> Approval:
+    from core.models import Approval
+
     return Approval(
         id=row["id"],
         kind=row["kind"],

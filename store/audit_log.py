@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from typing import TYPE_CHECKING
 
 from core import audit as chain
-from core.models import AuditEvent, Counts
 from store.db import StoreBase
+
+if TYPE_CHECKING:
+    from core.models import AuditEvent, Counts
 
 
 def event_from_row(row: sqlite3.Row) -> AuditEvent:
+    from core.models import AuditEvent
+
     return AuditEvent(
         seq=row["seq"],
         ts=row["ts"],
@@ -68,6 +73,8 @@ class AuditVerbs(StoreBase):
               (SELECT entry_hash FROM audit ORDER BY seq DESC LIMIT 1) AS audit_hash
             """
         )
+        from core.models import Counts
+
         data = dict(row)
         data["audit_seq"] = data["audit_seq"] or 0
         return Counts(**data)

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from core import rules
 from core.errors import BadInput, NotFound, Refused
 from core.ids import format_id
-from core.models import ClaimResult, Lease, Task, Worktree, utc
+from core.vocab import utc
 from store.db import StoreBase
+
+if TYPE_CHECKING:
+    from core.models import ClaimResult, Lease, Task, Worktree
 
 _TASK_SELECT = """
 SELECT t.*, (SELECT json_group_array(depends_on) FROM
@@ -39,7 +42,22 @@ t.status = 'pending' AND NOT EXISTS (
 """
 
 
+class LeaseRow(NamedTuple):
+    """An active lease as plain data, for callers on the hot path (the hook) that skip pydantic."""
+
+    id: int
+    task_id: int
+    agent: str
+    worktree: str | None
+    token: int
+    expires_at: float
+    claims: list[str]
+    scope: list[str]
+
+
 def task_from_row(row: sqlite3.Row) -> Task:
+    from core.models import Task  # lazily: pydantic costs ~50 ms at start-up
+
     return Task(
         id=row["id"],
         title=row["title"],
@@ -58,6 +76,8 @@ def task_from_row(row: sqlite3.Row) -> Task:
 
 
 def lease_from_row(row: sqlite3.Row) -> Lease:
+    from core.models import Lease
+
     return Lease(
         id=row["id"],
         task_id=row["task_id"],
@@ -112,6 +132,24 @@ class TaskVerbs(StoreBase):
         sql = _LEASE_SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY l.id"
         return [lease_from_row(r) for r in await self._fetchall(sql, tuple(params))]
 
+    async def active_lease_rows(self) -> list[LeaseRow]:
+        """Every active lease with its claims and task scope, in one query, without models."""
+        rows = await self._fetchall(
+            "SELECT l.id, l.task_id, l.agent, l.worktree, l.token, l.expires_at, t.scope,"
+            " (SELECT json_group_array(path) FROM claims c WHERE c.lease_id = l.id AND c.active = 1) AS paths"
+            " FROM leases l JOIN tasks t ON t.id = l.task_id WHERE l.status = 'active' ORDER BY l.id"
+        )
+        return [
+            LeaseRow(r["id"], r["task_id"], r["agent"], r["worktree"], r["token"], r["expires_at"],
+                     sorted(json.loads(r["paths"] or "[]")), json.loads(r["scope"]))
+            for r in rows
+        ]
+
+    async def worktree_rows(self) -> list[tuple[str, str, bool]]:
+        """``(name, path, active)`` of every registered worktree, without models."""
+        rows = await self._fetchall("SELECT name, path, active FROM worktrees ORDER BY name")
+        return [(r[0], r[1], bool(r[2])) for r in rows]
+
     async def list_claims(self) -> list[dict[str, Any]]:
         rows = await self._fetchall(
             "SELECT c.path, c.lease_id, c.worktree, c.claimed_at, l.agent, l.task_id"
@@ -120,6 +158,8 @@ class TaskVerbs(StoreBase):
         return [dict(r) for r in rows]
 
     async def list_worktrees(self) -> list[Worktree]:
+        from core.models import Worktree
+
         rows = await self._fetchall("SELECT * FROM worktrees ORDER BY name")
         return [
             Worktree(
@@ -243,6 +283,8 @@ class TaskVerbs(StoreBase):
                 )
         if problem is not None:
             raise problem
+        from core.models import ClaimResult
+
         return ClaimResult(
             lease_id=lease_id,
             token=token,

@@ -5,7 +5,6 @@ Nothing here imports Textual: agents call ``tower`` for every step.
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import os
@@ -110,6 +109,8 @@ def worktree_hint() -> str | None:
 def run(body: Callable[..., Awaitable[T]], *, create: bool = False, actor: str | None = None,
         reap: bool = True) -> T:
     """Open the store, reap expired leases if any are due, run ``body(store)``, close."""
+    import asyncio  # here, not at the top: commands that never open the store skip ~20 ms
+
     from store import Store
 
     async def main() -> T:

@@ -19,7 +19,7 @@ import click
 
 from core.errors import BadInput, Refused, TimedOut, TowerError
 from core.ids import format_id
-from core.models import APPROVAL_KINDS, APPROVAL_STATUSES
+from core.vocab import APPROVAL_KINDS, APPROVAL_STATUSES
 from tui.clikit import (
     agent_name,
     common_options,

@@ -190,9 +190,9 @@ async def _worktree_name(store, root: Path | None) -> str | None:
     if root is None:
         return None
     real = os.path.realpath(root)
-    for w in await store.list_worktrees():
-        if w.active and os.path.realpath(w.path) == real:
-            return w.name
+    for name, path, active in await store.worktree_rows():
+        if active and os.path.realpath(path) == real:
+            return name
     return None
 
 
@@ -213,7 +213,7 @@ async def session_lease(store, root: Path | None, path: str | None):
     from tui.clikit import agent_name
 
     worktree = await _worktree_name(store, root)
-    leases = await store.list_leases()
+    leases = await store.active_lease_rows()
     wanted = os.environ.get("TOWER_LEASE")
     if wanted:
         try:
@@ -240,11 +240,8 @@ async def session_lease(store, root: Path | None, path: str | None):
             return holding[0], worktree, None
         from core.scope import match_one
 
-        covering = []
-        for lease in candidates:
-            scope = (await store.get_task(lease.task_id)).scope
-            if scope and any(match_one(path, g) for g in scope):
-                covering.append(lease)
+        covering = [lease for lease in candidates
+                    if lease.scope and any(match_one(path, g) for g in lease.scope)]
         if len(covering) == 1:
             return covering[0], worktree, None
     ids = ", ".join(format_id("lease", lease.id) for lease in candidates)
@@ -284,7 +281,7 @@ async def _claim(store, catcher, call: HookInput, policy, verdict, rel: str, roo
             return "allow", f"Tower: no active lease in {where}; the policy allows writing {rel} unclaimed"
         return _plain(decision), reason
     lid = format_id("lease", lease.id)
-    already = rel in lease.claims and lease.expires_at.timestamp() > time.time()
+    already = rel in lease.claims and lease.expires_at > time.time()
     if not already:
         try:
             await store.claim_files(lease.id, [rel], agent=agent_name())

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from core.ids import format_id
-from core.models import TASK_STATUSES
+from core.vocab import TASK_STATUSES
 from core.rules import DEFAULT_MAX_ATTEMPTS, DEFAULT_TTL
 from tui.clikit import (
     agent_name,
