@@ -2,17 +2,24 @@
 
 Snapshots are the watcher's cache of what each worktree looked like; they are
 not coordination state, so they carry no audit events. Conflicts do.
+
+``changed_files`` keeps the watcher's baselines: one row per file that differs
+from the content the watcher first knew for it (see core/conflict_rules.py and
+docs/watcher.md). ``apply_watch_batch`` writes a batch of snapshot updates and
+the matching baseline bookkeeping in one transaction, so a restart never sees
+one without the other.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from core.errors import NotFound
 from core.ids import format_id
+from core.conflict_rules import ClaimView, ConflictSpec, FileChange, LeaseView, World
 from core.models import CONFLICT_KINDS, Conflict, utc
 from store.db import StoreBase
 
@@ -64,40 +71,79 @@ class ConflictVerbs(StoreBase):
         message: str = "",
         detail: dict[str, Any] | None = None,
         actor: str = "watcher",
+        episode: str | None = None,
     ) -> tuple[Conflict, bool]:
         """Open a conflict unless the same (kind, path, worktrees) is already open.
 
-        Returns the conflict and whether it is new.
+        Returns the conflict and whether it is new. ``concurrent_edit`` is
+        symmetric: an open one between the same two worktrees, in either
+        order, counts. With ``episode`` (see core/conflict_rules.py) an
+        *acknowledged* conflict of the same key and episode also counts: a
+        person who acked it is not asked again while its cause lasts.
         """
-        assert kind in CONFLICT_KINDS, kind
+        spec = ConflictSpec(kind=kind, path=path, worktree=worktree, other_worktree=other_worktree,
+                            lease_id=lease_id, other_lease_id=other_lease_id, task_id=task_id,
+                            message=message, detail=detail or {}, episode=episode)
+        return (await self.record_conflicts([spec], actor=actor))[0]
+
+    async def record_conflicts(
+        self, specs: Sequence[ConflictSpec], *, actor: str = "watcher"
+    ) -> list[tuple[Conflict, bool]]:
+        """``record_conflict`` for many, in one transaction (one audit event per new conflict)."""
+        if not specs:
+            return []
+        ids: list[tuple[int, bool]] = []
         async with self.transaction():
+            now = self.clock()
+            for spec in specs:
+                ids.append(await self._record_locked(spec, actor, now))
+        rows = await self._fetchall(
+            "SELECT * FROM conflicts WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted({i for i, _ in ids})),),
+        )
+        by_id = {r["id"]: conflict_from_row(r) for r in rows}
+        return [(by_id[i], new) for i, new in ids]
+
+    async def _record_locked(self, spec: ConflictSpec, actor: str, now: float) -> tuple[int, bool]:
+        assert spec.kind in CONFLICT_KINDS, spec.kind
+        same = ("kind = ? AND path = ? AND ((worktree = ? AND ifnull(other_worktree, '') = ifnull(?, ''))"
+                + (" OR (worktree = ? AND other_worktree = ?))" if spec.kind == "concurrent_edit" else ")"))
+        params: tuple = (spec.kind, spec.path, spec.worktree, spec.other_worktree)
+        if spec.kind == "concurrent_edit":
+            params += (spec.other_worktree, spec.worktree)
+        row = await self._fetchone(f"SELECT id FROM conflicts WHERE status = 'open' AND {same} LIMIT 1", params)
+        if row is not None:
+            return row["id"], False
+        if spec.episode is not None:
             row = await self._fetchone(
-                "SELECT * FROM conflicts WHERE status = 'open' AND kind = ? AND path = ? AND worktree = ?"
-                " AND ifnull(other_worktree, '') = ifnull(?, '')",
-                (kind, path, worktree, other_worktree),
+                f"SELECT id FROM conflicts WHERE status = 'acked' AND {same}"
+                " AND json_extract(detail, '$.episode') = ? ORDER BY id DESC LIMIT 1",
+                (*params, spec.episode),
             )
             if row is not None:
-                return conflict_from_row(row), False
-            now = self.clock()
-            conflict_id = await self._exec(
-                "INSERT INTO conflicts (kind, path, worktree, other_worktree, lease_id, other_lease_id, task_id,"
-                " message, detail, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (kind, path, worktree, other_worktree, lease_id, other_lease_id, task_id, message,
-                 json.dumps(detail or {}), now, now),
-            )
-            await self._audit(
-                "conflict.opened",
-                actor=actor,
-                task_id=task_id,
-                lease_id=lease_id,
-                worktree=worktree,
-                path=path,
-                details={"conflict": format_id("conflict", conflict_id), "kind": kind,
-                         "other_worktree": other_worktree,
-                         "other_lease": format_id("lease", other_lease_id), "message": message},
-                now=now,
-            )
-        return await self.get_conflict(conflict_id), True
+                return row["id"], False
+        detail = dict(spec.detail)
+        if spec.episode is not None:
+            detail["episode"] = spec.episode
+        conflict_id = await self._exec(
+            "INSERT INTO conflicts (kind, path, worktree, other_worktree, lease_id, other_lease_id, task_id,"
+            " message, detail, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (spec.kind, spec.path, spec.worktree, spec.other_worktree, spec.lease_id, spec.other_lease_id,
+             spec.task_id, spec.message, json.dumps(detail), now, now),
+        )
+        await self._audit(
+            "conflict.opened",
+            actor=actor,
+            task_id=spec.task_id,
+            lease_id=spec.lease_id,
+            worktree=spec.worktree,
+            path=spec.path,
+            details={"conflict": format_id("conflict", conflict_id), "kind": spec.kind,
+                     "other_worktree": spec.other_worktree,
+                     "other_lease": format_id("lease", spec.other_lease_id), "message": spec.message},
+            now=now,
+        )
+        return conflict_id, True
 
     async def ack_conflict(self, conflict_id: int, *, actor: str | None = None) -> Conflict:
         """A person has seen it. Acknowledging twice, or a resolved conflict, is a no-op."""
@@ -161,3 +207,179 @@ class ConflictVerbs(StoreBase):
             await self.conn.executemany(
                 "DELETE FROM snapshots WHERE worktree = ? AND path = ?", [(worktree, d) for d in deletes]
             )
+
+    # -- baselines (changed_files) and the watcher's view of the world ---------
+
+    async def apply_watch_batch(self, updates: Sequence[Any], changes: Sequence[Any]) -> None:
+        """Persist the watcher's snapshot updates and move the baselines, in one transaction.
+
+        ``updates``: ``core.watcher.SnapshotUpdate`` (worktree, replace, upserts
+        ``{path: (size, mtime_ns, hash)}``, deletes), applied in order.
+        ``changes``: ``core.watcher.Change`` (worktree, path, old, new), in order.
+        A change of a file at its baseline records the baseline (the old
+        content); a change back to the baseline deletes the row. A ``replace``
+        (a fresh snapshot of a worktree) re-checks that worktree's rows
+        against the new content.
+        """
+        if not updates and not changes:
+            return
+        async with self.transaction():
+            now = self.clock()
+            for u in updates:
+                await self._apply_snapshot_locked(u.worktree, u.upserts, u.deletes, u.replace)
+                if u.replace:
+                    await self._rebase_replaced_locked(u.worktree, u.upserts, now)
+            if changes:
+                await self._track_changes_locked(changes, now)
+
+    async def _apply_snapshot_locked(self, worktree: str, upserts: dict, deletes: Iterable[str],
+                                     replace: bool) -> None:
+        if replace:
+            await self._exec("DELETE FROM snapshots WHERE worktree = ?", (worktree,))
+        if upserts:
+            await self.conn.executemany(
+                "INSERT INTO snapshots (worktree, path, size, mtime_ns, hash) VALUES (?,?,?,?,?)"
+                " ON CONFLICT(worktree, path) DO UPDATE SET size = excluded.size,"
+                " mtime_ns = excluded.mtime_ns, hash = excluded.hash",
+                [(worktree, p, fp[0], fp[1], fp[2]) for p, fp in upserts.items()],
+            )
+        deletes = list(deletes)
+        if deletes:
+            await self.conn.executemany(
+                "DELETE FROM snapshots WHERE worktree = ? AND path = ?", [(worktree, d) for d in deletes]
+            )
+
+    async def _rebase_replaced_locked(self, worktree: str, upserts: dict, now: float) -> None:
+        rows = await self._fetchall(
+            "SELECT id, path, base_hash, hash FROM changed_files WHERE worktree = ?", (worktree,)
+        )
+        gone, moved = [], []
+        for r in rows:
+            fp = upserts.get(r["path"])
+            current = fp[2] if fp is not None else None
+            if current == r["base_hash"]:
+                gone.append((r["id"],))
+            elif current != r["hash"]:
+                moved.append((current, now, r["id"]))
+        if gone:
+            await self.conn.executemany("DELETE FROM changed_files WHERE id = ?", gone)
+        if moved:
+            await self.conn.executemany("UPDATE changed_files SET hash = ?, updated_at = ? WHERE id = ?", moved)
+
+    async def _track_changes_locked(self, changes: Sequence[Any], now: float) -> None:
+        keys = sorted({(c.worktree, c.path) for c in changes})
+        rows = await self._fetchall(
+            "SELECT c.id, c.worktree, c.path, c.base_hash FROM changed_files c"
+            " JOIN json_each(?) k ON c.worktree = json_extract(k.value, '$[0]')"
+            " AND c.path = json_extract(k.value, '$[1]')",
+            (json.dumps(keys),),
+        )
+        # (worktree, path) -> [row id or None (new), baseline, current]; None: at its baseline
+        state: dict[tuple[str, str], list | None] = {
+            (r["worktree"], r["path"]): [r["id"], r["base_hash"], None] for r in rows
+        }
+        existing = {k: v[0] for k, v in state.items() if v is not None}
+        for c in changes:
+            key = (c.worktree, c.path)
+            new = c.new[2] if c.new is not None else None
+            entry = state.get(key)
+            if entry is None:
+                base = c.old[2] if c.old is not None else None
+                if new != base:
+                    state[key] = [None, base, new]
+            elif new == entry[1]:
+                state[key] = None  # reverted
+            else:
+                entry[2] = new
+        deletes, inserts, updates = [], [], []
+        for key, entry in state.items():
+            old_id = existing.get(key)
+            if entry is None:
+                if old_id is not None:
+                    deletes.append((old_id,))
+                continue
+            if entry[0] is None:
+                if old_id is not None:  # reverted and changed again within the batch: a new episode
+                    deletes.append((old_id,))
+                inserts.append((key[0], key[1], entry[1], entry[2], now, now))
+            else:
+                updates.append((entry[2], now, entry[0]))
+        if deletes:
+            await self.conn.executemany("DELETE FROM changed_files WHERE id = ?", deletes)
+        if updates:
+            await self.conn.executemany("UPDATE changed_files SET hash = ?, updated_at = ? WHERE id = ?", updates)
+        if inserts:
+            await self.conn.executemany(
+                "INSERT INTO changed_files (worktree, path, base_hash, hash, changed_at, updated_at)"
+                " VALUES (?,?,?,?,?,?)",
+                inserts,
+            )
+
+    async def list_changed_files(self, worktree: str | None = None) -> list[FileChange]:
+        """Files that differ from their baseline (all worktrees, or one)."""
+        if worktree is None:
+            rows = await self._fetchall("SELECT * FROM changed_files ORDER BY worktree, path")
+        else:
+            rows = await self._fetchall(
+                "SELECT * FROM changed_files WHERE worktree = ? ORDER BY path", (worktree,)
+            )
+        return [FileChange(r["worktree"], r["path"], r["id"], r["base_hash"], r["hash"]) for r in rows]
+
+    async def reset_baseline(self, worktree: str, paths: Iterable[str] | None = None,
+                             *, actor: str | None = None) -> list[str]:
+        """Make the current content the baseline (of every file of ``worktree``, or of ``paths``).
+
+        Open conflicts whose only cause was the difference are then closed by
+        the watcher. Audited (``watch.rebaselined``): it changes what is flagged.
+        """
+        async with self.transaction():
+            if paths is None:
+                rows = await self._fetchall(
+                    "DELETE FROM changed_files WHERE worktree = ? RETURNING path", (worktree,)
+                )
+            else:
+                rows = await self._fetchall(
+                    "DELETE FROM changed_files WHERE worktree = ? AND path IN (SELECT value FROM json_each(?))"
+                    " RETURNING path",
+                    (worktree, json.dumps(sorted(set(paths)))),
+                )
+            done = sorted(r[0] for r in rows)
+            if done:
+                await self._audit("watch.rebaselined", actor=actor, worktree=worktree,
+                                  path=done[0] if len(done) == 1 else None,
+                                  details={"paths": done}, now=self.clock())
+        return done
+
+    async def watch_world(self, paths: Iterable[str]) -> World:
+        """What ``core.conflict_rules`` needs to judge ``paths``: active (unexpired) leases with
+        their task scopes, the active claims on ``paths``, the changed files among ``paths`` in
+        every worktree, and the registered worktrees."""
+        now = self.clock()
+        wanted = json.dumps(sorted(set(paths)))
+        lease_rows = await self._fetchall(
+            "SELECT l.id, l.agent, l.worktree, l.task_id, t.title, t.scope FROM leases l"
+            " JOIN tasks t ON t.id = l.task_id WHERE l.status = 'active' AND l.expires_at > ?",
+            (now,),
+        )
+        claim_rows = await self._fetchall(
+            "SELECT c.id, c.path, c.lease_id FROM claims c JOIN leases l ON l.id = c.lease_id"
+            " WHERE c.active = 1 AND l.status = 'active' AND l.expires_at > ?"
+            " AND c.path IN (SELECT value FROM json_each(?))",
+            (now, wanted),
+        )
+        changed_rows = await self._fetchall(
+            "SELECT * FROM changed_files WHERE path IN (SELECT value FROM json_each(?))", (wanted,)
+        )
+        wt_rows = await self._fetchall("SELECT name FROM worktrees WHERE active = 1")
+        leases = {
+            r["id"]: LeaseView(r["id"], r["agent"], r["worktree"], r["task_id"], r["title"],
+                               tuple(json.loads(r["scope"] or "[]")))
+            for r in lease_rows
+        }
+        return World(
+            leases=leases,
+            claims={r["path"]: ClaimView(r["path"], r["lease_id"], r["id"]) for r in claim_rows},
+            changed=[FileChange(r["worktree"], r["path"], r["id"], r["base_hash"], r["hash"])
+                     for r in changed_rows],
+            worktrees=frozenset(r["name"] for r in wt_rows),
+        )

@@ -146,6 +146,25 @@ MIGRATIONS: list[str] = [
         signature   TEXT NOT NULL
     );
     """,
+    # 2: the watcher's baselines. A row exists while a file of a worktree differs
+    # from its baseline -- the content the watcher first knew for it -- and keeps
+    # that baseline (base_hash NULL: the file did not exist). A file without a
+    # row is at its baseline, so the table stays as small as the set of changed
+    # files. ``id`` numbers the episode: a file reverted and changed again gets a
+    # new row (acknowledged conflicts stay silent only for their own episode).
+    """
+    CREATE TABLE changed_files (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        worktree   TEXT NOT NULL,
+        path       TEXT NOT NULL,
+        base_hash  TEXT,
+        hash       TEXT,
+        changed_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX changed_files_key ON changed_files(worktree, path);
+    CREATE INDEX changed_files_by_path ON changed_files(path);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

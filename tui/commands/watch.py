@@ -1,0 +1,130 @@
+"""``tower watch``: the worktree watcher without the control room.
+
+Prints one line per conflict opened or resolved and per warning; with
+``--json``, one ``{"ok": true, "data": {...}}`` object per line, where
+``data.event`` is ``watching``, ``conflict.opened``, ``conflict.resolved``,
+``warning`` or ``stopped``. Runs until Ctrl-C or SIGTERM (exit 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+
+import click
+
+from core.errors import BadInput, NotFound
+from core.ids import format_id
+from tui.clikit import common_options, emit, json_mode, person, run, to_data
+
+
+def _line(data: dict) -> None:
+    click.echo(json.dumps({"ok": True, "data": to_data(data)}, ensure_ascii=False))
+
+
+def conflict_text(action: str, c, reason: str | None = None) -> str:
+    other = f" vs {c.other_worktree}" if c.other_worktree else ""
+    why = reason if action == "resolved" else c.message
+    return f"{format_id('conflict', c.id):<5} {action:<8} {c.kind:<17} {c.path}  {c.worktree}{other}: {why}"
+
+
+@click.command()
+@click.option("--rescan-interval", type=click.FloatRange(min=0.05), default=10.0, show_default=True,
+              metavar="SECONDS", help="Reconcile with the disk this often (catches missed events).")
+@click.option("--polling", is_flag=True, help="Poll the file system instead of using native events.")
+@click.option("--rebaseline", "rebaseline", multiple=True, metavar="WORKTREE",
+              help="Make the current content of WORKTREE its baseline (after a merge), then exit.")
+@click.option("--verbose", "-v", count=True, help="Log to stderr (-v: what the watcher does, -vv: debug).")
+@common_options
+def watch(rescan_interval: float, polling: bool, rebaseline: tuple[str, ...], verbose: int) -> None:
+    """Watch every registered worktree and flag conflicting writes as they happen.
+
+    Prints a line per conflict opened or resolved and per warning (--json: one
+    JSON object per line) until Ctrl-C or SIGTERM. See docs/watcher.md.
+    """
+    if rebaseline:
+        _rebaseline(list(rebaseline))
+        return
+    if verbose:
+        import logging
+
+        logging.basicConfig(level=logging.INFO if verbose == 1 else logging.DEBUG,
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        logging.getLogger("aiosqlite").setLevel(logging.INFO)  # one line per statement otherwise
+    from tui.watching import ConflictEvent, WatchService, WatchStatus
+
+    as_json = json_mode()
+    shown: set[str] = set()
+    announced: list[tuple[str, ...] | None] = [None]
+
+    def on_conflict(event: ConflictEvent) -> None:
+        c = event.conflict
+        if as_json:
+            data = {"event": f"conflict.{event.action}", "conflict": c}
+            if event.reason:
+                data["reason"] = event.reason
+            _line(data)
+        else:
+            click.echo(conflict_text(event.action, c, event.reason))
+
+    def on_status(st: WatchStatus) -> None:
+        for w in st.warnings:
+            if w in shown:
+                continue
+            if as_json:
+                _line({"event": "warning", "message": w, "status": st.status})
+            else:
+                click.echo(f"warning: {w}")
+        shown.intersection_update(st.warnings)
+        shown.update(st.warnings)
+        if st.ready and announced[0] != st.worktrees:  # at start, and when worktrees come and go
+            announced[0] = st.worktrees
+            mode = {"watching": "native events", "polling": "polling"}.get(st.status, st.status)
+            if as_json:
+                _line({"event": "watching", "status": st.status, "worktrees": list(st.worktrees),
+                       "rescan_interval": rescan_interval})
+            else:
+                names = ", ".join(st.worktrees) or "none"
+                click.echo(f"watching {len(st.worktrees)} worktree{'s' if len(st.worktrees) != 1 else ''}"
+                           f" ({names}) with {mode}; rescan every {rescan_interval:g} s; Ctrl-C stops")
+
+    async def body(store) -> None:
+        service = WatchService(store, rescan_interval=rescan_interval, force_polling=True if polling else None,
+                               on_conflict=on_conflict, on_status=on_status)
+        loop = asyncio.get_running_loop()
+        signals = [s for s in (signal.SIGINT, signal.SIGTERM) if s is not None]
+        for sig in signals:
+            try:
+                loop.add_signal_handler(sig, service.stop)
+            except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
+                pass
+        try:
+            await service.run()
+        finally:
+            for sig in signals:
+                try:
+                    loop.remove_signal_handler(sig)
+                except (NotImplementedError, RuntimeError):
+                    pass
+        if as_json:
+            _line({"event": "stopped", "opened": service.opened, "resolved": service.resolved})
+        else:
+            click.echo(f"stopped ({service.opened} opened, {service.resolved} resolved)")
+
+    run(body, reap=False, actor="watcher")
+
+
+def _rebaseline(names: list[str]) -> None:
+    async def body(store):
+        known = {w.name for w in await store.list_worktrees()}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise NotFound(f"no worktree {unknown[0]}", code="worktree_not_found")
+        if len(set(names)) != len(names):
+            raise BadInput("name each worktree once")
+        return {n: await store.reset_baseline(n, actor=person()) for n in names}
+
+    done = run(body, actor=person())
+    emit({"rebaselined": done},
+         "; ".join(f"{n}: {len(p)} file{'s' if len(p) != 1 else ''} rebaselined" for n, p in done.items()))
