@@ -15,16 +15,21 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import NotFound
 from core.ids import format_id
 from core.conflict_rules import ClaimView, ConflictSpec, FileChange, LeaseView, World
-from core.models import CONFLICT_KINDS, Conflict, utc
+from core.vocab import CONFLICT_KINDS, utc
 from store.db import StoreBase
+
+if TYPE_CHECKING:
+    from core.models import Conflict
 
 
 def conflict_from_row(row: sqlite3.Row) -> Conflict:
+    from core.models import Conflict
+
     return Conflict(
         id=row["id"],
         kind=row["kind"],
