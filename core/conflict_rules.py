@@ -155,6 +155,9 @@ class World:
     claims: Mapping[str, ClaimView] = field(default_factory=dict)
     changed: Iterable[FileChange] = ()
     worktrees: frozenset[str] | None = None
+    # leases that ended a moment ago: a write is judged a little after it
+    # happened, and the agent may have finished its task in between
+    recent: Iterable[LeaseView] = ()
 
     def __post_init__(self) -> None:
         self._changed: dict[tuple[str, str], FileChange] = {}
@@ -178,6 +181,9 @@ class World:
 
     def leases_in(self, worktree: str) -> list[LeaseView]:
         return list(self._by_wt.get(worktree, ()))
+
+    def recent_in(self, worktree: str) -> list[LeaseView]:
+        return sorted((lease for lease in self.recent if lease.worktree == worktree), key=lambda x: x.id)
 
     def registered(self, worktree: str | None) -> bool:
         return self.worktrees is None or worktree in self.worktrees
@@ -256,7 +262,8 @@ def conflicts_for(worktree: str, path: str, world: World) -> list[ConflictSpec]:
             episode=f"{fc.episode}:{claim.claim_id if claim.claim_id is not None else 'L%d' % holder.id}",
         ))
 
-    if not mine:
+    recent = world.recent_in(worktree)
+    if not mine and not recent:
         out.append(ConflictSpec(
             kind="unleased_write",
             path=path,
@@ -265,8 +272,8 @@ def conflicts_for(worktree: str, path: str, world: World) -> list[ConflictSpec]:
             detail=base_detail,
             episode=str(fc.episode),
         ))
-    elif not claimed_by_me and all(lease.scope for lease in mine) and not any(
-        matches(path, lease.scope) for lease in mine
+    elif (mine or recent) and not claimed_by_me and all(lease.scope for lease in mine + recent) and not any(
+        matches(path, lease.scope) for lease in mine + recent
     ):
         out.append(ConflictSpec(
             kind="out_of_scope",

@@ -23,6 +23,10 @@ from core.conflict_rules import ClaimView, ConflictSpec, FileChange, LeaseView, 
 from core.vocab import CONFLICT_KINDS, utc
 from store.db import StoreBase
 
+# a write is judged shortly after it happened: leases of the worktree that
+# ended within this many seconds still count as its author's
+RECENT_LEASE_GRACE = 5.0
+
 if TYPE_CHECKING:
     from core.models import Conflict
 
@@ -375,6 +379,12 @@ class ConflictVerbs(StoreBase):
         changed_rows = await self._fetchall(
             "SELECT * FROM changed_files WHERE path IN (SELECT value FROM json_each(?))", (wanted,)
         )
+        recent_rows = await self._fetchall(
+            "SELECT l.id, l.agent, l.worktree, l.task_id, t.title, t.scope FROM leases l"
+            " JOIN tasks t ON t.id = l.task_id WHERE (l.status != 'active' AND l.ended_at > ?)"
+            " OR (l.status = 'active' AND l.expires_at <= ? AND l.expires_at > ?)",
+            (now - RECENT_LEASE_GRACE, now, now - RECENT_LEASE_GRACE),
+        )
         wt_rows = await self._fetchall("SELECT name FROM worktrees WHERE active = 1")
         leases = {
             r["id"]: LeaseView(r["id"], r["agent"], r["worktree"], r["task_id"], r["title"],
@@ -387,4 +397,6 @@ class ConflictVerbs(StoreBase):
             changed=[FileChange(r["worktree"], r["path"], r["id"], r["base_hash"], r["hash"])
                      for r in changed_rows],
             worktrees=frozenset(r["name"] for r in wt_rows),
+            recent=[LeaseView(r["id"], r["agent"], r["worktree"], r["task_id"], r["title"],
+                              tuple(json.loads(r["scope"] or "[]"))) for r in recent_rows],
         )

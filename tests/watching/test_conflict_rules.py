@@ -114,3 +114,17 @@ def test_cause_gone() -> None:
     assert cause_gone(edit, world(both[0], fc("wt-c", "src/x.py", 2, new="h1"))) == (
         "wt-a and wt-c now hold the same content for src/x.py")
     assert cause_gone(edit, world(*both, worktrees=("wt-a",))) == "worktree wt-c is no longer registered"
+
+
+def test_a_lease_that_ended_a_moment_ago_still_covers_its_write() -> None:
+    """The write is judged after it happened; the agent may have finished meanwhile."""
+    done = LeaseView(5, "agent-e", "wt-e", 50, "Docs", ("docs/**",))
+    wts = ("wt-e",)
+    just_ended = World(changed=[fc("wt-e", "docs/a.md", 1)], worktrees=frozenset(wts), recent=[done])
+    assert conflicts_for("wt-e", "docs/a.md", just_ended) == []
+    (c,) = conflicts_for("wt-e", "src/x.py", World(changed=[fc("wt-e", "src/x.py", 2)],
+                                                   worktrees=frozenset(wts), recent=[done]))
+    assert c.kind == "out_of_scope"
+    (c,) = conflicts_for("wt-e", "docs/a.md", World(changed=[fc("wt-e", "docs/a.md", 3)],
+                                                    worktrees=frozenset(wts)))
+    assert c.kind == "unleased_write"
