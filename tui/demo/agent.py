@@ -169,14 +169,17 @@ class Agent:
 
     def trespass(self, own_lease: str) -> None:
         """Write a file another agent holds: what the watcher exists to catch."""
-        code, body = self.tower("lease", "list")
-        if code != 0:
-            return
-        for lease in body["data"]:
-            if lease["id"] != own_lease and lease["claims"]:
-                rel = lease["claims"][0]
-                self.edit(rel, "oops")
-                self.say("trespassed", path=rel, holder=lease["id"])
+        for _ in range(5):
+            code, body = self.tower("lease", "list")
+            if code != 0:
+                return
+            for lease in body["data"]:
+                if lease["id"] != own_lease and lease["claims"]:
+                    rel = lease["claims"][0]
+                    self.edit(rel, "oops")
+                    self.say("trespassed", path=rel, holder=lease["id"])
+                    return
+            if self.pause(1.0):  # nobody holds a file yet: look again shortly
                 return
 
 

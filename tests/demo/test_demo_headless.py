@@ -1,0 +1,45 @@
+"""`tower demo --headless`: the whole system end to end, with real agent processes.
+
+Simulated agents (separate processes, public command line only) claim, heartbeat,
+claim files, edit real files in their worktrees, ask for approvals, crash and
+trespass; the watcher and a simulated person run alongside.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import run_tower
+
+
+@pytest.mark.slow
+def test_headless_demo_runs_the_whole_story(tmp_path):
+    result = run_tower("demo", "--headless", "--agents", "4", "--speed", "4", "--duration", "150", "--json",
+                       cwd=tmp_path, env={"TMPDIR": str(tmp_path)}, timeout=240)
+    assert result.code == 0, result.stderr
+    summary = result.data
+    # every task ended up done, failed or back in the queue; none is stuck as leased
+    assert set(summary["tasks"]) <= {"done", "failed", "pending"}
+    assert summary["tasks"].get("done", 0) >= 5
+    # no lease outlived its TTL, and the crashed agent's lease was reaped
+    assert summary["leases"]["overdue"] == 0
+    assert summary["reaped"], summary
+    assert summary["agent_events"].get("crashing") == 1
+    # the trespassing agent was caught by the watcher
+    kinds = {c["kind"] for c in summary["conflicts"]}
+    assert "claimed_by_other" in kinds, summary["conflicts"]
+    # the simulated person decided approvals both ways
+    assert summary["approvals"].get("approved", 0) >= 1 and summary["approvals"].get("rejected", 0) >= 1
+    assert summary["audit"]["intact"] and summary["audit"]["events"] > 50
+    # the temporary repository was removed (no --keep)
+    assert summary["repository"] is None
+    assert not list(tmp_path.glob("tower-demo-*"))  # mkdtemp honours TMPDIR
+
+
+@pytest.mark.slow
+def test_demo_keep_leaves_the_repository(tmp_path):
+    result = run_tower("demo", "--headless", "--agents", "2", "--speed", "10", "--duration", "3", "--keep",
+                       "--json", cwd=tmp_path, env={"TMPDIR": str(tmp_path)}, timeout=120)
+    assert result.code == 0, result.stderr
+    kept = result.data["repository"]
+    assert kept and (tmp_path / kept.split("/")[-2] / "shop" / ".git" / "tower" / "tower.db").exists()
