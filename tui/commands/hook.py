@@ -440,10 +440,10 @@ def _policy_for_install():
 
 
 @hook.command("install")
-@click.argument("agent", type=click.Choice(AGENTS))
+@click.argument("kind", metavar="AGENT", type=click.Choice(AGENTS))
 @click.option("--local", is_flag=True, help="Write .claude/settings.local.json (not committed) instead.")
 @common_options
-def hook_install(agent, local) -> None:
+def hook_install(kind, local) -> None:
     """Add Tower's PreToolUse hook to a worktree's .claude/settings.json.
 
     Keeps every other setting and hook; running it again changes nothing (or
@@ -467,10 +467,10 @@ def hook_install(agent, local) -> None:
 
 
 @hook.command("uninstall")
-@click.argument("agent", type=click.Choice(AGENTS))
+@click.argument("kind", metavar="AGENT", type=click.Choice(AGENTS))
 @click.option("--local", is_flag=True, help="Edit .claude/settings.local.json instead.")
 @common_options
-def hook_uninstall(agent, local) -> None:
+def hook_uninstall(kind, local) -> None:
     """Remove Tower's hook from a worktree's .claude/settings.json, and nothing else."""
     from core.hook import remove_entry
 
