@@ -14,9 +14,10 @@ from store.approvals import ApprovalVerbs
 from store.audit_log import AuditVerbs
 from store.conflicts import ConflictVerbs
 from store.tasks import TaskVerbs
+from store.views import ViewVerbs
 
 
-class Store(TaskVerbs, ApprovalVerbs, ConflictVerbs, AuditVerbs):
+class Store(TaskVerbs, ApprovalVerbs, ConflictVerbs, AuditVerbs, ViewVerbs):
     """The store: open with ``async with Store(path)``; ``create=True`` for ``tower init``."""
 
 
