@@ -451,17 +451,23 @@ class TowerApp(App[None]):
             return
         new = sorted(pending - self._known_approvals)
         self._known_approvals.update(r.id for r in message.rows)
-        for approval_id in new:
-            row = pane.records.get(aid(approval_id))
-            if row is not None:
-                self.announce(row)
+        rows = [row for row in (pane.records.get(aid(i)) for i in new) if row is not None]
+        if rows:
+            self.announce(rows)
         self.sync_bindings()
 
-    def announce(self, row: ApprovalRow) -> None:
-        """A new request waits for the person: say so, and ring."""
-        who = row.requested_by + (f" in {row.worktree}" if row.worktree else "")
-        self.notify(f"{row.summary}\n{who} · press 3, then a or r", title=f"Approval {aid(row.id)} requested",
-                    severity="warning", timeout=10, markup=False)
+    def announce(self, rows: list[ApprovalRow]) -> None:
+        """New requests wait for the person: say so (one toast per burst, not per request), and ring."""
+        if len(rows) == 1:
+            row = rows[0]
+            who = row.requested_by + (f" in {row.worktree}" if row.worktree else "")
+            text, title = f"{row.summary}\n{who} · press 3, then a or r", f"Approval {aid(row.id)} requested"
+        else:
+            text = "\n".join(f"{aid(r.id)} {r.summary[:60]}" for r in rows[:4])
+            text += f"\n… and {len(rows) - 4} more" if len(rows) > 4 else ""
+            text += "\npress 3, then a or r"
+            title = f"{len(rows)} approvals requested"
+        self.notify(text, title=title, severity="warning", timeout=10, markup=False)
         self.bells += 1
         self.bell()
 
@@ -473,12 +479,18 @@ class TowerApp(App[None]):
         if self._known_conflicts is None:
             self._known_conflicts = {r.id for r in pane.records.values()}
         else:
-            for row in message.rows:
-                if row.status == "open" and row.id not in self._known_conflicts:
-                    where = row.worktree + (f" ↔ {row.other_worktree}" if row.other_worktree else "")
-                    self.notify(f"{row.path} ({where})\n{row.message}".rstrip(),
-                                title=f"Conflict {cid(row.id)}: {row.kind}", severity="error", timeout=10,
-                                markup=False)
+            new = [r for r in message.rows if r.status == "open" and r.id not in self._known_conflicts]
+            if len(new) == 1:
+                row = new[0]
+                where = row.worktree + (f" ↔ {row.other_worktree}" if row.other_worktree else "")
+                self.notify(f"{row.path} ({where})\npress 4 to see it".rstrip(),
+                            title=f"Conflict {cid(row.id)}: {row.kind}", severity="error", timeout=8,
+                            markup=False)
+            elif new:
+                lines = [f"{cid(r.id)} {r.kind} {r.path}" for r in new[:4]]
+                more = [f"… and {len(new) - 4} more"] if len(new) > 4 else []
+                self.notify("\n".join([*lines, *more, "press 4 to see them"]),
+                            title=f"{len(new)} new conflicts", severity="error", timeout=8, markup=False)
             self._known_conflicts.update(r.id for r in message.rows)
         self.sync_bindings()
 

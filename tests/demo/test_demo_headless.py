@@ -43,3 +43,38 @@ def test_demo_keep_leaves_the_repository(tmp_path):
     assert result.code == 0, result.stderr
     kept = result.data["repository"]
     assert kept and (tmp_path / kept.split("/")[-2] / "shop" / ".git" / "tower" / "tower.db").exists()
+
+
+@pytest.mark.slow
+def test_killed_demo_stops_its_agents_and_cleans_up(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import tower_env
+
+    demo = subprocess.Popen([sys.executable, "-m", "tui.cli", "demo", "--headless", "--duration", "120"],
+                            cwd=tmp_path, env=tower_env({"TMPDIR": str(tmp_path)}),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def agents() -> list[str]:
+        out = subprocess.run(["pgrep", "-f", f"tui.demo.agent .*{tmp_path}"], capture_output=True, text=True)
+        return out.stdout.split()
+
+    try:
+        deadline = time.monotonic() + 60
+        while len(agents()) < 2 and time.monotonic() < deadline:  # wait for the agents to be up
+            time.sleep(0.2)
+        assert len(agents()) >= 2
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(timeout=30)
+        assert agents() == []
+        assert not list(tmp_path.glob("tower-demo-*"))
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        for pid in agents():
+            os.kill(int(pid), signal.SIGKILL)

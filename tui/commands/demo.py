@@ -166,6 +166,9 @@ def demo(ctx, agents, speed, keep, headless, duration, json_output) -> None:
         ctx.find_root().meta["tower.json_output"] = True
     base = Path(tempfile.mkdtemp(prefix="tower-demo-"))
     procs = None
+    # a closed terminal (SIGHUP) or a kill (SIGTERM) must still stop the agents and clean up
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
     try:
         if not json_mode():
             click.echo(f"setting up a demo repository in {base} …", err=True)
@@ -193,6 +196,10 @@ def demo(ctx, agents, speed, keep, headless, duration, json_output) -> None:
                 click.echo(f"kept the demo repository: {base / 'shop'}", err=True)
         else:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _tally(events: list[dict]) -> dict[str, int]:

@@ -41,6 +41,7 @@ class Agent:
         self.stop = threading.Event()
         self.env = {k: v for k, v in os.environ.items() if k not in ("TOWER_DB", "TOWER_WORKTREE")}
         self.env["TOWER_AGENT"] = name
+        self.parent = os.getppid()
 
     # -- talking to Tower --------------------------------------------------------
 
@@ -57,14 +58,16 @@ class Agent:
         print(json.dumps({"agent": self.name, "event": what, **fields}), flush=True)
 
     def pause(self, seconds: float) -> bool:
-        """Work for a while; True if asked to stop meanwhile."""
+        """Work for a while; True if asked to stop meanwhile (or if the demo that started us is gone)."""
+        if os.getppid() != self.parent:  # orphaned: `tower demo` died without stopping us
+            self.stop.set()
         return self.stop.wait(seconds / self.speed)
 
     # -- the loop --------------------------------------------------------------------
 
     def run(self) -> None:
         idle = 0
-        while not self.stop.is_set():
+        while not self.stop.is_set() and os.getppid() == self.parent:
             code, body = self.tower("task", "claim", "--ttl", str(self.ttl))
             if code == 3:  # nothing eligible right now
                 idle += 1
