@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from core.models import AuditEvent
 from store.audit_log import event_from_row
 from store.db import StoreBase
+
+if TYPE_CHECKING:
+    from core.models import AuditEvent
 
 QUEUE_PENDING_LIMIT = 200
 QUEUE_FINISHED_LIMIT = 50

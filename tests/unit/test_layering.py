@@ -53,3 +53,17 @@ def test_command_line_never_loads_textual(argv, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True).stdout
     assert out.strip().splitlines()[-1] == "CLEAN"
+
+
+def test_store_and_hook_paths_do_not_load_pydantic():
+    """pydantic costs ~50 ms per process; the hook runs on every tool call of every agent.
+
+    Models are built lazily, only where a command returns one.
+    """
+    code = (
+        "import sys\n"
+        "import store, tui.commands.hook, tui.commands.tasks, core.conflict_rules\n"
+        "print('LOADED' if 'pydantic' in sys.modules else 'CLEAN')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.stdout.strip() == "CLEAN", out.stderr
