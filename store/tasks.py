@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from core import rules
@@ -98,6 +100,19 @@ def lease_from_row(row: sqlite3.Row) -> Lease:
 def _holder(row: sqlite3.Row) -> str:
     where = f" in {row['worktree']}" if row["worktree"] else ""
     return f"{format_id('lease', row['lease_id'])} ({row['agent']}{where}, task {format_id('task', row['task_id'])})"
+
+
+class LeaseTx:
+    """What a lease verb's transaction sees: the time, the lease row, and why it must refuse (if it must)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.lease: sqlite3.Row | None = None
+        self.problem: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
 
 
 class TaskVerbs(StoreBase):
@@ -321,13 +336,9 @@ class TaskVerbs(StoreBase):
         agent: str | None,
         reason: str | None = None,
     ) -> Lease:
-        problem: Exception | None = None
-        async with self.transaction():
-            now = self.clock()
-            await self._reap_locked(now)
-            lease = await self._lease_row(lease_id)
-            problem = self._lease_problem(lease, lease_id, token, agent)
-            if problem is None:
+        async with self._lease_transaction(lease_id, token=token, agent=agent) as tx:
+            if tx.ok:
+                lease, now = tx.lease, tx.now
                 task = await self._fetchone("SELECT * FROM tasks WHERE id = ?", (lease["task_id"],))
                 if task_status is None:
                     task_status = rules.after_lost_attempt(task["attempts"], task["max_attempts"])
@@ -347,17 +358,7 @@ class TaskVerbs(StoreBase):
                     details["reason"] = reason
                 if released:
                     details["released"] = released
-                await self._audit(
-                    event,
-                    actor=agent or lease["agent"],
-                    task_id=lease["task_id"],
-                    lease_id=lease_id,
-                    worktree=lease["worktree"],
-                    details=details,
-                    now=now,
-                )
-        if problem is not None:
-            raise problem
+                await self._audit_lease(event, tx, agent, details=details)
         return await self.get_lease(lease_id)
 
     async def retry_task(self, task_id: int, *, actor: str | None = None) -> Task:
@@ -414,30 +415,15 @@ class TaskVerbs(StoreBase):
         """Push the lease's expiry to now + ttl (default: the lease's own ttl)."""
         if ttl is not None:
             ttl = rules.check_ttl(ttl)
-        problem: Exception | None = None
-        async with self.transaction():
-            now = self.clock()
-            await self._reap_locked(now)
-            lease = await self._lease_row(lease_id)
-            problem = self._lease_problem(lease, lease_id, token, agent)
-            if problem is None:
-                new_ttl = ttl or lease["ttl"]
+        async with self._lease_transaction(lease_id, token=token, agent=agent) as tx:
+            if tx.ok:
+                new_ttl = ttl or tx.lease["ttl"]
                 await self._exec(
                     "UPDATE leases SET heartbeat_at = ?, expires_at = ?, ttl = ? WHERE id = ?",
-                    (now, now + new_ttl, new_ttl, lease_id),
+                    (tx.now, tx.now + new_ttl, new_ttl, lease_id),
                 )
-                await self._seen(lease["worktree"], lease["agent"], now)
-                await self._audit(
-                    "lease.heartbeat",
-                    actor=agent or lease["agent"],
-                    task_id=lease["task_id"],
-                    lease_id=lease_id,
-                    worktree=lease["worktree"],
-                    details={"ttl": new_ttl},
-                    now=now,
-                )
-        if problem is not None:
-            raise problem
+                await self._seen(tx.lease["worktree"], tx.lease["agent"], tx.now)
+                await self._audit_lease("lease.heartbeat", tx, agent, details={"ttl": new_ttl})
         return await self.get_lease(lease_id)
 
     async def reap(self, *, actor: str | None = None) -> list[int]:
@@ -502,24 +488,19 @@ class TaskVerbs(StoreBase):
         wanted = sorted(set(paths))
         if not wanted:
             raise BadInput("name at least one path to claim")
-        problem: Exception | None = None
         new: list[str] = []
-        async with self.transaction():
-            now = self.clock()
-            await self._reap_locked(now)
-            lease = await self._lease_row(lease_id)
-            problem = self._lease_problem(lease, lease_id, token, agent)
-            if problem is None:
-                task = await self._task_row(lease["task_id"])
+        async with self._lease_transaction(lease_id, token=token, agent=agent) as tx:
+            if tx.ok:
+                task = await self._task_row(tx.lease["task_id"])
                 scope = json.loads(task["scope"])
                 outside = [p for p in wanted if scope and not matches(p, scope)]
                 if outside:
-                    problem = Refused(
+                    tx.problem = Refused(
                         f"{outside[0]} is outside the scope of task {format_id('task', task['id'])} ({', '.join(scope)})",
                         code="out_of_scope",
                         data={"paths": outside, "scope": scope},
                     )
-            if problem is None:
+            if tx.ok:
                 marks = ",".join("?" * len(wanted))
                 held = await self._fetchall(
                     "SELECT c.path, c.lease_id, l.agent, l.worktree, l.task_id FROM claims c"
@@ -528,9 +509,8 @@ class TaskVerbs(StoreBase):
                 )
                 others = [h for h in held if h["lease_id"] != lease_id]
                 if others:
-                    first = others[0]
-                    problem = Refused(
-                        f"{first['path']} is claimed by {_holder(first)}",
+                    tx.problem = Refused(
+                        f"{others[0]['path']} is claimed by {_holder(others[0])}",
                         code="claim_conflict",
                         data={"holders": [
                             {"path": h["path"], "lease_id": format_id("lease", h["lease_id"]),
@@ -543,22 +523,12 @@ class TaskVerbs(StoreBase):
                     for path in new:
                         await self._exec(
                             "INSERT INTO claims (lease_id, path, worktree, claimed_at) VALUES (?,?,?,?)",
-                            (lease_id, path, lease["worktree"], now),
+                            (lease_id, path, tx.lease["worktree"], tx.now),
                         )
                     if new:
-                        await self._seen(lease["worktree"], lease["agent"], now)
-                        await self._audit(
-                            "files.claimed",
-                            actor=agent or lease["agent"],
-                            task_id=lease["task_id"],
-                            lease_id=lease_id,
-                            worktree=lease["worktree"],
-                            path=new[0] if len(new) == 1 else None,
-                            details={"paths": new},
-                            now=now,
-                        )
-        if problem is not None:
-            raise problem
+                        await self._seen(tx.lease["worktree"], tx.lease["agent"], tx.now)
+                        await self._audit_lease("files.claimed", tx, agent,
+                                                path=new[0] if len(new) == 1 else None, details={"paths": new})
         return new
 
     async def release_files(
@@ -570,28 +540,14 @@ class TaskVerbs(StoreBase):
         agent: str | None = None,
     ) -> list[str]:
         """Release the given claims of a lease (all of them when ``paths`` is None)."""
-        problem: Exception | None = None
         released: list[str] = []
-        async with self.transaction():
-            now = self.clock()
-            await self._reap_locked(now)
-            lease = await self._lease_row(lease_id)
-            problem = self._lease_problem(lease, lease_id, token, agent)
-            if problem is None:
-                released = await self._release_claims_locked(lease_id, paths, now)
+        async with self._lease_transaction(lease_id, token=token, agent=agent) as tx:
+            if tx.ok:
+                released = await self._release_claims_locked(lease_id, paths, tx.now)
                 if released:
-                    await self._audit(
-                        "files.released",
-                        actor=agent or lease["agent"],
-                        task_id=lease["task_id"],
-                        lease_id=lease_id,
-                        worktree=lease["worktree"],
-                        path=released[0] if len(released) == 1 else None,
-                        details={"paths": released},
-                        now=now,
-                    )
-        if problem is not None:
-            raise problem
+                    await self._audit_lease("files.released", tx, agent,
+                                            path=released[0] if len(released) == 1 else None,
+                                            details={"paths": released})
         return released
 
     async def _release_claims_locked(self, lease_id: int, paths: list[str] | None, now: float) -> list[str]:
@@ -666,6 +622,34 @@ class TaskVerbs(StoreBase):
             )
 
     # -- helpers -------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _lease_transaction(
+        self, lease_id: int, *, token: int | None, agent: str | None
+    ) -> AsyncIterator[LeaseTx]:
+        """One transaction on a lease: reap first, then check the lease is usable.
+
+        The body does its work only ``if tx.ok`` and may set ``tx.problem``
+        itself. A problem is raised after COMMIT, so the reap is kept even when
+        the caller is refused (its own lease may be what just expired).
+        """
+        tx = LeaseTx()
+        async with self.transaction():
+            tx.now = self.clock()
+            await self._reap_locked(tx.now)
+            tx.lease = await self._lease_row(lease_id)
+            tx.problem = self._lease_problem(tx.lease, lease_id, token, agent)
+            yield tx
+        if tx.problem is not None:
+            raise tx.problem
+
+    async def _audit_lease(
+        self, event: str, tx: LeaseTx, agent: str | None, *, path: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        lease = tx.lease
+        await self._audit(event, actor=agent or lease["agent"], task_id=lease["task_id"], lease_id=lease["id"],
+                          worktree=lease["worktree"], path=path, details=details, now=tx.now)
 
     async def _task_row(self, task_id: int) -> sqlite3.Row:
         row = await self._fetchone("SELECT * FROM tasks WHERE id = ?", (task_id,))
