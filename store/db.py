@@ -124,12 +124,22 @@ class StoreBase:
 
     async def open(self) -> None:
         if self.create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not self.key_path.exists():
-                try:
-                    chain.create_key(self.key_path)
-                except FileExistsError:
-                    pass  # another process created it first
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if not self.key_path.exists():
+                    if self.path.exists() and self.path.stat().st_size > 0:
+                        # a new key would make every event already signed look forged, for good
+                        raise StoreUnusable(
+                            f"audit key {self.key_path} is missing but the store {self.path} exists:"
+                            " restore the key (a new one cannot verify the existing log)",
+                            code="bad_key",
+                        )
+                    try:
+                        chain.create_key(self.key_path)
+                    except FileExistsError:
+                        pass  # another process created it first
+            except OSError as exc:
+                raise StoreUnusable(f"cannot create a store at {self.path}: {exc.strerror or exc}") from None
         elif not self.path.exists():
             raise NotFound(
                 f"no Tower store at {self.path}: run `tower init`", code="not_initialised"
@@ -188,9 +198,17 @@ class StoreBase:
             )
         if version == SCHEMA_VERSION:
             return
+        if version == 0 and not self.create:
+            # an empty or foreign file where the store should be: rebuilding it
+            # silently would hide the loss of everything it held
+            raise StoreUnusable(
+                f"{self.path} holds no Tower store (empty or not a Tower database):"
+                " restore it from a backup, or run `tower init` to start a new one",
+                code="store_empty",
+            )
         if version == 0:
             # WAL is persistent in the file: set once, before the first write.
-            await self.conn.execute("PRAGMA journal_mode = WAL")
+            await self._retrying(lambda: self.conn.execute("PRAGMA journal_mode = WAL"))
         async with self.transaction():
             # re-read under the write lock: another process may have migrated meanwhile
             version = (await self._fetchone("PRAGMA user_version"))[0]
@@ -253,21 +271,29 @@ class StoreBase:
         async with self._tx_lock:
             await self._enter_gate()
             try:
-                await self._retrying(lambda: self.conn.execute("BEGIN IMMEDIATE"))
-                self._tx_owner = asyncio.current_task()
                 try:
+                    # BEGIN sits inside the try: if we are cancelled while it is in
+                    # flight, aiosqlite still runs it, and only the ROLLBACK queued
+                    # behind it frees SQLite's write lock for everyone else
+                    await self._retrying(lambda: self.conn.execute("BEGIN IMMEDIATE"))
+                    self._tx_owner = asyncio.current_task()
                     yield self.conn
                     await self.conn.execute("COMMIT")
                 except BaseException:
-                    try:
-                        await asyncio.shield(self.conn.execute("ROLLBACK"))
-                    except (sqlite3.Error, ValueError):
-                        pass  # no transaction left to roll back
+                    await self._rollback()
                     raise
                 finally:
                     self._tx_owner = None
             finally:
                 self._leave_gate()
+
+    async def _rollback(self) -> None:
+        try:
+            await asyncio.shield(self.conn.execute("ROLLBACK"))
+        except (sqlite3.Error, ValueError):
+            pass  # nothing was open (BEGIN never ran, or failed)
+        except asyncio.CancelledError:
+            pass  # cancelled again: the shielded ROLLBACK still runs, queued behind BEGIN
 
     async def _enter_gate(self) -> None:
         fd = self._gate_fd

@@ -12,11 +12,12 @@ from tui.clikit import common_options, db_path, emit, person, repo, run
 def init() -> None:
     """Create the store (.git/tower/) and register this repository's worktrees."""
     path = db_path()
-    existed = path.exists()
 
     async def body(s):
-        if not existed:
-            async with s.transaction():
+        # decided under the write lock: of several inits racing, exactly one starts the log
+        async with s.transaction():
+            created = await s._fetchone("SELECT 1 FROM audit LIMIT 1") is None
+            if created:
                 await s._audit("store.initialised", actor=person(), details={"path": str(path)})
         info = repo()
         registered = []
@@ -25,14 +26,14 @@ def init() -> None:
 
             registered = await sync_worktrees(s, info)
         head = await s.audit_head()
-        return registered, head
+        return created, registered, head
 
-    registered, (seq, head_hash) = run(body, create=True, actor=person())
+    created, registered, (seq, head_hash) = run(body, create=True, actor=person())
     _after_init(path)
     emit(
-        {"db": str(path), "created": not existed, "worktrees": registered,
+        {"db": str(path), "created": created, "worktrees": registered,
          "head": f"{seq}:{head_hash}" if head_hash else None},
-        f"{'initialised' if not existed else 'already initialised:'} Tower store at {path}"
+        f"{'initialised' if created else 'already initialised:'} Tower store at {path}"
         + (f" ({len(registered)} worktree{'s' if len(registered) != 1 else ''})" if registered else ""),
     )
 
