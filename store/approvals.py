@@ -92,6 +92,11 @@ class ApprovalVerbs(StoreBase):
                         f"lease {format_id('lease', lease_id)} is not active: it cannot ask for approvals",
                         code="lease_not_active",
                     )
+                if requested_by is not None and requested_by != lease["agent"]:
+                    raise Refused(
+                        f"lease {format_id('lease', lease_id)} belongs to {lease['agent']}, not {requested_by}",
+                        code="foreign_lease",
+                    )
                 task_id = lease["task_id"]
                 worktree = worktree or lease["worktree"]
                 requested_by = requested_by or lease["agent"]
@@ -127,12 +132,15 @@ class ApprovalVerbs(StoreBase):
         aid = format_id("approval", approval_id)
         problem: Refused | None = None
         async with self.transaction():
+            now = self.clock()
+            # a request tied to a lease dies with it: reap first, so that a lease
+            # past its expiry cannot have a step approved on its behalf
+            await self._reap_locked(now)  # TaskVerbs, composed into Store beside this class
             row = await self._fetchone("SELECT * FROM approvals WHERE id = ?", (approval_id,))
             if row is None:
                 raise NotFound(f"no approval {aid}", code="approval_not_found")
             if row["status"] == target:
                 return approval_from_row(row)
-            now = self.clock()
             if row["status"] != "pending":
                 if row["status"] in ("approved", "rejected"):
                     problem = Refused(

@@ -347,6 +347,7 @@ class TaskVerbs(StoreBase):
                     "UPDATE leases SET status = ?, ended_at = ? WHERE id = ?", (lease_status, now, lease_id)
                 )
                 released = await self._release_claims_locked(lease_id, None, now)
+                await self._cancel_lease_approvals(lease_id, f"lease {format_id('lease', lease_id)} {lease_status}", now)
                 await self._exec(
                     "UPDATE tasks SET status = ?, attempts = ?, last_error = coalesce(?, last_error),"
                     " updated_at = ? WHERE id = ?",
@@ -399,6 +400,8 @@ class TaskVerbs(StoreBase):
                         "UPDATE leases SET status = 'released', ended_at = ? WHERE id = ?", (now, lease["id"])
                     )
                     details["released"] = await self._release_claims_locked(lease["id"], None, now)
+                    await self._cancel_lease_approvals(
+                        lease["id"], f"task {format_id('task', task_id)} cancelled", now)
                     details["lease"] = format_id("lease", lease["id"])
                 await self._exec(
                     "UPDATE tasks SET status = 'cancelled', updated_at = ? WHERE id = ?", (now, task_id)
@@ -448,6 +451,7 @@ class TaskVerbs(StoreBase):
         for row in rows:
             await self._exec("UPDATE leases SET status = 'expired', ended_at = ? WHERE id = ?", (now, row["id"]))
             released = await self._release_claims_locked(row["id"], None, now)
+            await self._cancel_lease_approvals(row["id"], f"lease {format_id('lease', row['id'])} expired", now)
             task_status = row["task_status"]
             if task_status == "leased":
                 task_status = rules.after_lost_attempt(row["attempts"], row["max_attempts"])
@@ -549,6 +553,19 @@ class TaskVerbs(StoreBase):
                                             path=released[0] if len(released) == 1 else None,
                                             details={"paths": released})
         return released
+
+    async def _cancel_lease_approvals(self, lease_id: int, reason: str, now: float) -> None:
+        """A lease that ends takes its pending requests with it: nobody may approve a step
+        for a holder that is gone (the task may already belong to another agent)."""
+        rows = await self._fetchall(
+            "UPDATE approvals SET status = 'cancelled', decided_at = ?, decided_by = 'tower', reason = ?"
+            " WHERE lease_id = ? AND status = 'pending' RETURNING id, task_id, worktree, summary",
+            (now, reason, lease_id),
+        )
+        for r in rows:
+            await self._audit("approval.cancelled", actor="tower", approval_id=r["id"], task_id=r["task_id"],
+                              lease_id=lease_id, worktree=r["worktree"],
+                              details={"summary": r["summary"], "reason": reason}, now=now)
 
     async def _release_claims_locked(self, lease_id: int, paths: list[str] | None, now: float) -> list[str]:
         if paths is None:

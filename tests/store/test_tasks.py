@@ -197,3 +197,41 @@ async def test_worktrees_register_once(store):
     assert events.count("worktree.added") == 1
     await store.remove_worktree("wt-a")
     assert [w.active for w in await store.list_worktrees()] == [False]
+
+
+async def test_pending_approvals_die_with_their_lease(store, clock):
+    """Nobody may approve a step for a holder that is gone: the task may be someone else's now."""
+    for i in range(3):
+        await store.add_task(f"t{i}")
+    expiring = await store.claim_task(agent="a", ttl=5)
+    failing = await store.claim_task(agent="b", ttl=60)
+    cancelled = await store.claim_task(agent="c", ttl=60)
+    asks = {}
+    for name, lease in (("expiring", expiring), ("failing", failing), ("cancelled", cancelled)):
+        asks[name] = await store.request_approval(kind="merge", summary=name, lease_id=lease.lease_id)
+    free = await store.request_approval(kind="custom", summary="no lease")
+
+    await store.fail_task(failing.lease_id, "gave up")
+    await store.cancel_task(cancelled.task_id)
+    clock.advance(6)  # the first lease is past its expiry, not yet reaped
+    with pytest.raises(Refused) as exc:
+        await store.decide_approval(asks["expiring"].id, approve=True, actor="person:p")
+    assert exc.value.code == "approval_closed"
+    for name in asks:
+        a = await store.get_approval(asks[name].id)
+        assert a.status == "cancelled" and a.decided_by == "tower", name
+    assert "expired" in (await store.get_approval(asks["expiring"].id)).reason
+    assert (await store.decide_approval(free.id, approve=True, actor="person:p")).status == "approved"
+    cancelled_events = [e for e in await store.audit_tail(100) if e.event == "approval.cancelled"]
+    assert sorted(e.approval_id for e in cancelled_events) == sorted(a.id for a in asks.values())
+    assert (await store.verify_audit()).ok
+
+
+async def test_a_request_cannot_borrow_another_agents_lease(store):
+    await store.add_task("t")
+    lease = await store.claim_task(agent="alice")
+    with pytest.raises(Refused) as exc:
+        await store.request_approval(kind="merge", summary="x", lease_id=lease.lease_id, requested_by="bob")
+    assert exc.value.code == "foreign_lease"
+    own = await store.request_approval(kind="merge", summary="x", lease_id=lease.lease_id, requested_by="alice")
+    assert own.task_id == lease.task_id
