@@ -505,16 +505,23 @@ class TaskVerbs(StoreBase):
                         data={"paths": outside, "scope": scope},
                     )
             if tx.ok:
-                marks = ",".join("?" * len(wanted))
+                # a claim covers its path and everything below it: "src" and
+                # "src/app.py" held by two leases would let both write src/app.py
                 held = await self._fetchall(
-                    "SELECT c.path, c.lease_id, l.agent, l.worktree, l.task_id FROM claims c"
-                    f" JOIN leases l ON l.id = c.lease_id WHERE c.active = 1 AND c.path IN ({marks})",
-                    tuple(wanted),
+                    "SELECT c.path, c.lease_id, l.agent, l.worktree, l.task_id, w.value AS wanted FROM claims c"
+                    " JOIN leases l ON l.id = c.lease_id JOIN json_each(?) w"
+                    " WHERE c.active = 1 AND (c.path = w.value"
+                    " OR substr(c.path, 1, length(w.value) + 1) = w.value || '/'"
+                    " OR substr(w.value, 1, length(c.path) + 1) = c.path || '/')",
+                    (json.dumps(wanted),),
                 )
                 others = [h for h in held if h["lease_id"] != lease_id]
                 if others:
+                    first = others[0]
+                    what = first["path"] if first["path"] == first["wanted"] else (
+                        f"{first['wanted']} overlaps {first['path']}, which")
                     tx.problem = Refused(
-                        f"{others[0]['path']} is claimed by {_holder(others[0])}",
+                        f"{what} is claimed by {_holder(first)}",
                         code="claim_conflict",
                         data={"holders": [
                             {"path": h["path"], "lease_id": format_id("lease", h["lease_id"]),
@@ -522,7 +529,7 @@ class TaskVerbs(StoreBase):
                              "task_id": format_id("task", h["task_id"])} for h in others]},
                     )
                 else:
-                    mine = {h["path"] for h in held}
+                    mine = {h["path"] for h in held if h["path"] == h["wanted"]}
                     new = [p for p in wanted if p not in mine]
                     for path in new:
                         await self._exec(

@@ -157,9 +157,12 @@ def normalize_paths(paths: list[str], root: Path | None) -> list[str]:
     out = []
     for p in paths:
         try:
-            out.append(normalize(p, base, Path.cwd()))
+            rel = normalize(p, base, Path.cwd())
         except PathError as exc:
             raise BadInput(str(exc), code="bad_path") from None
+        if (base / rel).is_dir():
+            raise BadInput(f"{rel} is a directory: claim the files you will write", code="bad_path")
+        out.append(rel)
     return out
 
 

@@ -49,6 +49,9 @@ def test_no_task_is_exit_3_no_task(tower):
         (["conflict", "ack", "C9"], 3, "conflict_not_found"),
         (["task", "show", "L1"], 2, "bad_input"),
         (["task", "add", "x", "--priority", "high"], 2, "usage"),
+        (["task", "add", "x", "--priority", "99999999999999999999999"], 2, "usage"),
+        (["audit", "tail", "-n", "99999999999999999999"], 2, "usage"),
+        (["task", "done", "L1", "--token", "99999999999999999999999"], 2, "usage"),
         (["task", "list", "--bogus"], 2, "usage"),
         (["task", "add", "x", "--depends-on", "T7"], 3, "task_not_found"),
         (["lease", "heartbeat", "L1", "--ttl", "0"], 2, "bad_input"),
@@ -166,3 +169,11 @@ def test_two_worktrees_two_agents(repo, tmp_path):
     assert names == ["main", "wt-b"]
     assert (repo / ".git" / "tower" / "tower.db").exists()
     assert "tower" not in git("status", "--porcelain", cwd=repo)
+
+
+def test_claiming_a_directory_is_bad_input(repo):
+    run_tower("init", cwd=repo)
+    run_tower("task", "add", "t", cwd=repo)
+    lease = run_tower("task", "claim", "--json", cwd=repo).data["lease_id"]
+    result = run_tower("claim", lease, "src", "--json", cwd=repo)
+    assert result.code == 2 and "directory" in result.json["error"]["message"]

@@ -235,3 +235,20 @@ async def test_a_request_cannot_borrow_another_agents_lease(store):
     assert exc.value.code == "foreign_lease"
     own = await store.request_approval(kind="merge", summary="x", lease_id=lease.lease_id, requested_by="alice")
     assert own.task_id == lease.task_id
+
+
+async def test_a_claim_covers_everything_below_it(store):
+    await store.add_task("a")
+    await store.add_task("b")
+    la = await store.claim_task(agent="a", worktree="wt-a")
+    lb = await store.claim_task(agent="b", worktree="wt-b")
+    await store.claim_files(la.lease_id, ["src"])
+    with pytest.raises(Refused) as below:
+        await store.claim_files(lb.lease_id, ["src/f2.py"])
+    assert below.value.code == "claim_conflict" and "src/f2.py overlaps src" in below.value.message
+    await store.release_files(la.lease_id)
+    await store.claim_files(la.lease_id, ["src/deep/x.py"])
+    with pytest.raises(Refused):
+        await store.claim_files(lb.lease_id, ["src"])  # an ancestor of a held path
+    assert await store.claim_files(lb.lease_id, ["srcs/x.py", "src2"]) == ["src2", "srcs/x.py"]  # not prefixes
+    assert await store.claim_files(la.lease_id, ["src/deep/x.py", "src/deep/y.py"]) == ["src/deep/y.py"]

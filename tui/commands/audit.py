@@ -27,7 +27,8 @@ def audit() -> None:
 
 
 @audit.command("tail")
-@click.option("-n", "count", type=int, default=20, show_default=True, help="How many events.")
+@click.option("-n", "count", type=click.IntRange(0, 10_000_000), default=20, show_default=True,
+              help="How many events.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events (JSON: one object per line).")
 @common_options
 def audit_tail(count, follow) -> None:

@@ -21,7 +21,7 @@ from tui.clikit import (
     short,
 )
 
-token_option = click.option("--token", type=int, default=None,
+token_option = click.option("--token", type=click.IntRange(0, 2**63 - 1), default=None,
                             help="Fencing token from `task claim`: refused if the lease moved on.")
 
 
@@ -44,10 +44,12 @@ def task() -> None:
 @task.command("add")
 @click.argument("title")
 @click.option("--description", "-d", default="", help="What the task is about.")
-@click.option("--priority", "-p", type=int, default=0, show_default=True, help="Higher runs first.")
+# SQLite integers are 64-bit: bound what a person could mean, so a typo is exit 2, not an overflow
+@click.option("--priority", "-p", type=click.IntRange(-1_000_000, 1_000_000), default=0, show_default=True,
+              help="Higher runs first.")
 @click.option("--scope", "-s", multiple=True, help="Path glob the task may write (repeatable).")
 @click.option("--depends-on", multiple=True, help="Task that must be done first (repeatable).")
-@click.option("--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS, show_default=True)
+@click.option("--max-attempts", type=click.IntRange(1, 1000), default=DEFAULT_MAX_ATTEMPTS, show_default=True)
 @common_options
 def task_add(title, description, priority, scope, depends_on, max_attempts) -> None:
     """Queue a task."""
