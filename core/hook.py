@@ -11,6 +11,7 @@ beyond what the caller hands in.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 from dataclasses import dataclass, field
@@ -202,12 +203,147 @@ def is_tower_hook(command: Any) -> bool:
     return False
 
 
-def hook_command(program: list[str], db: str | None = None) -> str:
-    """The shell command Claude Code runs: ``<tower> hook claude-code [--db PATH]``."""
+def hook_command(program: list[str], db: str | None = None, deadline: int | None = None) -> str:
+    """The shell command Claude Code runs: ``<tower> hook claude-code [--db PATH] [--deadline N]``.
+
+    ``deadline`` is the entry's ``timeout`` in the settings: the hook learns from
+    it when Claude Code will kill it (and let the call through), and stops
+    waiting for a person :data:`DEADLINE_MARGIN` seconds before that.
+    """
     words = [*program, *HOOK_SUBCOMMAND]
     if db:
         words += ["--db", db]
+    if deadline is not None:
+        words += ["--deadline", str(deadline)]
     return " ".join(shlex.quote(w) for w in words)
+
+
+# -- the hook's own deadline ------------------------------------------------------------
+
+# Claude Code kills a hook that outlives its entry's ``timeout`` and lets the
+# call through; the hook stops waiting this long before that (start-up, the
+# store's write, and answering all fit easily in it).
+DEADLINE_MARGIN = 30.0
+
+
+def parse_deadline(text: Any) -> float:
+    """``--deadline N``: a finite number of seconds above 0; ValueError (one line) otherwise."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"--deadline must be a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"--deadline must be a finite number of seconds above 0, got {text!r}")
+    return value
+
+
+def wait_budget(deadline: float) -> float:
+    """How long the hook may wait for a person when Claude Code kills it after ``deadline`` s.
+
+    ``deadline - 30`` (half the deadline when it is shorter than a minute),
+    measured from the hook's start.
+    """
+    return deadline - min(DEADLINE_MARGIN, deadline / 2)
+
+
+def installed_deadline(command: Any) -> float | None:
+    """The ``--deadline`` of an installed hook command, None if it has none (or an unusable one)."""
+    if not isinstance(command, str):
+        return None
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    for i, word in enumerate(words):
+        value = word[len("--deadline="):] if word.startswith("--deadline=") else None
+        if word == "--deadline" and i + 1 < len(words):
+            value = words[i + 1]
+        if value is not None:
+            try:
+                return parse_deadline(value)
+            except ValueError:
+                return None
+    return None
+
+
+def tower_entries(settings: Any) -> list[dict[str, Any]]:
+    """Tower's hook entries in a settings object, read leniently (for `tower hook check`)."""
+    hooks = settings.get("hooks") if isinstance(settings, dict) else None
+    groups = hooks.get(EVENT) if isinstance(hooks, dict) else None
+    found = []
+    for group in groups if isinstance(groups, list) else []:
+        entries = group.get("hooks") if isinstance(group, dict) else None
+        for h in entries if isinstance(entries, list) else []:
+            if isinstance(h, dict) and is_tower_hook(h.get("command")):
+                found.append(h)
+    return found
+
+
+def deadline_warnings(settings: Any, ask_timeout: float, where: str, default_timeout: float) -> list[str]:
+    """Why Tower's entries in ``settings`` may let a call through before a person decides.
+
+    Claude Code kills the hook after the entry's ``timeout`` (``default_timeout``
+    when absent) and then lets the call through; the hook stops waiting at
+    ``wait_budget(--deadline)``. A policy ask timeout beyond what the installed
+    entry allows is capped (or, for an entry without ``--deadline``, fails open).
+    """
+    out = []
+    for h in tower_entries(settings):
+        timeout = h.get("timeout")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
+                or timeout <= 0:
+            timeout = default_timeout
+        deadline = installed_deadline(h.get("command"))
+        again = "run `tower hook install claude-code` again (or lower [ask] timeout)"
+        if deadline is None:
+            if ask_timeout > wait_budget(timeout):
+                out.append(f"{where}: Tower's hook entry has no --deadline (installed by an older Tower), so it"
+                           f" waits up to the policy's ask timeout of {ask_timeout:g}s, but Claude Code stops"
+                           f" it after {timeout:g}s and lets the call through: {again}")
+            continue
+        if deadline > timeout:
+            out.append(f"{where}: Tower's hook entry says --deadline {deadline:g} but its timeout is"
+                       f" {timeout:g}s: Claude Code may stop the hook before it answers and let the call"
+                       f" through: {again}")
+            deadline = timeout
+        if ask_timeout > wait_budget(deadline):
+            out.append(f"{where}: the policy's ask timeout ({ask_timeout:g}s) exceeds the installed hook's"
+                       f" deadline ({deadline:g}s): the hook stops waiting for a person after"
+                       f" {wait_budget(deadline):g}s; {again}")
+    return out
+
+
+# -- merging into .claude/settings.json ------------------------------------------------
+
+
+def _check_shapes(groups: list[Any]) -> None:
+    """Refuse (ValueError naming the spot) PreToolUse groups whose shape we would trip over."""
+    for i, group in enumerate(groups):
+        where = f'"hooks"."{EVENT}"[{i}]'
+        if not isinstance(group, dict):
+            raise ValueError(f"its {where} is a JSON {_json_type(group)}, not an object")
+        entries = group.get("hooks")
+        if entries is None:
+            continue
+        if not isinstance(entries, list):
+            raise ValueError(f"its {where}.\"hooks\" is a JSON {_json_type(entries)}, not a list")
+        for j, h in enumerate(entries):
+            if not isinstance(h, dict):
+                raise ValueError(f"its {where}.\"hooks\"[{j}] is a JSON {_json_type(h)}, not an object")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    return "object" if isinstance(value, dict) else type(value).__name__
 
 
 def _pre_tool_use(settings: dict[str, Any], create: bool) -> list[Any] | None:
@@ -225,6 +361,7 @@ def _pre_tool_use(settings: dict[str, Any], create: bool) -> list[Any] | None:
         groups = hooks[EVENT] = []
     if not isinstance(groups, list):
         raise ValueError(f"its \"hooks\".\"{EVENT}\" is not a list")
+    _check_shapes(groups)
     return groups
 
 
@@ -249,19 +386,34 @@ def install_entry(settings: dict[str, Any], command: str, timeout: int) -> bool:
 
     Everything else is kept as it was: other keys, other events, other
     PreToolUse groups and their hooks, in their order. An existing Tower entry
-    is replaced (so a new path or timeout takes effect), never duplicated.
-    Returns True if ``settings`` changed. Raises ValueError for a settings
-    object whose ``hooks`` has an unexpected shape.
+    is replaced where it stands (so a new path, ``--deadline`` or timeout takes
+    effect), never duplicated. Returns True if ``settings`` changed. Raises
+    ValueError, before changing anything, for a settings object whose ``hooks``
+    has an unexpected shape.
     """
     ours = {"matcher": "*", "hooks": [{"type": "command", "command": command, "timeout": timeout}]}
     groups = _pre_tool_use(settings, create=True)
     assert groups is not None
-    present = [g for g in groups if isinstance(g, dict) and any(
-        isinstance(h, dict) and is_tower_hook(h.get("command")) for h in g.get("hooks") or [])]
+    present = [g for g in groups if any(is_tower_hook(h.get("command")) for h in g.get("hooks") or [])]
     if present == [ours]:
         return False
-    _strip_ours(groups)
-    groups.append(ours)
+    result: list[Any] = []
+    placed = False
+    for group in groups:
+        entries = group.get("hooks") or []
+        if not any(is_tower_hook(h.get("command")) for h in entries):
+            result.append(group)
+            continue
+        kept = [h for h in entries if not is_tower_hook(h.get("command"))]
+        if kept:  # a group we share keeps its other hooks; ours goes right after it
+            group["hooks"] = kept
+            result.append(group)
+        if not placed:
+            result.append(ours)
+            placed = True
+    if not placed:
+        result.append(ours)
+    groups[:] = result
     return True
 
 

@@ -230,7 +230,12 @@ class Policy:
         return self.data["writes"]["outside_repo"]
 
     def hook_timeout(self) -> int:
-        """The timeout to give the hook entry in Claude Code's settings: above our own deadline."""
+        """The timeout to give the hook entry in Claude Code's settings: above our own deadline.
+
+        ``tower hook install`` also passes it to the hook as ``--deadline``, so
+        the hook stops waiting 30 s before Claude Code would kill it even if
+        this ask timeout is raised later (``tower hook check`` then warns).
+        """
         return max(CLAUDE_HOOK_TIMEOUT, int(self.ask_timeout) + 60)
 
     def decide(self, tool: str, *, command: str | None = None, path: str | None = None) -> Verdict:
@@ -463,9 +468,16 @@ def parse_policy(text: str, source: str = POLICY_NAME, *, exists: bool = True) -
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = re.search(r"\(at line (\d+), column (\d+)\)", message)
-        line = int(match.group(1)) if match else None
-        what = message[: match.start()].strip() if match else message
-        where = f"line {line}, column {match.group(2)}" if match else "somewhere"
+        end = re.search(r"\(at end of document\)", message)
+        if match:
+            line = int(match.group(1))
+            what, where = message[: match.start()].strip(), f"line {line}, column {match.group(2)}"
+        elif end:  # e.g. an array or string never closed: the file ran out at its last line
+            line = _last_line(text)
+            what = message[: end.start()].strip() + " (the file ends inside a value: a bracket or quote left open?)"
+            where = f"line {line} (end of file)"
+        else:
+            line, what, where = None, message, "(line unknown)"
         raise PolicyError(f"policy {source} {where}: invalid TOML: {what}", path=source, line=line) from None
     lines = _key_lines(text)
     try:
@@ -492,6 +504,14 @@ def parse_policy(text: str, source: str = POLICY_NAME, *, exists: bool = True) -
         ) from None
     rule_lines = {key[1]: n for key, n in lines.items() if len(key) == 2 and key[0] == "rule"}
     return Policy(spec.model_dump(), source=source, rule_lines=rule_lines, exists=exists)
+
+
+def _last_line(text: str) -> int:
+    """The number of the last line that has something on it (1 for an empty text)."""
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return max(len(lines), 1)
 
 
 def policy_path(store_dir: Path) -> Path:
@@ -640,8 +660,10 @@ default = "ask"
 [ask]
 # Seconds the hook waits for a person's decision. Claude Code lets a call
 # through when a hook outlives its own timeout (600 s unless the hook entry
-# says otherwise; `tower hook install` writes this value + 60 s), so this
-# deadline must be the shorter one.
+# says otherwise; `tower hook install` writes this value + 60 s, at least
+# 600 s, and tells the hook), so the hook never waits past that timeout less
+# 30 s: after raising this, run `tower hook install claude-code` again
+# (`tower hook check` warns when it is needed).
 timeout = 540
 # When nobody decided in time: "deny", or "ask" to hand the call to Claude
 # Code's own permission prompt. The approval is marked expired either way.

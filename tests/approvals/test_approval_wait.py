@@ -152,6 +152,22 @@ def test_wait_on_unknown_and_bad_timeout(tower):
     assert tower("approval", "request", "-k", "command", "-s", "x", "--timeout", "-1").code == 2
 
 
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "1e999", "-1", "0"])
+def test_a_timeout_that_never_runs_out_is_refused(db, tower, value):
+    """click's float takes nan and inf; either would wait forever. Refused (exit 2) before filing anything."""
+    for args in (["approval", "request", "-k", "command", "-s", "x", "--timeout", value],
+                 ["approval", "request", "-k", "command", "-s", "x", "--wait", f"--timeout={value}"]):
+        r = run_tower("--db", str(db), "--json", *args, timeout=20)
+        assert r.code == 2, r.stdout + r.stderr
+        assert r.json["error"]["code"] == "bad_input" and "--timeout" in r.json["error"]["message"]
+        assert len(r.stdout.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert tower("--json", "approval", "list").data == []
+    assert tower("approval", "request", "-k", "command", "-s", "x").code == 0  # A1, pending
+    r = run_tower("--db", str(db), "approval", "wait", "A1", "--timeout", value, timeout=20)
+    assert r.code == 2 and r.stderr.startswith("tower: --timeout") and len(r.stderr.splitlines()) == 1
+    assert tower("--json", "approval", "show", "A1").data["status"] == "pending"
+
+
 def test_same_decision_twice_is_a_noop(db, tower):
     aid = tower("--json", "approval", "request", "-k", "command", "-s", "x").data["id"]
     first = tower("--json", "approval", "approve", aid, env={"TOWER_AGENT": "alice"})

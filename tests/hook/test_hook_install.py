@@ -65,7 +65,8 @@ def test_install_into_a_fresh_worktree(project):
     assert settings == {"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [
         {"type": "command", "command": r.data["command"], "timeout": 600}]}]}}
     words = shlex.split(r.data["command"])
-    assert words[-2:] == ["hook", "claude-code"]
+    assert words[-4:] == ["hook", "claude-code", "--deadline", "600"]  # the hook knows when it is killed
+    assert r.data["deadline"] == r.data["timeout"] == 600
     if TOWER_SCRIPT.exists():
         assert words[0] == str(TOWER_SCRIPT)
 
@@ -98,7 +99,7 @@ def test_reinstall_with_another_db_replaces_our_entry(project, tmp_path):
     assert r.code == 0 and r.data["changed"] is True
     entries = ours(settings_of(project))
     assert len(entries) == 1
-    assert shlex.split(entries[0]["command"])[-2:] == ["--db", str(other)]
+    assert shlex.split(entries[0]["command"])[-4:] == ["--db", str(other), "--deadline", "600"]
 
 
 def test_uninstall_removes_only_ours(project):
@@ -151,6 +152,7 @@ def test_the_entry_timeout_outlives_the_policy_deadline(project):
     r = tower_cli("--json", "hook", "install", "claude-code", cwd=project)
     assert r.data["timeout"] == 960
     assert ours(settings_of(project))[0]["timeout"] == 960
+    assert shlex.split(ours(settings_of(project))[0]["command"])[-2:] == ["--deadline", "960"]
     policy.write_text('[ask]\ntimeout = "soon"\n')
     bad = tower_cli("hook", "install", "claude-code", cwd=project)
     assert bad.code == 2 and "line 2" in bad.stderr
@@ -183,3 +185,50 @@ def test_merge_functions_directly():
     assert not is_tower_hook("tower hook install claude-code")
     with pytest.raises(ValueError):
         install_entry({"hooks": {"PreToolUse": {}}}, "tower hook claude-code", 600)
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"hooks":{"PreToolUse":[{"hooks":5}]}}', '"hooks"."PreToolUse"[0]."hooks" is a JSON number, not a list'),
+    ('{"hooks":{"PreToolUse":[5]}}', '"hooks"."PreToolUse"[0] is a JSON number, not an object'),
+    ('{"hooks":{"PreToolUse":[{"matcher":"*","hooks":[{"type":"command","command":"a"}, "b"]}]}}',
+     '"hooks"."PreToolUse"[0]."hooks"[1] is a JSON string, not an object'),
+    ('{"hooks":{"PreToolUse":[{"hooks":{"type":"command"}}]}}', 'is a JSON object, not a list'),
+])
+@pytest.mark.parametrize("verb", ["install", "uninstall"])
+def test_settings_of_an_unexpected_shape_are_refused_untouched(project, text, words, verb):
+    path = project / ".claude" / "settings.json"
+    path.parent.mkdir()
+    path.write_text(text)
+    r = tower_cli("--json", "hook", verb, "claude-code", cwd=project)
+    assert r.code == 2, r.stdout + r.stderr
+    assert r.json["error"]["code"] == "bad_input"
+    assert words in r.json["error"]["message"] and "settings.json" in r.json["error"]["message"]
+    assert len(r.stdout.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert path.read_text() == text
+    human = tower_cli("hook", verb, "claude-code", cwd=project)
+    assert human.code == 2 and human.stderr.startswith("tower: ") and len(human.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("token", ["1e999", "-1e999", "NaN", "Infinity", "-Infinity"])
+def test_numbers_json_cannot_hold_are_refused_untouched(project, token):
+    """Python's json reads 1e999 as inf and NaN/Infinity as floats; writing them back is not JSON."""
+    path = project / ".claude" / "settings.json"
+    path.parent.mkdir()
+    text = '{\n  "env": {"A": "1"},\n  "cleanupPeriodDays": %s\n}\n' % token
+    path.write_text(text)
+    r = tower_cli("hook", "install", "claude-code", cwd=project)
+    assert r.code == 2, r.stderr
+    assert "line 3" in r.stderr and token.lstrip("-") in r.stderr and "settings.json" in r.stderr
+    assert path.read_text() == text
+    assert tower_cli("hook", "uninstall", "claude-code", cwd=project).code == 2
+    assert path.read_text() == text
+
+
+def test_large_but_finite_numbers_are_kept(project):
+    path = project / ".claude" / "settings.json"
+    path.parent.mkdir()
+    path.write_text('{"big": 1e300, "huge": 123456789012345678901234567890}')
+    assert tower_cli("hook", "install", "claude-code", cwd=project).code == 0
+    settings = json.loads(path.read_text())  # strict enough: the file is plain JSON
+    assert settings["big"] == 1e300 and settings["huge"] == 123456789012345678901234567890
+    assert "Infinity" not in path.read_text() and "NaN" not in path.read_text()

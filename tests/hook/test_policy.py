@@ -134,6 +134,11 @@ BAD = [
     ('defualt = "ask"\n', 1, "unknown key 'defualt'"),
     ('version = 2\n', 1, "version"),
     ('[writes]\nwithout_lease = "sometimes"\n', 2, "writes.without_lease"),
+    # the file ends inside something (tomllib says "at end of document"): its last line
+    ('default = "ask"\n\n[[rule]]\ntool = "Bash"\ncommand = ["ls",\n  "pwd",\n', 6, "left open"),
+    ('[[rule]]\ncommand = ["ls"\n\n\n', 2, "Unclosed array"),
+    ('[[rule]]\nreason = "never closed', 2, "Unterminated string"),
+    ('x = {a = 1', 1, "Unclosed inline table"),
 ]
 
 
@@ -217,3 +222,15 @@ def test_tower_init_writes_the_policy_and_check_reads_it(repo):
     # init again keeps the person's edits
     assert run_tower("init", cwd=repo).code == 0
     assert "perhaps" in path.read_text()
+
+
+def test_check_names_the_last_line_of_a_policy_that_ends_open(repo):
+    """An array (or string) never closed: tomllib only says "at end of document"; we say which line."""
+    assert run_tower("init", cwd=repo).code == 0
+    path = repo / ".git" / "tower" / "policy.toml"
+    path.write_text('default = "ask"\n\n[[rule]]\ntool = "Bash"\ncommand = [\n  "ls",\n  "pwd",\n\n')
+    bad = run_tower("--json", "hook", "check", cwd=repo)
+    assert bad.code == 2
+    error = bad.json["error"]
+    assert error["code"] == "bad_policy" and error["data"]["line"] == 7
+    assert "line 7 (end of file)" in error["message"] and "somewhere" not in error["message"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import signal
 import sys
 
@@ -153,8 +154,9 @@ def finish_wait(a) -> None:
 
 
 def _check_timeout(timeout: float | None) -> None:
-    if timeout is not None and timeout <= 0:
-        raise BadInput(f"--timeout must be more than 0 seconds, got {timeout:g}")
+    """A finite number of seconds above 0 (click's float also takes nan and inf, which never run out)."""
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise BadInput(f"--timeout must be a finite number of seconds more than 0, got {timeout:g}")
 
 
 @click.group()

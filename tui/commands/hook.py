@@ -15,6 +15,7 @@ documented in docs/approvals.md.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -39,8 +40,11 @@ def hook() -> None:
 
 
 @hook.command("claude-code")
+@click.option("--deadline", "deadline", default=None, metavar="SECONDS",
+              help="When Claude Code kills this hook (its settings timeout): stop waiting for a person"
+                   " 30 s before that. `tower hook install` writes it.")
 @common_options
-def hook_claude_code() -> None:
+def hook_claude_code(deadline) -> None:
     """Claude Code PreToolUse hook: one JSON object on stdin -> one decision on stdout.
 
     Always exits 0 with {"hookSpecificOutput": {"hookEventName": "PreToolUse",
@@ -49,7 +53,14 @@ def hook_claude_code() -> None:
     started = time.monotonic()
     try:
         raw = sys.stdin.buffer.read()
-        decision, reason = decide(raw, started)
+        if deadline is not None:
+            from core.hook import parse_deadline
+
+            try:
+                deadline = parse_deadline(deadline)
+            except ValueError as exc:
+                raise BadInput(f"{exc} (fix the hook entry: run `tower hook install claude-code` again)") from None
+        decision, reason = decide(raw, started, deadline)
     except TowerError as exc:
         decision, reason = "deny", f"Tower: {exc.message}"
     except KeyboardInterrupt:
@@ -78,8 +89,42 @@ def _explicit_db() -> Path | None:
     return Path(explicit).expanduser().absolute() if explicit else None
 
 
-def decide(raw: bytes, started: float) -> tuple[str, str]:
-    """The whole hook: (permissionDecision, reason)."""
+class Wait:
+    """How long this hook call may wait for a person, counted from the hook's start.
+
+    The policy's ask timeout, capped by the installed deadline (``--deadline``:
+    Claude Code kills the hook then and lets the call through) less a margin.
+    """
+
+    def __init__(self, started: float, ask_timeout: float, deadline: float | None = None) -> None:
+        from core.hook import wait_budget
+
+        self.started = started
+        self.ask_timeout = ask_timeout
+        self.deadline = deadline
+        self.limit = ask_timeout
+        self.capped = False
+        if deadline is not None and wait_budget(deadline) < ask_timeout:
+            self.limit, self.capped = wait_budget(deadline), True
+
+    def left(self) -> float:
+        return self.limit - (time.monotonic() - self.started)
+
+    def within(self) -> str:
+        text = f"within {self.limit:g}s"
+        if self.capped:
+            text += (f" (the hook's deadline: Claude Code stops it after {self.deadline:g}s, sooner than the"
+                     f" policy's ask timeout of {self.ask_timeout:g}s; run `tower hook install claude-code`"
+                     " again to raise it)")
+        return text
+
+
+def decide(raw: bytes, started: float, deadline: float | None = None) -> tuple[str, str]:
+    """The whole hook: (permissionDecision, reason).
+
+    ``deadline``: seconds after ``started`` when Claude Code kills the hook (the
+    installed ``--deadline``); a person is waited for until shortly before it.
+    """
     from core.gitrepo import discover
 
     try:
@@ -106,15 +151,16 @@ def decide(raw: bytes, started: float) -> tuple[str, str]:
         return "deny", f"Tower: {exc.message}; fix the policy file (check it with `tower hook check`)"
 
     root = repo.worktree_root if repo is not None else None
+    wait = Wait(started, policy.ask_timeout, deadline)
     written = call.written_path
     if written is not None:
-        return _file_call(call, policy, db, root, cwd, written, started)
+        return _file_call(call, policy, db, root, cwd, written, wait)
 
     rel = _relative(call.read_path, root, cwd) if call.read_path else None
     verdict = policy.decide(call.tool_name, command=call.command, path=rel)
     if verdict.decision != "ask":
         return _plain(verdict.decision), verdict.reason
-    return _with_store(db, lambda s, c: _ask(s, c, call, policy, verdict.reason, rel, root, started))
+    return _with_store(db, lambda s, c: _ask(s, c, call, policy, verdict.reason, rel, root, wait))
 
 
 def _plain(decision: str) -> str:
@@ -134,7 +180,7 @@ def _relative(path: str, root: Path | None, cwd: Path) -> str | None:
 
 
 def _file_call(call: HookInput, policy, db: Path, root: Path | None, cwd: Path, written: str,
-               started: float) -> tuple[str, str]:
+               wait: Wait) -> tuple[str, str]:
     from core.paths import PathError, normalize
 
     tool = call.tool_name
@@ -153,13 +199,13 @@ def _file_call(call: HookInput, policy, db: Path, root: Path | None, cwd: Path, 
         decision = policy.outside_repo
         reason = f"Tower: {outside}; the policy says {decision} for files outside the repository"
         if decision == "ask":
-            return _with_store(db, lambda s, c: _ask(s, c, call, policy, reason, None, root, started))
+            return _with_store(db, lambda s, c: _ask(s, c, call, policy, reason, None, root, wait))
         return _plain(decision), reason
 
     verdict = policy.decide(tool, path=rel)
     if verdict.decision == "deny":
         return "deny", verdict.reason
-    return _with_store(db, lambda s, c: _claim(s, c, call, policy, verdict, rel, root, started))
+    return _with_store(db, lambda s, c: _claim(s, c, call, policy, verdict, rel, root, wait))
 
 
 def _with_store(db: Path, body) -> tuple[str, str]:
@@ -262,7 +308,7 @@ def _requester(call: HookInput, lease) -> str:
 # -- writes: claim, then (maybe) ask -----------------------------------------------
 
 
-async def _claim(store, catcher, call: HookInput, policy, verdict, rel: str, root, started):
+async def _claim(store, catcher, call: HookInput, policy, verdict, rel: str, root, wait: Wait):
     from core.errors import Refused
     from core.ids import format_id
     from tui.clikit import agent_name
@@ -276,7 +322,7 @@ async def _claim(store, catcher, call: HookInput, policy, verdict, rel: str, roo
         reason = (f"Tower: no active lease for this session in {where}, so {rel} cannot be claimed:"
                   " run `tower task claim` first")
         if decision == "ask":
-            return await _ask(store, catcher, call, policy, reason + " (asking a person)", rel, root, started)
+            return await _ask(store, catcher, call, policy, reason + " (asking a person)", rel, root, wait)
         if decision == "allow":
             return "allow", f"Tower: no active lease in {where}; the policy allows writing {rel} unclaimed"
         return _plain(decision), reason
@@ -294,7 +340,7 @@ async def _claim(store, catcher, call: HookInput, policy, verdict, rel: str, roo
             return "deny", f"Tower: cannot claim {rel} for {lid}: {exc.message}{hint}"
     held = f"{rel} is claimed for {lid} (task {format_id('task', lease.task_id)})"
     if verdict.decision == "ask":
-        return await _ask(store, catcher, call, policy, f"{verdict.reason}; {held}", rel, root, started,
+        return await _ask(store, catcher, call, policy, f"{verdict.reason}; {held}", rel, root, wait,
                           lease=lease, worktree=worktree)
     if verdict.decision == "prompt":
         return "ask", f"{verdict.reason}; {held}"
@@ -304,7 +350,7 @@ async def _claim(store, catcher, call: HookInput, policy, verdict, rel: str, roo
 # -- ask a person -------------------------------------------------------------------
 
 
-async def _ask(store, catcher, call: HookInput, policy, why: str, rel: str | None, root, started, *,
+async def _ask(store, catcher, call: HookInput, policy, why: str, rel: str | None, root, wait: Wait, *,
                lease=..., worktree=...):
     """File an approval (idempotent on tool_use_id) and wait for it until the hook's deadline."""
     from core.errors import Refused
@@ -324,7 +370,7 @@ async def _ask(store, catcher, call: HookInput, policy, why: str, rel: str | Non
         a = await store.request_approval(**fields)
     aid = format_id("approval", a.id)
     if a.status == "pending":
-        left = policy.ask_timeout - (time.monotonic() - started)
+        left = wait.left()
         try:
             a = await wait_or_cancel(store, a.id, timeout=max(round(left, 1), 0.1), actor=requester,
                                      catcher=catcher)
@@ -336,7 +382,7 @@ async def _ask(store, catcher, call: HookInput, policy, why: str, rel: str | Non
     if a.status == "rejected":
         return "deny", f"Tower: {aid} rejected{by}: {a.reason}"
     if a.status == "expired":
-        waited = f"within {policy.ask_timeout:g}s"
+        waited = wait.within()
         if policy.on_timeout == "deny":
             return "deny", f"Tower: nobody decided {aid} ({a.summary}) {waited}: denied; ask again later"
         return "ask", f"Tower: nobody decided {aid} ({a.summary}) {waited} in Tower; your call"
@@ -397,19 +443,41 @@ def _read_settings(path: Path) -> dict:
     if not text.strip():
         return {}
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise BadInput(f"{path} line {exc.lineno}: not valid JSON ({exc.msg}); fix it first") from None
+    except _NotJSON as exc:
+        line = text.count("\n", 0, max(text.find(exc.token), 0)) + 1
+        raise BadInput(f"{path} line {line}: not valid JSON ({exc.token} {exc.why}); fix it first") from None
     if not isinstance(data, dict):
         raise BadInput(f"{path} is not a JSON object")
     return data
+
+
+class _NotJSON(ValueError):
+    """A number Python's json would accept but JSON (and Claude Code) would not."""
+
+    def __init__(self, token: str, why: str) -> None:
+        super().__init__(token)
+        self.token, self.why = token, why
+
+
+def _no_constant(token: str):
+    raise _NotJSON(token, "is not a JSON value")
+
+
+def _finite_float(token: str) -> float:
+    value = float(token)
+    if not math.isfinite(value):
+        raise _NotJSON(token, "is out of range for a JSON number")
+    return value
 
 
 def _write_atomically(path: Path, data: dict) -> None:
     import tempfile
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -453,16 +521,20 @@ def hook_install(kind, local) -> None:
 
     policy = _policy_for_install()  # a bad policy file stops here, naming its line
     db = _explicit_db()
-    command = hook_command(_tower_program(), str(db) if db else None)
+    timeout = policy.hook_timeout()
+    # the hook is told when Claude Code will kill it, so a policy ask timeout
+    # raised later cannot outlive it (the hook stops waiting 30 s before)
+    command = hook_command(_tower_program(), str(db) if db else None, deadline=timeout)
     path = _settings_path(local)
     settings = _read_settings(path)
     try:
-        changed = install_entry(settings, command, policy.hook_timeout())
+        changed = install_entry(settings, command, timeout)
     except ValueError as exc:
         raise BadInput(f"{path}: {exc}; fix it first") from None
     if changed:
         _write_atomically(path, settings)
-    emit({"settings": str(path), "changed": changed, "command": command, "timeout": policy.hook_timeout()},
+    emit({"settings": str(path), "changed": changed, "command": command, "timeout": timeout,
+          "deadline": timeout},
          f"{'installed' if changed else 'already installed:'} Tower's PreToolUse hook in {path}")
 
 
@@ -486,22 +558,55 @@ def hook_uninstall(kind, local) -> None:
          f"removed Tower's hook from {path}" if removed else f"Tower's hook is not in {path}")
 
 
+def _deadline_warnings(policy) -> list[str]:
+    """The policy's ask timeout against the hook entries installed in this worktree's settings."""
+    from core.gitrepo import discover
+    from core.hook import deadline_warnings
+    from core.policy import CLAUDE_HOOK_TIMEOUT
+
+    if opt("worktree") or os.environ.get("TOWER_WORKTREE"):
+        root = _target_root()
+    else:
+        info = discover(Path.cwd())
+        if info is None:
+            return []
+        root = info.worktree_root
+    warnings = []
+    for name in ("settings.json", "settings.local.json"):
+        path = root / ".claude" / name
+        if not path.exists():
+            continue
+        try:
+            settings = _read_settings(path)
+        except BadInput as exc:
+            warnings.append(f"cannot check the installed hook: {exc.message}")
+            continue
+        warnings += deadline_warnings(settings, policy.ask_timeout, str(path), CLAUDE_HOOK_TIMEOUT)
+    return warnings
+
+
 @hook.command("check")
 @click.option("--tool", default=None, help="Explain the decision for a call of this tool.")
 @click.option("--command", "command", default=None, help="… with this Bash command (implies --tool Bash).")
 @click.option("--path", "path", default=None, help="… on this repo-relative path.")
 @common_options
 def hook_check(tool, command, path) -> None:
-    """Validate the policy file (exit 2 naming the bad line), and explain a decision."""
+    """Validate the policy file (exit 2 naming the bad line), and explain a decision.
+
+    Also warns (exit 0) when the policy's ask timeout outlasts the deadline of
+    the hook installed in this worktree's .claude/settings(.local).json.
+    """
     from core.policy import load_policy
     from tui.clikit import db_path
 
     policy = load_policy(db_path().parent / POLICY_NAME)
+    warnings = _deadline_warnings(policy)
     data: dict = {"policy": policy.source, "exists": policy.exists, "rules": len(policy.rules),
                   "default": policy.default, "ask_timeout": policy.ask_timeout,
-                  "on_timeout": policy.ask_on_timeout}
+                  "on_timeout": policy.ask_on_timeout, "warnings": warnings}
     lines = [f"policy {policy.source}: {len(policy.rules)} rules, default {policy.default},"
              f" ask timeout {policy.ask_timeout:g}s then {policy.ask_on_timeout}"]
+    lines += [f"warning: {w}" for w in warnings]
     if tool or command:
         verdict = policy.decide(tool or "Bash", command=command, path=path)
         data["verdict"] = {"decision": verdict.decision, "reason": verdict.reason,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from core.errors import BadInput, NotFound
+from core.errors import BadInput, NotFound, Refused
 from core.gitrepo import RepoInfo, git, list_worktrees, worktree_name
 from tui.clikit import agent_name, common_options, emit, person, repo, run, short
 
@@ -60,27 +60,66 @@ def worktree() -> None:
 @click.option("--branch", "-b", default=None, help="Branch to check out (created if missing; default: NAME).")
 @common_options
 def worktree_add(name, path, branch) -> None:
-    """Create a git worktree (unless PATH already is one) and register it."""
+    """Create a git worktree (unless PATH already is one of this repository) and register it.
+
+    Everything that can be refused is checked before git runs: the name and the
+    path must not be registered as another worktree (exit 4), and an existing
+    PATH must be a worktree of this repository (exit 2).
+    """
+    from core.gitrepo import discover
+
     info = _need_repo()
+    if not name.strip():
+        raise BadInput("a worktree needs a name")
     main_root = info.common_dir.parent if info.common_dir.name == ".git" else info.worktree_root
     target = (path or main_root.parent / f"{main_root.name}-{name}").absolute()
     branch = branch or name
-    if not target.exists():
-        exists = bool(git(["branch", "--list", branch], cwd=info.worktree_root).strip())
-        args = ["worktree", "add", str(target), branch] if exists else ["worktree", "add", "-b", branch, str(target)]
-        try:
-            git(args, cwd=info.worktree_root)
-        except RuntimeError as exc:
-            raise BadInput(f"git worktree add failed: {exc}", code="git_failed") from None
-    elif not (target / ".git").exists():
-        raise BadInput(f"{target} exists and is not a git worktree", code="bad_path")
-    target = target.resolve()
+    create = not target.exists()
+    if not create:
+        _check_same_repository(info, target)
+    where = str(target.resolve())  # as the store will record it (the real path)
+
+    async def body(s):
+        _check_unregistered(await s.list_worktrees(), name, where)
+        if create:
+            exists = bool(git(["branch", "--list", branch], cwd=info.worktree_root).strip())
+            args = (["worktree", "add", str(target), branch] if exists
+                    else ["worktree", "add", "-b", branch, str(target)])
+            try:
+                git(args, cwd=info.worktree_root)
+            except RuntimeError as exc:
+                raise BadInput(f"git worktree add failed: {exc}", code="git_failed") from None
+        final = target.resolve()
+        wt_info = discover(final)
+        return await s.add_worktree(name, str(final), branch=(wt_info.branch if wt_info else branch),
+                                    agent=agent_name(), actor=person())
+
+    w = run(body)
+    emit(w, f"worktree {w.name} at {w.path} (branch {w.branch or '-'})")
+
+
+def _check_same_repository(info: RepoInfo, target: Path) -> None:
+    """An existing PATH must be the top of a git worktree of this very repository (exit 2 otherwise)."""
     from core.gitrepo import discover
 
-    wt_info = discover(target)
-    w = run(lambda s: s.add_worktree(name, str(target), branch=(wt_info.branch if wt_info else branch),
-                                     agent=agent_name(), actor=person()))
-    emit(w, f"worktree {w.name} at {w.path} (branch {w.branch or '-'})")
+    if not (target / ".git").exists():
+        raise BadInput(f"{target} exists and is not a git worktree", code="bad_path")
+    other = discover(target)
+    if other is None or other.worktree_root.resolve() != target.resolve():
+        raise BadInput(f"{target} exists and is not a git worktree", code="bad_path")
+    if other.common_dir.resolve() != info.common_dir.resolve():
+        raise BadInput(f"{target} is a worktree of another repository (git dir {other.common_dir}),"
+                       f" not of this one ({info.common_dir})", code="other_repository")
+
+
+def _check_unregistered(known, name: str, path: str) -> None:
+    """Refuse (exit 4) what the store would refuse, before git creates anything."""
+    for w in known:
+        if w.path == path and w.name != name:
+            raise Refused(f"{path} is already registered as worktree {w.name}", code="worktree_exists")
+    for w in known:
+        if w.name == name and w.path != path and w.active:
+            raise Refused(f"worktree {name} is already registered at {w.path}", code="worktree_exists")
 
 
 @worktree.command("list")
