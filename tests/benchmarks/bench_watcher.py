@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from core.ignore import IgnoreRules  # noqa: E402
 from core.watcher import SnapshotUpdate, scan  # noqa: E402
 from store import Store  # noqa: E402
-from tui.watching import WatchService  # noqa: E402
+from tui.watching import DEFAULT_RESCAN_INTERVAL, WatchService  # noqa: E402
 
 PER_DIR = 50
 BODY = ("def f(x):\n    return x * 2  # padding to a typical source-file size\n" * 24).encode()
@@ -213,8 +213,9 @@ def main() -> None:
     ap.add_argument("--worktrees", type=int, default=8)
     ap.add_argument("--files", type=int, default=5000)
     ap.add_argument("--writes", type=int, default=100)
-    ap.add_argument("--idle", type=float, default=20.0)
-    ap.add_argument("--rescan-interval", type=float, default=10.0, help="for `tower watch` (default 10 s)")
+    ap.add_argument("--idle", type=float, default=40.0)
+    ap.add_argument("--rescan-interval", type=float, default=DEFAULT_RESCAN_INTERVAL,
+                    help=f"for `tower watch` (default: Tower's, {DEFAULT_RESCAN_INTERVAL:g} s)")
     args = ap.parse_args()
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="tower-bench-watch-") as tmp:

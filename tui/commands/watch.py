@@ -17,6 +17,7 @@ import click
 from core.errors import BadInput, NotFound
 from core.ids import format_id
 from tui.clikit import common_options, emit, json_mode, person, run, to_data
+from tui.watching import DEFAULT_RESCAN_INTERVAL
 
 
 def _line(data: dict) -> None:
@@ -30,7 +31,7 @@ def conflict_text(action: str, c, reason: str | None = None) -> str:
 
 
 @click.command()
-@click.option("--rescan-interval", type=click.FloatRange(min=0.05), default=10.0, show_default=True,
+@click.option("--rescan-interval", type=click.FloatRange(min=0.05), default=DEFAULT_RESCAN_INTERVAL, show_default=True,
               metavar="SECONDS", help="Reconcile with the disk this often (catches missed events).")
 @click.option("--polling", is_flag=True, help="Poll the file system instead of using native events.")
 @click.option("--rebaseline", "rebaseline", multiple=True, metavar="WORKTREE",
