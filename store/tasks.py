@@ -160,6 +160,15 @@ class TaskVerbs(StoreBase):
             for r in rows
         ]
 
+    async def lease_worktree_path(self, lease_id: int) -> str | None:
+        """Where the lease's worktree lives (None if it names none); NotFound for an unknown lease."""
+        row = await self._fetchone(
+            "SELECT w.path FROM leases l LEFT JOIN worktrees w ON w.name = l.worktree WHERE l.id = ?", (lease_id,)
+        )
+        if row is None:
+            raise NotFound(f"no lease {format_id('lease', lease_id)}", code="lease_not_found")
+        return row[0]
+
     async def worktree_rows(self) -> list[tuple[str, str, bool]]:
         """``(name, path, active)`` of every registered worktree, without models."""
         rows = await self._fetchall("SELECT name, path, active FROM worktrees ORDER BY name")

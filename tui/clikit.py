@@ -127,21 +127,21 @@ async def current_worktree(store, *, register: bool = True) -> tuple[str | None,
     from core.gitrepo import worktree_name
 
     hint = worktree_hint()
-    known = await store.list_worktrees()
+    known = await store.worktree_rows()  # plain rows: no pydantic on the agents' path
     if hint:
-        match = next((w for w in known if w.name == hint), None)
-        return hint, Path(match.path) if match else None
+        path = next((p for name, p, _ in known if name == hint), None)
+        return hint, Path(path) if path else None
     info = repo()
     if info is None:
         return None, None
     root = info.worktree_root.resolve()
-    match = next((w for w in known if Path(w.path) == root), None)
+    match = next((name for name, p, _ in known if Path(p) == root), None)
     if match:
-        return match.name, root
+        return match, root
     if not register:
         return None, root
     name = worktree_name(info, root)
-    taken = {w.name for w in known}
+    taken = {name for name, _, _ in known}
     base, n = name, 2
     while name in taken:
         name, n = f"{base}-{n}", n + 1

@@ -228,10 +228,9 @@ def claim(lease_id, paths, token) -> None:
     lid = parse("lease", lease_id)
 
     async def body(s):
-        lease_ = await s.get_lease(lid)
         _, root = await current_worktree(s, register=False)
-        if root is None and lease_.worktree:
-            root = next((w.path for w in await s.list_worktrees() if w.name == lease_.worktree), None)
+        if root is None:  # not inside a worktree: paths are relative to the lease's own
+            root = await s.lease_worktree_path(lid)
         rel = normalize_paths(list(paths), None if root is None else Path(root))
         new = await s.claim_files(lid, rel, token=token, agent=agent_name())
         return rel, new
