@@ -12,17 +12,18 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import AsyncIterator
+from datetime import datetime
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from core import rules
 from core.errors import BadInput, NotFound, Refused
 from core.ids import format_id
-from core.vocab import utc
+from core.vocab import iso, utc
 from store.db import StoreBase
 
 if TYPE_CHECKING:
-    from core.models import ClaimResult, Lease, Task, Worktree
+    from core.models import Lease, Task, Worktree
 
 _TASK_SELECT = """
 SELECT t.*, (SELECT json_group_array(depends_on) FROM
@@ -42,6 +43,23 @@ t.status = 'pending' AND NOT EXISTS (
     SELECT 1 FROM task_deps d JOIN tasks x ON x.id = d.depends_on
     WHERE d.task_id = t.id AND x.status != 'done')
 """
+
+
+class ClaimRow(NamedTuple):
+    """What a claim answers, as plain data: ``tower task claim`` prints it without loading
+    pydantic. ``to_json()`` is exactly ``core.models.ClaimResult``'s JSON (a test holds them equal)."""
+
+    lease_id: int
+    token: int
+    task_id: int
+    title: str
+    scope: list[str]
+    expires_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"lease_id": format_id("lease", self.lease_id), "token": self.token,
+                "task_id": format_id("task", self.task_id), "title": self.title, "scope": list(self.scope),
+                "expires_at": iso(self.expires_at.timestamp())}
 
 
 class LeaseRow(NamedTuple):
@@ -252,7 +270,7 @@ class TaskVerbs(StoreBase):
         worktree: str | None = None,
         task_id: int | None = None,
         ttl: float = rules.DEFAULT_TTL,
-    ) -> ClaimResult:
+    ) -> ClaimRow:
         """Lease the next eligible task (or ``task_id``) to ``agent``.
 
         Eligible: pending, every dependency done; highest priority first, then
@@ -307,9 +325,7 @@ class TaskVerbs(StoreBase):
                 )
         if problem is not None:
             raise problem
-        from core.models import ClaimResult
-
-        return ClaimResult(
+        return ClaimRow(
             lease_id=lease_id,
             token=token,
             task_id=row["id"],

@@ -176,6 +176,8 @@ def parse(kind: str, text: str) -> int:
 
 
 def to_data(value: Any) -> Any:
+    if hasattr(value, "to_json"):  # plain rows that skip pydantic on the agents' path
+        return value.to_json()
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
     if isinstance(value, list):

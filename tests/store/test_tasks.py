@@ -252,3 +252,13 @@ async def test_a_claim_covers_everything_below_it(store):
         await store.claim_files(lb.lease_id, ["src"])  # an ancestor of a held path
     assert await store.claim_files(lb.lease_id, ["srcs/x.py", "src2"]) == ["src2", "srcs/x.py"]  # not prefixes
     assert await store.claim_files(la.lease_id, ["src/deep/x.py", "src/deep/y.py"]) == ["src/deep/y.py"]
+
+
+async def test_claim_answer_matches_the_documented_model(store):
+    """`tower task claim` prints ClaimRow.to_json() (no pydantic); it must stay ClaimResult's JSON."""
+    from core.models import ClaimResult
+
+    await store.add_task("t", scope=["src/**"])
+    row = await store.claim_task(agent="a", ttl=90)
+    assert row.to_json() == ClaimResult(**row._asdict()).model_dump(mode="json")
+    assert set(row.to_json()) >= {"lease_id", "token", "task_id", "expires_at"}

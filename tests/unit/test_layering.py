@@ -67,3 +67,23 @@ def test_store_and_hook_paths_do_not_load_pydantic():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.stdout.strip() == "CLEAN", out.stderr
+
+
+def test_the_agent_loop_does_not_load_pydantic(tmp_path):
+    """`tower task claim` and `tower claim` run for every step of every agent."""
+    db = tmp_path / "tower.db"
+    setup = subprocess.run([sys.executable, "-m", "tui.cli", "--db", str(db), "init"], cwd=ROOT,
+                           capture_output=True, text=True)
+    assert setup.returncode == 0, setup.stderr
+    subprocess.run([sys.executable, "-m", "tui.cli", "--db", str(db), "task", "add", "t"], cwd=ROOT, check=True,
+                   capture_output=True)
+    for argv in (["task", "claim", "--json"], ["claim", "L1", "src/a.py", "--json"]):
+        code = (
+            "import sys\n"
+            f"sys.argv = ['tower', '--db', {str(db)!r}, *{argv!r}]\n"
+            "from tui.cli import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "print('LOADED' if 'pydantic' in sys.modules else 'CLEAN')\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+        assert out.stdout.strip().splitlines()[-1] == "CLEAN", (argv, out.stdout, out.stderr)
