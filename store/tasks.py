@@ -115,6 +115,42 @@ def lease_from_row(row: sqlite3.Row) -> Lease:
     )
 
 
+class LeaseInfo(NamedTuple):
+    """A lease as plain data: what the lease verbs answer, so that ``tower lease heartbeat`` and
+    ``tower task done`` print it without loading pydantic. Same fields as ``core.models.Lease``,
+    and ``to_json()`` is exactly its JSON (a test holds them equal)."""
+
+    id: int
+    task_id: int
+    task_title: str | None
+    agent: str
+    worktree: str | None
+    token: int
+    status: str
+    ttl: float
+    acquired_at: datetime
+    heartbeat_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None
+    claims: list[str]
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> LeaseInfo:
+        return cls(row["id"], row["task_id"], row["task_title"], row["agent"], row["worktree"], row["token"],
+                   row["status"], row["ttl"], utc(row["acquired_at"]), utc(row["heartbeat_at"]),
+                   utc(row["expires_at"]), utc(row["ended_at"]), json.loads(row["claim_paths"] or "[]"))
+
+    def to_json(self) -> dict[str, Any]:
+        def when(dt: datetime | None) -> str | None:
+            return None if dt is None else iso(dt.timestamp())
+
+        return {"id": format_id("lease", self.id), "task_id": format_id("task", self.task_id),
+                "task_title": self.task_title, "agent": self.agent, "worktree": self.worktree,
+                "token": self.token, "status": self.status, "ttl": self.ttl,
+                "acquired_at": when(self.acquired_at), "heartbeat_at": when(self.heartbeat_at),
+                "expires_at": when(self.expires_at), "ended_at": when(self.ended_at), "claims": list(self.claims)}
+
+
 def _holder(row: sqlite3.Row) -> str:
     where = f" in {row['worktree']}" if row["worktree"] else ""
     return f"{format_id('lease', row['lease_id'])} ({row['agent']}{where}, task {format_id('task', row['task_id'])})"
@@ -154,6 +190,18 @@ class TaskVerbs(StoreBase):
         if row is None:
             raise NotFound(f"no lease {format_id('lease', lease_id)}", code="lease_not_found")
         return lease_from_row(row)
+
+    async def lease_info(self, lease_id: int) -> LeaseInfo:
+        """``get_lease`` as plain data (no pydantic): for the agents' hot path."""
+        row = await self._fetchone(_LEASE_SELECT + " WHERE l.id = ?", (lease_id,))
+        if row is None:
+            raise NotFound(f"no lease {format_id('lease', lease_id)}", code="lease_not_found")
+        return LeaseInfo.from_row(row)
+
+    async def task_progress(self, task_id: int) -> tuple[str, int, int]:
+        """``(status, attempts, max_attempts)`` of a task, without models."""
+        row = await self._task_row(task_id)
+        return row["status"], row["attempts"], row["max_attempts"]
 
     async def list_leases(self, *, all: bool = False, task_id: int | None = None) -> list[Lease]:
         where, params = [], []
@@ -334,19 +382,23 @@ class TaskVerbs(StoreBase):
             expires_at=utc(now + ttl),
         )
 
-    async def complete_task(self, lease_id: int, *, token: int | None = None, agent: str | None = None) -> Lease:
+    async def complete_task(
+        self, lease_id: int, *, token: int | None = None, agent: str | None = None
+    ) -> LeaseInfo:
         """Finish the lease's task: task done, lease completed, its claims released."""
         return await self._end_lease(lease_id, "completed", "done", "task.done", token=token, agent=agent)
 
     async def fail_task(
         self, lease_id: int, reason: str, *, token: int | None = None, agent: str | None = None
-    ) -> Lease:
+    ) -> LeaseInfo:
         """Give up on the lease's task: back to the queue, or failed once attempts run out."""
         if not reason.strip():
             raise BadInput("failing a task needs a --reason")
         return await self._end_lease(lease_id, "failed", None, "task.failed", token=token, agent=agent, reason=reason)
 
-    async def release_lease(self, lease_id: int, *, token: int | None = None, agent: str | None = None) -> Lease:
+    async def release_lease(
+        self, lease_id: int, *, token: int | None = None, agent: str | None = None
+    ) -> LeaseInfo:
         """Hand the task back untouched; the attempt does not count against it."""
         return await self._end_lease(lease_id, "released", "pending", "lease.released", token=token, agent=agent)
 
@@ -360,7 +412,7 @@ class TaskVerbs(StoreBase):
         token: int | None,
         agent: str | None,
         reason: str | None = None,
-    ) -> Lease:
+    ) -> LeaseInfo:
         async with self._lease_transaction(lease_id, token=token, agent=agent) as tx:
             if tx.ok:
                 lease, now = tx.lease, tx.now
@@ -385,7 +437,7 @@ class TaskVerbs(StoreBase):
                 if released:
                     details["released"] = released
                 await self._audit_lease(event, tx, agent, details=details)
-        return await self.get_lease(lease_id)
+        return await self.lease_info(lease_id)
 
     async def retry_task(self, task_id: int, *, actor: str | None = None) -> Task:
         """Put a failed or cancelled task back in the queue with a fresh attempt budget."""
@@ -439,7 +491,7 @@ class TaskVerbs(StoreBase):
 
     async def heartbeat(
         self, lease_id: int, *, ttl: float | None = None, token: int | None = None, agent: str | None = None
-    ) -> Lease:
+    ) -> LeaseInfo:
         """Push the lease's expiry to now + ttl (default: the lease's own ttl)."""
         if ttl is not None:
             ttl = rules.check_ttl(ttl)
@@ -452,7 +504,7 @@ class TaskVerbs(StoreBase):
                 )
                 await self._seen(tx.lease["worktree"], tx.lease["agent"], tx.now)
                 await self._audit_lease("lease.heartbeat", tx, agent, details={"ttl": new_ttl})
-        return await self.get_lease(lease_id)
+        return await self.lease_info(lease_id)
 
     async def reap(self, *, actor: str | None = None) -> list[int]:
         """Expire every active lease past its expiry; returns the lease ids reaped."""

@@ -262,3 +262,19 @@ async def test_claim_answer_matches_the_documented_model(store):
     row = await store.claim_task(agent="a", ttl=90)
     assert row.to_json() == ClaimResult(**row._asdict()).model_dump(mode="json")
     assert set(row.to_json()) >= {"lease_id", "token", "task_id", "expires_at"}
+
+
+async def test_lease_answers_match_the_documented_model(store, clock):
+    """heartbeat / done / fail / release answer LeaseInfo (no pydantic); it must stay Lease's JSON."""
+    from core.models import Lease
+
+    await store.add_task("t", scope=["src/**"])
+    claim = await store.claim_task(agent="a", ttl=90)
+    await store.claim_files(claim.lease_id, ["src/a.py"])
+    beat = await store.heartbeat(claim.lease_id)
+    assert beat.claims == ["src/a.py"] and beat.ended_at is None
+    done = await store.complete_task(claim.lease_id)
+    for info in (beat, done):
+        assert info.to_json() == Lease(**info._asdict()).model_dump(mode="json")
+        assert info.to_json() == (await store.get_lease(info.id)).model_dump(mode="json") or info is beat
+    assert done.status == "completed" and done.ended_at is not None

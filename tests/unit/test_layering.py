@@ -70,14 +70,15 @@ def test_store_and_hook_paths_do_not_load_pydantic():
 
 
 def test_the_agent_loop_does_not_load_pydantic(tmp_path):
-    """`tower task claim` and `tower claim` run for every step of every agent."""
+    """Claiming, claiming files, heartbeats and finishing run for every step of every agent."""
     db = tmp_path / "tower.db"
     setup = subprocess.run([sys.executable, "-m", "tui.cli", "--db", str(db), "init"], cwd=ROOT,
                            capture_output=True, text=True)
     assert setup.returncode == 0, setup.stderr
     subprocess.run([sys.executable, "-m", "tui.cli", "--db", str(db), "task", "add", "t"], cwd=ROOT, check=True,
                    capture_output=True)
-    for argv in (["task", "claim", "--json"], ["claim", "L1", "src/a.py", "--json"]):
+    for argv in (["task", "claim", "--json"], ["claim", "L1", "src/a.py", "--json"],
+                 ["lease", "heartbeat", "L1", "--json"], ["task", "fail", "L1", "--reason", "r", "--json"]):
         code = (
             "import sys\n"
             f"sys.argv = ['tower', '--db', {str(db)!r}, *{argv!r}]\n"

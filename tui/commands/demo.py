@@ -81,10 +81,19 @@ def read_events(logs: Path) -> list[dict]:
     return out
 
 
-async def supervise(db: Path, until: float, watch_paths: dict[str, Path]) -> None:
-    """The headless stand-in for a person: decides approvals, runs the watcher, reaps."""
+async def supervise(db: Path, until: float, watch_paths: dict[str, Path]) -> bool:
+    """The headless stand-in for a person: decides approvals, runs the watcher, reaps.
+
+    Returns False when SIGTERM or SIGHUP asked it to stop: the signal only sets
+    a flag, so every connection is closed the ordinary way (an exception raised
+    mid-close would leave aiosqlite's non-daemon thread holding the process).
+    """
     from store import Store
 
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stopping.set)
     async with Store(db, actor="person:demo") as store:
         watcher = None
         try:
@@ -96,11 +105,14 @@ async def supervise(db: Path, until: float, watch_paths: dict[str, Path]) -> Non
             watch_task = None
         try:
             version = -1
-            while time.monotonic() < until:
-                try:
-                    version = await store.wait_for_change(version, timeout=max(0.01, until - time.monotonic()))
-                except TimeoutError:
+            while not stopping.is_set():
+                left = until - time.monotonic()
+                if left <= 0:
                     break
+                try:
+                    version = await store.wait_for_change(version, timeout=min(left, 0.25))
+                except TimeoutError:
+                    continue
                 for a in await store.list_approvals("pending"):
                     command = a.detail.get("command", a.summary)
                     for pattern, approve, reason in SUPERVISOR_RULES:
@@ -116,6 +128,7 @@ async def supervise(db: Path, until: float, watch_paths: dict[str, Path]) -> Non
                 watcher.stop()
             if watch_task is not None:
                 await asyncio.gather(watch_task, return_exceptions=True)
+    return not stopping.is_set()
 
 
 async def summarise(db: Path) -> dict:
@@ -166,9 +179,9 @@ def demo(ctx, agents, speed, keep, headless, duration, json_output) -> None:
         ctx.find_root().meta["tower.json_output"] = True
     base = Path(tempfile.mkdtemp(prefix="tower-demo-"))
     procs = None
-    # a closed terminal (SIGHUP) or a kill (SIGTERM) must still stop the agents and clean up
-    for sig in (signal.SIGHUP, signal.SIGTERM):
-        signal.signal(sig, _interrupt)
+    # a closed terminal (SIGHUP) or a kill (SIGTERM) must still stop the agents and clean
+    # up; while the headless supervisor runs, its event loop turns them into a clean stop
+    _guard_signals()
     try:
         if not json_mode():
             click.echo(f"setting up a demo repository in {base} …", err=True)
@@ -177,7 +190,10 @@ def demo(ctx, agents, speed, keep, headless, duration, json_output) -> None:
         procs = Agents(repo, speed, ttl, base / "logs")
         if headless:
             until = time.monotonic() + duration
-            asyncio.run(supervise(repo.db, until, repo.worktrees))
+            finished = asyncio.run(supervise(repo.db, until, repo.worktrees))
+            _guard_signals()  # closing the loop reset them to their defaults
+            if not finished:
+                raise click.exceptions.Exit(143)  # stopped by a signal: clean up, no summary
             procs.stop()
             procs = None
             summary = asyncio.run(summarise(repo.db))
@@ -200,6 +216,11 @@ def demo(ctx, agents, speed, keep, headless, duration, json_output) -> None:
 
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _guard_signals() -> None:
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
 
 
 def _tally(events: list[dict]) -> dict[str, int]:

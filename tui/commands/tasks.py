@@ -19,6 +19,7 @@ from tui.clikit import (
     person,
     run,
     short,
+    to_data,
 )
 
 token_option = click.option("--token", type=click.IntRange(0, 2**63 - 1), default=None,
@@ -134,12 +135,12 @@ def task_fail(lease_id, reason, token) -> None:
 
     async def body(s):
         lease = await s.fail_task(lid, reason, token=token, agent=agent_name())
-        return lease, await s.get_task(lease.task_id)
+        return lease, await s.task_progress(lease.task_id)
 
-    lease, t = run(body)
-    emit(lease.model_dump(mode="json") | {"task_status": t.status},
-         f"{format_id('task', t.id)} {'back to pending' if t.status == 'pending' else t.status}"
-         f" (attempt {t.attempts}/{t.max_attempts}): {reason}")
+    lease, (status, attempts, max_attempts) = run(body)
+    emit(to_data(lease) | {"task_status": status},
+         f"{format_id('task', lease.task_id)} {'back to pending' if status == 'pending' else status}"
+         f" (attempt {attempts}/{max_attempts}): {reason}")
 
 
 @task.command("retry")
