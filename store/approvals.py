@@ -192,9 +192,8 @@ class ApprovalVerbs(StoreBase):
     ) -> Approval:
         """Block until the request leaves ``pending``; return it as it then is.
 
-        Sleeps on the store's change signal (``wait_for_change``: PRAGMA
-        data_version every ``interval``), re-reading the row only when another
-        connection committed, so a decision made by any process is seen within
+        Sleeps on the store's change signal (``wait_for_change``, polled every
+        ``interval``), re-reading the row only when someone committed, so a decision made by any process is seen within
         about one interval. When ``timeout`` runs out the request is closed as
         ``expired`` in one transaction (a decision that committed first wins and
         is returned instead) and the expired approval is returned; with
@@ -202,8 +201,8 @@ class ApprovalVerbs(StoreBase):
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            # data_version first: a commit after this read wakes the wait below
-            version = await self.data_version()
+            # the signal first: a commit after this read wakes the wait below
+            signal = await self.change_signal()
             approval = await self.get_approval(approval_id)
             if approval.status != "pending":
                 return approval
@@ -216,7 +215,7 @@ class ApprovalVerbs(StoreBase):
                     approval_id, "expired", actor=actor, reason=f"nobody decided within {timeout:g}s"
                 )
             try:
-                await self.wait_for_change(version, interval=interval, timeout=left)
+                await self.wait_for_change(signal, interval=interval, timeout=left)
             except TimeoutError:
                 pass  # the loop re-reads once more, then expires
 

@@ -343,22 +343,30 @@ class StoreBase:
             self._gate_released = time.monotonic()
 
     async def data_version(self) -> int:
-        """Changes whenever another connection commits (the change signal)."""
+        """Changes whenever another connection commits."""
         return (await self._fetchone("PRAGMA data_version"))[0]
 
-    async def wait_for_change(
-        self, version: int, *, interval: float = 0.05, timeout: float | None = None
-    ) -> int:
-        """Wait until another connection commits; returns the new data_version.
+    async def change_signal(self) -> tuple[int, int]:
+        """The change signal: differs from its last value once anyone has written since.
 
-        ``PRAGMA data_version`` is a read of the connection's own WAL index: no
-        disk I/O, so polling it every 50 ms is cheap and sees a commit by any
-        process on the machine within one interval. Raises TimeoutError.
+        ``PRAGMA data_version`` moves when *another* connection commits (a read
+        of this connection's WAL index: no disk I/O, cheap to poll every 50 ms);
+        ``total_changes`` moves when *this* connection writes, which
+        data_version never reports (the control room and its watcher share one
+        connection). A rolled-back write may wake a waiter for nothing: harmless.
         """
+        return await self.data_version(), self.conn.total_changes
+
+    async def wait_for_change(
+        self, signal: tuple[int, int] | None, *, interval: float = 0.05, timeout: float | None = None
+    ) -> tuple[int, int]:
+        """Wait until the change signal differs from ``signal`` (None: return at once);
+        returns the new signal. Sees a commit by any process within one interval.
+        Raises TimeoutError."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            current = await self.data_version()
-            if current != version:
+            current = await self.change_signal()
+            if current != signal:
                 return current
             if deadline is not None:
                 left = deadline - time.monotonic()

@@ -264,10 +264,10 @@ class TowerApp(App[None]):
         while True:
             try:
                 if last_seq is None:
-                    signal = (await store.data_version(), store.conn.total_changes)
+                    signal = await store.change_signal()
                     last_seq = await self._load_all(store)
                     self.post_message(Loaded())
-                now_signal = (await store.data_version(), store.conn.total_changes)
+                now_signal = await store.change_signal()
                 if now_signal != signal:
                     last_seq = await self._load_changes(store, last_seq)
                     signal = now_signal  # only once read: a failed read is retried

@@ -493,7 +493,7 @@ class WatchService:
         next_full = 0.0
         while not self._stop_evt.is_set():
             try:
-                now_signal = (await self.store.data_version(), self.store.conn.total_changes)
+                now_signal = await self.store.change_signal()
                 due = time.monotonic() >= next_full
                 if now_signal != signal or due or self._pending_changes or self._pending_updates:
                     signal = now_signal  # taken before the work: a commit meanwhile triggers another pass

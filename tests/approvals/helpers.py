@@ -79,7 +79,7 @@ async def _until(db: Path, probe: Callable, timeout: float):
     deadline = time.monotonic() + timeout
     async with Store(db) as s:
         while True:
-            version = await s.data_version()
+            version = await s.change_signal()
             result = await probe(s)
             if result:
                 return result

@@ -177,3 +177,26 @@ def test_claiming_a_directory_is_bad_input(repo):
     lease = run_tower("task", "claim", "--json", cwd=repo).data["lease_id"]
     result = run_tower("claim", lease, "src", "--json", cwd=repo)
     assert result.code == 2 and "directory" in result.json["error"]["message"]
+
+
+def test_audit_tail_follow_prints_other_processes_events(tower, db_path):
+    import select
+    import subprocess
+    import sys
+
+    from tests.conftest import tower_env
+
+    tower("init")
+    follower = subprocess.Popen([sys.executable, "-m", "tui.cli", "--db", str(db_path), "audit", "tail", "-n", "0",
+                                 "--follow", "--json"], stdout=subprocess.PIPE, text=True, env=tower_env())
+    try:
+        assert tower("task", "add", "seen live").code == 0
+        ready, _, _ = select.select([follower.stdout], [], [], 20)
+        assert ready, "no event followed within 20 s"
+        event = __import__("json").loads(follower.stdout.readline())
+        assert event["ok"] and event["data"]["event"] == "task.added"
+        assert event["data"]["details"]["title"] == "seen live"
+    finally:
+        follower.kill()
+        follower.wait()
+        follower.stdout.close()

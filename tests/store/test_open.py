@@ -86,8 +86,19 @@ async def test_reopening_keeps_data_and_does_not_remigrate(db_path):
 
 async def test_wait_for_change_sees_another_connections_commit(db_path):
     async with Store(db_path, create=True) as watcher, Store(db_path) as writer:
-        version = await watcher.data_version()
+        version = await watcher.change_signal()
         with pytest.raises(TimeoutError):
             await watcher.wait_for_change(version, timeout=0.1)
         await writer.add_task("t")
         assert await watcher.wait_for_change(version, timeout=5) != version
+
+
+async def test_wait_for_change_sees_this_connections_own_write(db_path):
+    """data_version ignores a connection's own commits; the change signal must not."""
+    async with Store(db_path, create=True) as store:
+        signal = await store.change_signal()
+        with pytest.raises(TimeoutError):
+            await store.wait_for_change(signal, timeout=0.1)
+        await store.add_task("mine")
+        assert await store.wait_for_change(signal, timeout=1) != signal
+        assert await store.wait_for_change(None, timeout=0) is not None  # None: answers at once

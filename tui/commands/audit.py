@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import click
@@ -49,14 +48,10 @@ def audit_tail(count, follow) -> None:
     async def body(s):
         for e in await s.audit_tail(count):
             show(e)
+        signal = await s.change_signal()
         last = (await s.audit_head())[0]
-        version = await s.data_version()
         while True:
-            await asyncio.sleep(0.1)
-            now = await s.data_version()
-            if now == version:
-                continue
-            version = now
+            signal = await s.wait_for_change(signal, interval=0.1)
             for e in await s.audit_after(last):
                 show(e)
                 last = e.seq

@@ -104,13 +104,13 @@ async def supervise(db: Path, until: float, watch_paths: dict[str, Path]) -> boo
         except ImportError:
             watch_task = None
         try:
-            version = -1
+            seen = None
             while not stopping.is_set():
                 left = until - time.monotonic()
                 if left <= 0:
                     break
                 try:
-                    version = await store.wait_for_change(version, timeout=min(left, 0.25))
+                    seen = await store.wait_for_change(seen, timeout=min(left, 0.25))
                 except TimeoutError:
                     continue
                 for a in await store.list_approvals("pending"):
