@@ -342,15 +342,10 @@ class TowerApp(App[None]):
     def start_watcher(self) -> None:
         """Run the worktree watcher (``tui.watching.WatchService``) as a background worker.
 
-        Does nothing when the watcher cannot be imported. It shares the app's
-        store; its conflicts reach the panes like any other write (the store
+        It shares the app's store; its conflicts reach the panes like any other write (the store
         worker sees the connection's own commits), its status goes to the
         header and its warnings (a watch limit hit, polling) to notifications.
         """
-        try:
-            from tui.watching import WatchService  # noqa: F401
-        except ImportError:
-            return
         self._watcher_worker = self._run_watcher()
 
     @work(exclusive=True, exit_on_error=False, group="watcher", name="watcher")

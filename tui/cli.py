@@ -38,20 +38,14 @@ COMMANDS: dict[str, str] = {
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name, target in COMMANDS.items() if _available(target)]
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         target = COMMANDS.get(name)
-        if target is None or not _available(target):
+        if target is None:
             return None
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
-
-
-def _available(target: str) -> bool:
-    from importlib.util import find_spec
-
-    return find_spec(target.split(":")[0]) is not None
 
 
 @click.group(cls=LazyGroup, invoke_without_command=True,
@@ -66,13 +60,9 @@ def cli(ctx: click.Context, no_watch: bool) -> None:
     With no command, opens the control room on this repository's store.
     """
     if ctx.invoked_subcommand is None:
+        from tui.app import run_app
         from tui.clikit import db_path
 
-        try:
-            from tui.app import run_app
-        except ImportError:
-            click.echo(ctx.get_help())
-            return
         run_app(db_path(), watch=not no_watch)
 
 

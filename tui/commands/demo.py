@@ -95,14 +95,10 @@ async def supervise(db: Path, until: float, watch_paths: dict[str, Path]) -> boo
     for sig in (signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stopping.set)
     async with Store(db, actor="person:demo") as store:
-        watcher = None
-        try:
-            from tui.watching import WatchService
+        from tui.watching import WatchService
 
-            watcher = WatchService(store)
-            watch_task = asyncio.create_task(watcher.run())
-        except ImportError:
-            watch_task = None
+        watcher = WatchService(store)
+        watch_task = asyncio.create_task(watcher.run())
         try:
             seen = None
             while not stopping.is_set():
@@ -124,10 +120,8 @@ async def supervise(db: Path, until: float, watch_paths: dict[str, Path]) -> boo
                 if tasks and all(t.status in ("done", "failed", "cancelled") for t in tasks):
                     break
         finally:
-            if watcher is not None:
-                watcher.stop()
-            if watch_task is not None:
-                await asyncio.gather(watch_task, return_exceptions=True)
+            watcher.stop()
+            await asyncio.gather(watch_task, return_exceptions=True)
     return not stopping.is_set()
 
 

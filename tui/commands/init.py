@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from core.policy import write_default_policy
 from tui.clikit import common_options, db_path, emit, person, repo, run
 
 
@@ -29,7 +30,7 @@ def init() -> None:
         return created, registered, head
 
     created, registered, (seq, head_hash) = run(body, create=True, actor=person())
-    _after_init(path)
+    write_default_policy(path.parent)  # idempotent: never overwrites a person's policy
     emit(
         {"db": str(path), "created": created, "worktrees": registered,
          "head": f"{seq}:{head_hash}" if head_hash else None},
@@ -37,11 +38,3 @@ def init() -> None:
         + (f" ({len(registered)} worktree{'s' if len(registered) != 1 else ''})" if registered else ""),
     )
 
-
-def _after_init(path) -> None:
-    """Hook for later features (the policy file); must be idempotent."""
-    try:
-        from core.policy import write_default_policy
-    except ImportError:
-        return
-    write_default_policy(path.parent)
