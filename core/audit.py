@@ -129,20 +129,25 @@ def create_key(path: Path) -> bytes:
     """Create a new random key file at ``path`` (mode 0600, hex text) and return the key.
 
     Never overwrites: raises FileExistsError if ``path`` exists (even as a
-    dangling symlink).
+    dangling symlink). The key is written and synced under a temporary name
+    and then hard-linked into place, so a process racing to read it never sees
+    a half-written key.
     """
+    path = Path(path)
     key = os.urandom(KEY_BYTES)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        data = (key.hex() + "\n").encode("ascii")
-        while data:
-            data = data[os.write(fd, data) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(path)  # a half-written key would block the next attempt
-        raise
-    os.close(fd)
+        try:
+            data = (key.hex() + "\n").encode("ascii")
+            while data:
+                data = data[os.write(fd, data) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(tmp, path)  # atomic, and fails if the key already exists
+    finally:
+        os.unlink(tmp)
     return key
 
 

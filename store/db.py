@@ -110,6 +110,7 @@ class StoreBase:
         self._key: bytes = b""
         self._tx_lock = asyncio.Lock()
         self._gate_fd: int | None = None
+        self._gate_depth = 0  # the gate is re-entrant: creating a store holds it around a migration
         self._wait_fd: int | None = None
         self._gate_released = 0.0
 
@@ -163,8 +164,18 @@ class StoreBase:
             raise _unusable(self.path, exc) from None
         self._conn.row_factory = sqlite3.Row
         try:
-            await self._conn.executescript(_PRAGMAS)
-            await self._migrate()
+            # Creating a store (tower init) holds the writer gate from the first read
+            # to the end of the migration: before the WAL switch the file is in
+            # rollback mode, where readers block the exclusive lock the switch
+            # needs, and inits racing on a new repository would starve each other.
+            if self.create:
+                await self._enter_gate()
+            try:
+                await self._retrying(lambda: self.conn.executescript(_PRAGMAS))
+                await self._migrate()
+            finally:
+                if self.create:
+                    self._leave_gate()
         except BaseException as exc:
             await self.close()
             if isinstance(exc, sqlite3.DatabaseError):
@@ -207,7 +218,8 @@ class StoreBase:
                 code="store_empty",
             )
         if version == 0:
-            # WAL is persistent in the file: set once, before the first write.
+            # WAL is persistent in the file: set once, before the first write
+            # (under the writer gate, which open() holds while creating).
             await self._retrying(lambda: self.conn.execute("PRAGMA journal_mode = WAL"))
         async with self.transaction():
             # re-read under the write lock: another process may have migrated meanwhile
@@ -221,21 +233,14 @@ class StoreBase:
 
     async def _retrying(self, op):
         """Run ``op`` (a coroutine factory), retrying while the database is busy."""
-        deadline = time.monotonic() + self.lock_timeout
-        delay = _BACKOFF_START
+        patience = _Patience(self)
         while True:
             try:
                 return await op()
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc):
                     raise _unusable(self.path, exc) from None
-                if time.monotonic() >= deadline:
-                    raise TimedOut(
-                        f"store {self.path} stayed locked for more than {self.lock_timeout:g}s",
-                        code="locked",
-                    ) from None
-                await asyncio.sleep(random.uniform(0.25, 1.0) * delay)
-                delay = min(delay * 2, _BACKOFF_CAP)
+                await patience.pause()
             except sqlite3.DatabaseError as exc:
                 if isinstance(exc, sqlite3.IntegrityError):
                     raise
@@ -299,6 +304,13 @@ class StoreBase:
         fd = self._gate_fd
         if fd is None:
             return
+        if self._gate_depth:
+            self._gate_depth += 1
+            return
+        await self._take_gate(fd)
+        self._gate_depth = 1
+
+    async def _take_gate(self, fd: int) -> None:
         if time.monotonic() - self._gate_released < _POLITE and self._others_waiting():
             await asyncio.sleep(random.uniform(0.5, 1.0) * _POLITE)
         try:
@@ -312,20 +324,14 @@ class StoreBase:
         except BlockingIOError:
             pass  # a releaser is probing right now; we are simply not counted this once
         try:
-            deadline = time.monotonic() + self.lock_timeout
-            delay = _BACKOFF_START
+            patience = _Patience(self)
             while True:
-                await asyncio.sleep(random.uniform(0.5, 1.0) * delay)
-                delay = min(delay * 2, _BACKOFF_CAP)
+                await patience.pause()
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     return
                 except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise TimedOut(
-                            f"store {self.path} stayed locked for more than {self.lock_timeout:g}s",
-                            code="locked",
-                        ) from None
+                    pass
         finally:
             fcntl.flock(self._wait_fd, fcntl.LOCK_UN)
 
@@ -338,7 +344,10 @@ class StoreBase:
         return False
 
     def _leave_gate(self) -> None:
-        if self._gate_fd is not None:
+        if self._gate_fd is None or self._gate_depth == 0:
+            return
+        self._gate_depth -= 1
+        if self._gate_depth == 0:
             fcntl.flock(self._gate_fd, fcntl.LOCK_UN)
             self._gate_released = time.monotonic()
 
@@ -429,6 +438,29 @@ class StoreBase:
             ),
         )
         return seq
+
+
+class _Patience:
+    """The one back-off of every wait for the write lock: short, capped, jittered.
+
+    ``pause()`` sleeps a little longer each time up to ``_BACKOFF_CAP`` (never
+    long, so a waiter is not pushed to the back of the line), and raises
+    TimedOut (exit 5) once the store's ``lock_timeout`` is spent.
+    """
+
+    def __init__(self, store: StoreBase) -> None:
+        self.store = store
+        self.deadline = time.monotonic() + store.lock_timeout
+        self.delay = _BACKOFF_START
+
+    async def pause(self) -> None:
+        if time.monotonic() >= self.deadline:
+            raise TimedOut(
+                f"store {self.store.path} stayed locked for more than {self.store.lock_timeout:g}s",
+                code="locked",
+            )
+        await asyncio.sleep(random.uniform(0.5, 1.0) * self.delay)
+        self.delay = min(self.delay * 2, _BACKOFF_CAP)
 
 
 def _dumps(value: Any) -> str:
