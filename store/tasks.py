@@ -62,19 +62,6 @@ class ClaimRow(NamedTuple):
                 "expires_at": iso(self.expires_at.timestamp())}
 
 
-class LeaseRow(NamedTuple):
-    """An active lease as plain data, for callers on the hot path (the hook) that skip pydantic."""
-
-    id: int
-    task_id: int
-    agent: str
-    worktree: str | None
-    token: int
-    expires_at: float
-    claims: list[str]
-    scope: list[str]
-
-
 def task_from_row(row: sqlite3.Row) -> Task:
     from core.models import Task  # lazily: pydantic costs ~50 ms at start-up
 
@@ -212,19 +199,6 @@ class TaskVerbs(StoreBase):
             params.append(task_id)
         sql = _LEASE_SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY l.id"
         return [lease_from_row(r) for r in await self._fetchall(sql, tuple(params))]
-
-    async def active_lease_rows(self) -> list[LeaseRow]:
-        """Every active lease with its claims and task scope, in one query, without models."""
-        rows = await self._fetchall(
-            "SELECT l.id, l.task_id, l.agent, l.worktree, l.token, l.expires_at, t.scope,"
-            " (SELECT json_group_array(path) FROM claims c WHERE c.lease_id = l.id AND c.active = 1) AS paths"
-            " FROM leases l JOIN tasks t ON t.id = l.task_id WHERE l.status = 'active' ORDER BY l.id"
-        )
-        return [
-            LeaseRow(r["id"], r["task_id"], r["agent"], r["worktree"], r["token"], r["expires_at"],
-                     sorted(json.loads(r["paths"] or "[]")), json.loads(r["scope"]))
-            for r in rows
-        ]
 
     async def lease_worktree_path(self, lease_id: int) -> str | None:
         """Where the lease's worktree lives (None if it names none); NotFound for an unknown lease."""

@@ -10,6 +10,7 @@ Read-only; no audit events.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -56,6 +57,7 @@ class LeaseRow:
     acquired_at: float
     expires_at: float
     claims: tuple[str, ...]
+    scope: tuple[str, ...] = ()  # the task's: what the holder may write
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +103,7 @@ FROM tasks t LEFT JOIN leases l ON l.task_id = t.id AND l.status = 'active'
 
 _LEASE_VIEW = """
 SELECT l.id, l.task_id, t.title, l.agent, l.worktree, l.token, l.status, l.ttl, l.acquired_at,
-       l.expires_at,
+       l.expires_at, t.scope,
        (SELECT group_concat(path, char(10)) FROM
           (SELECT path FROM claims c WHERE c.lease_id = l.id AND c.active = 1 ORDER BY path)) AS claim_paths
 FROM leases l JOIN tasks t ON t.id = l.task_id
@@ -122,8 +124,8 @@ def _task(r) -> TaskRow:
 
 
 def _lease(r) -> LeaseRow:
-    claims = tuple(r[10].split("\n")) if r[10] else ()
-    return LeaseRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], claims)
+    claims = tuple(r[11].split("\n")) if r[11] else ()
+    return LeaseRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], claims, tuple(json.loads(r[10])))
 
 
 def _marks(ids: Iterable[int]) -> tuple[str, tuple[int, ...]]:

@@ -259,7 +259,7 @@ async def session_lease(store, root: Path | None, path: str | None):
     from tui.clikit import agent_name
 
     worktree = await _worktree_name(store, root)
-    leases = await store.active_lease_rows()
+    leases = await store.view_leases()  # active leases, plain rows: no pydantic here
     wanted = os.environ.get("TOWER_LEASE")
     if wanted:
         try:
