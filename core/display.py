@@ -1,0 +1,48 @@
+"""Agent-controlled text made safe to show a person.
+
+Titles, agent names, paths, summaries, reasons and details come from agents.
+Written raw to a terminal, an ESC sequence can clear the screen, retitle the
+window or write the clipboard (OSC 52), a newline can forge a row, and a
+bidirectional override can make text read differently from what it is. Every
+human-readable output passes stored text through :func:`printable`; ``--json``
+stays exact.
+"""
+
+from __future__ import annotations
+
+import re
+
+# C0 and C1 controls, DEL, zero-width and bidirectional formatting characters,
+# line/paragraph separators, the BOM and lone surrogates (JSON allows them).
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]"
+)
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    ch = match.group()
+    named = _NAMED.get(ch)
+    if named is not None:
+        return named
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: object) -> str:
+    """``text`` with every control or formatting character shown as a visible escape.
+
+    The result is one line and has no character a terminal would act on.
+    """
+    s = text if isinstance(text, str) else str(text)
+    return _UNSAFE.sub(_escape, s)
+
+
+def printable_line(text: object) -> str:
+    """Like :func:`printable`, but whitespace runs (newlines included) fold to one space.
+
+    For table cells and one-line summaries, where ``\\n`` escapes would be noise.
+    """
+    s = text if isinstance(text, str) else str(text)
+    return printable(" ".join(s.split()))
