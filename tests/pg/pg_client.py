@@ -31,7 +31,8 @@ def main() -> None:
             elif cmd["op"] == "query":
                 if conn is None:
                     raise RuntimeError("not connected")
-                answer["rows"] = [list(r) for r in conn.execute(cmd["sql"]).fetchall()]
+                cur = conn.execute(cmd["sql"])
+                answer["rows"] = [list(r) for r in cur.fetchall()] if cur.description else None
             elif cmd["op"] == "close":
                 if conn is not None:
                     conn.close()

@@ -135,3 +135,36 @@ def test_namespaces_of_a_dead_run_are_swept():
         assert stale not in netns.list_namespaces()
     finally:
         subprocess.run(["ip", "netns", "delete", stale], capture_output=True, timeout=20)
+
+
+def test_a_host_cut_off_while_holding_the_write_gate_frees_it_after_its_idle_timeout(network):
+    """Why the store sets idle_in_transaction_session_timeout (docs/postgres.md): the server
+    cannot tell a partitioned client from a slow one, and would otherwise keep its session,
+    and the gate, until TCP gives up (hours)."""
+    if find_bindir() is None:
+        pytest.skip("no PostgreSQL server binaries")
+    import psycopg
+
+    from tests.pg.pg_schema import migrate
+
+    h0, h1, h2 = network.hosts
+    with PgServer(listen=h0.addr, wrap=h0.prefix) as server:
+        with psycopg.connect(server.dsn(), autocommit=True) as admin:  # the Unix socket works across namespaces
+            migrate(admin)
+        holder = Client(h1, server.dsn(host=h0.addr, connect_timeout="3",
+                                       options="-c idle_in_transaction_session_timeout=2000"))
+        try:
+            assert holder.do("connect")["ok"]
+            assert holder.do("query", "BEGIN")["ok"]
+            assert holder.do("query", "SELECT tower_write_gate() > 0")["rows"] == [[True]]
+
+            gate = "BEGIN; SET LOCAL lock_timeout = '{}'; SELECT tower_write_gate() > 0; COMMIT"
+            blocked = psql(h2, server, gate.format("300ms"))
+            assert blocked.returncode != 0 and "lock timeout" in blocked.stderr  # h1 holds it
+
+            network.partition(h1)
+            freed = psql(h2, server, gate.format("20s"))  # far longer than the idle timeout
+            assert freed.returncode == 0, freed.stderr
+            assert "idle-in-transaction timeout" in server.log_tail(60)
+        finally:
+            holder.close()
