@@ -4,7 +4,7 @@
         server.create_database("t1")
         dsn = server.dsn("t1")            # Unix socket; server.dsn("t1", tcp=True) for TCP
 
-One server per test session (see ``pg_server`` in tests/pg/conftest.py); each
+One server per test session (see ``pg_server`` in tests/pgfixtures.py); each
 test gets a fresh database copied from a template, which takes milliseconds
 where an initdb takes most of a second.
 
@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
-TEMPLATE = "tower_template"  # what each test database is copied from (tests/pg/conftest.py)
+TEMPLATE = "tower_template"  # what each test database is copied from (tests/pgfixtures.py)
 READY_LINE = "database system is ready to accept connections"
 DEFAULT_PORT = 5432
 SUPERUSER = "postgres"
@@ -222,7 +222,8 @@ class PgServer:
         """setpriv: switch to the server's account (when root), and for the server itself
         ask for SIGINT (fast shutdown) when we die, so a killed test run leaves no server
         behind. setpriv sets the death signal after the uid change (which would clear it)
-        and execs in place."""
+        and execs in place. The signal follows the *thread* that started the server: start
+        it from a thread that lives as long as the server should (the main thread)."""
         prefix = ["setpriv"]
         if self._user is not None:
             prefix += [f"--reuid={self._user.pw_uid}", f"--regid={self._user.pw_gid}", "--clear-groups"]
