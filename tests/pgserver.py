@@ -20,9 +20,10 @@ connections" (lc_messages is forced to C so the line is never translated),
 or for the process to exit, which is reported with the log's tail.
 
 Durability is off by default (``fsync``, ``synchronous_commit``,
-``full_page_writes``): the suite tests Tower's transactions, not the disk,
-and a crash of the test server loses nothing we keep. Benchmarks that claim
-figures for a real deployment pass ``durable=True``.
+``full_page_writes``, and the cluster lives in /dev/shm): the suite tests
+Tower's transactions, not the disk, and a crash of the test server loses
+nothing we keep. Benchmarks that claim figures for a real deployment pass
+``durable=True`` (on disk, fsync on).
 """
 
 from __future__ import annotations
@@ -84,6 +85,51 @@ def server_user() -> pwd.struct_passwd | None:
     raise PgServerError(
         f"running as root and no unprivileged account to run PostgreSQL as (tried {wanted or 'postgres, nobody'})"
     )
+
+
+def _default_base_dir(durable: bool) -> str | None:
+    """Where the cluster lives: ``TOWER_PG_TMP``, else memory (/dev/shm) unless the server
+    must be durable: every test's CREATE DATABASE checkpoints, which a busy disk makes
+    slow (docs/postgres.md, "Tests")."""
+    explicit = os.environ.get("TOWER_PG_TMP")
+    if explicit:
+        return explicit
+    if not durable and os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK):
+        return "/dev/shm"
+    return None
+
+
+DIR_PREFIX = "tower-pg-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale(base_dir: str | None) -> list[Path]:
+    """Remove clusters left by test runs that were killed (their creator's pid is gone and
+    their postmaster with it): in /dev/shm they would hold memory until the machine restarts."""
+    swept = []
+    for path in Path(base_dir or tempfile.gettempdir()).glob(f"{DIR_PREFIX}*-*"):
+        creator = path.name[len(DIR_PREFIX):].split("-", 1)[0]
+        if not creator.isdigit() or _alive(int(creator)):
+            continue
+        pidfile = path / "data" / "postmaster.pid"
+        try:
+            postmaster = int(pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            postmaster = None
+        if postmaster is not None and _alive(postmaster):
+            continue  # its server still runs (the death signal did not reach it): leave it be
+        shutil.rmtree(path, ignore_errors=True)
+        swept.append(path)
+    return swept
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -156,7 +202,7 @@ class PgServer:
         self.durable = durable
         self.wrap = list(wrap)
         self.settings = dict(settings or {})
-        self.base_dir = base_dir
+        self.base_dir = base_dir if base_dir is not None else _default_base_dir(durable)
         self.password = secrets.token_hex(16)
         self.dir: Path | None = None
         self.proc: subprocess.Popen | None = None
@@ -248,7 +294,8 @@ class PgServer:
 
     def init(self) -> None:
         """initdb into a new temporary directory owned by the server's account."""
-        self.dir = Path(tempfile.mkdtemp(prefix="tower-pg-", dir=self.base_dir))
+        sweep_stale(self.base_dir)
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-", dir=self.base_dir))
         self.socket_dir.mkdir()
         if self._user is not None:
             for path in (self.dir, self.socket_dir):

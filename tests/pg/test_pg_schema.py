@@ -13,6 +13,7 @@ from psycopg import errors
 
 from store.schema import MIGRATIONS, SCHEMA_VERSION
 from tests.pg.pg_schema import doc_blocks, migrate
+from tests.pgserver import fresh_database
 
 pytestmark = pytest.mark.postgres
 
@@ -21,10 +22,26 @@ PG_ONLY_TABLES = {"tower_meta", "audit_head"}
 TYPE_CLASS = {"INTEGER": {"bigint", "integer", "smallint"}, "REAL": {"double precision"}, "TEXT": {"text"}}
 
 
+@pytest.fixture(scope="module")
+def migrated_template(pg_server):
+    """The page's schema applied once; each test gets a copy (what the store tests will do)."""
+    db = fresh_database(pg_server)
+    with psycopg.connect(db.dsn, autocommit=True) as c:
+        assert migrate(c) == SCHEMA_VERSION
+    yield db.name
+    db.drop()
+
+
+@pytest.fixture
+def pg_database(pg_server, migrated_template):
+    db = fresh_database(pg_server, migrated_template)
+    yield db
+    db.drop()
+
+
 @pytest.fixture
 def conn(pg_database):
     with psycopg.connect(pg_database.dsn, autocommit=True) as c:
-        assert migrate(c) == SCHEMA_VERSION
         yield c
 
 
