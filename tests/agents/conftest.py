@@ -82,9 +82,12 @@ def run_agent(sandbox: harness.Sandbox, model_server):
 
 @pytest.fixture
 def recorder(sandbox: harness.Sandbox, tmp_path: Path):
-    """``recorder(kind, rules=None, events=None, timeout=None)`` -> the log the recording hook appends to."""
+    """``recorder(kind, rules=None, events=None, timeout=None, notify=None)`` -> the recording hook's log.
 
-    def install(kind: str, rules: list[dict] | None = None, *, events=None, timeout=None) -> Path:
+    ``notify``: a model server's ``hook_event_url``, to wait for hook events on it.
+    """
+
+    def install(kind: str, rules: list[dict] | None = None, *, events=None, timeout=None, notify=None) -> Path:
         log = tmp_path / f"{kind}-hooks.jsonl"
         rules_path = None
         if rules is not None:
@@ -92,7 +95,8 @@ def recorder(sandbox: harness.Sandbox, tmp_path: Path):
 
             rules_path = tmp_path / f"{kind}-rules.json"
             rules_path.write_text(json.dumps(rules))
-        harness.install_recorder(kind, sandbox.hooks_root(kind), log, rules_path, events=events, timeout=timeout)
+        harness.install_recorder(kind, sandbox.hooks_root(kind), log, rules_path, events=events, timeout=timeout,
+                                 notify=notify)
         return log
 
     return install

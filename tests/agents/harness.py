@@ -35,9 +35,8 @@ RECORD_HOOK = Path(__file__).resolve().parent / "record_hook.py"
 
 KINDS = ("claude", "codex", "gemini")
 
-# Every hook event each binary accepts in its hook file. Codex rejects the whole
-# hooks.json over one key it does not know (and then runs no hook at all), so
-# these lists hold only names the pinned binaries were seen to run.
+# The hook events each pinned binary was seen to run (Codex ignores a key it
+# does not know; the others were not tried with unknown keys).
 EVENTS = {
     "claude": ("PreToolUse", "PostToolUse", "PostToolUseFailure", "PermissionRequest", "Notification",
                "UserPromptSubmit", "Stop", "SubagentStop", "SessionStart", "SessionEnd", "PreCompact"),
@@ -166,9 +165,13 @@ def add_hook(kind: str, root: Path, event: str, command: str, *, timeout: float 
 
 
 def install_recorder(kind: str, root: Path, log: Path, rules: Path | None = None, *,
-                     events: tuple[str, ...] | None = None, timeout: float | None = None) -> None:
-    """The recording hook (record_hook.py) on every event of the agent, logging to ``log``."""
-    command = f"{sys.executable} {RECORD_HOOK} {log}" + (f" {rules}" if rules else "")
+                     events: tuple[str, ...] | None = None, timeout: float | None = None,
+                     notify: str | None = None) -> None:
+    """The recording hook (record_hook.py) on every event of the agent, logging to ``log``.
+
+    ``notify``: a model server's ``hook_event_url``, which then hears of every call too.
+    """
+    command = f"{sys.executable} {RECORD_HOOK} {log} {rules or '-'}" + (f" {notify}" if notify else "")
     for event in events or EVENTS[kind]:
         add_hook(kind, root, event, command, timeout=timeout)
 

@@ -366,6 +366,7 @@ class ModelServer:
         self.side_text = side_text
         self.log = log
         self.requests: list[Recorded] = []
+        self.hook_events: list[dict] = []  # what record_hook.py POSTed to /hook-event, oldest first
         self._cond = threading.Condition()
         self._ids = itertools.count(1)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -390,6 +391,17 @@ class ModelServer:
         self.close()
 
     # -- what tests read
+
+    @property
+    def hook_event_url(self) -> str:
+        return f"{self.url}/hook-event"
+
+    def hook_payloads(self, event: str | None = None) -> list[dict]:
+        """Payloads the recording hook reported (given ``hook_event_url``), of ``event`` if given."""
+        with self._cond:
+            return [e["payload"] for e in self.hook_events
+                    if isinstance(e.get("payload"), dict)
+                    and (event is None or e["payload"].get("hook_event_name") == event)]
 
     def main_requests(self, api: str | None = None) -> list[Recorded]:
         """The requests that were answered from the script (they offered tools)."""
@@ -526,6 +538,12 @@ def _handler_for(server: ModelServer):
             except ValueError:
                 body = raw.decode("utf-8", "replace")
             p = urlsplit(self.path).path
+            if p == "/hook-event":
+                with server._cond:
+                    server.hook_events.append(body if isinstance(body, dict) else {"raw": body})
+                    server._cond.notify_all()
+                self._send_json(200, {})
+                return
             api = _api_of(self.path)
             if api is None:
                 server._record(Recorded("POST", self.path, dict(self.headers), body, None))

@@ -2,7 +2,7 @@
 
 Installed as the hook command of every event in an agent's own hook config::
 
-    python3 record_hook.py LOG [RULES]
+    python3 record_hook.py LOG [RULES|-] [NOTIFY_URL]
 
 Each call appends one JSON line to LOG: ``{"argv", "env", "cwd", "stdin", "payload",
 "pid", "at"}`` (``payload``: stdin parsed as JSON, or null). RULES, when given,
@@ -13,7 +13,9 @@ calls): a list of ``{"event": ..., "tool": ..., "stdout": ..., "stderr": ...,
 in full against ``tool_name``, ``input`` one searched in the JSON text of
 ``tool_input``) fit the payload decides the answer. ``stdout`` is written as is
 when it is a string, JSON-encoded otherwise. No rule: exit 0 with nothing on
-stdout, which every agent reads as "no opinion".
+stdout, which every agent reads as "no opinion". NOTIFY_URL, when given, gets
+the payload POSTed too (the model server's ``/hook-event``), so a test can wait
+for a hook event instead of polling the log.
 
 Stdlib only and nothing else, so the hook itself costs the agent a Python
 start and no more.
@@ -32,7 +34,8 @@ ENV_KEYS = ("TOWER_AGENT", "TOWER_LEASE", "TOWER_WORKTREE", "CLAUDE_PROJECT_DIR"
 
 def main() -> int:
     log = sys.argv[1]
-    rules_path = sys.argv[2] if len(sys.argv) > 2 else None
+    rules_path = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "-" else None
+    notify = sys.argv[3] if len(sys.argv) > 3 else None
     raw = sys.stdin.buffer.read()
     try:
         payload = json.loads(raw)
@@ -44,6 +47,12 @@ def main() -> int:
              "payload": payload, "pid": os.getpid(), "at": time.time()}
     with open(log, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    if notify:
+        import urllib.request
+
+        req = urllib.request.Request(notify, data=json.dumps(entry).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=10).close()
     rule = _rule(rules_path, payload if isinstance(payload, dict) else {})
     if rule is None:
         return 0
