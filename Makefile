@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench screenshots clean
+.PHONY: demo test bench screenshots clean agents test-agents
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# The real Claude Code, Codex and Gemini CLI binaries (pinned) in .agents/.
+agents:
+	scripts/install-agents.sh
+
+# Only the tests that drive the real agents (they also run in `make test`).
+test-agents: $(STAMP) agents
+	TOWER_REQUIRE_AGENTS=1 $(BIN)/pytest -q -m agents
 
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/run.py
