@@ -251,6 +251,26 @@ def say(text: str, *, err: bool = False) -> None:
     click.echo(human_text(text), err=err)
 
 
+def log_to_stderr(level: int, fmt: str) -> None:
+    """Logging for a person (``-v``): log lines quote paths and names agents chose, so
+    they pass through the same printer as every other human line."""
+    import logging
+
+    class PrintableFormatter(logging.Formatter):
+        def formatMessage(self, record: logging.LogRecord) -> str:
+            return printable(super().formatMessage(record))  # one line, whatever a path holds
+
+        def formatException(self, ei) -> str:
+            return human_text(super().formatException(ei))
+
+        def formatStack(self, stack_info: str) -> str:
+            return human_text(super().formatStack(stack_info))
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(PrintableFormatter(fmt))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
 def emit(data: Any, human: str | Callable[[], str] | None = None) -> None:
     """Print the result: one JSON object with --json, else a short human line."""
     if json_mode():

@@ -173,3 +173,46 @@ def test_a_newline_in_a_title_cannot_forge_a_row(hostile_repo):
     assert code == 0 and [line.split()[0] for line in lines] == ["T1", "T2"]
     code, out, _ = tower_bytes("approval", "list", cwd=hostile_repo)
     assert code == 0 and sorted(line.split()[0] for line in out.decode().splitlines()) == ["A1", "A2"]
+
+
+def test_tower_watch_prints_hostile_file_names_escaped(repo):
+    """`tower watch` (and its -v log) names files an agent wrote: the name is agent-controlled."""
+    import queue
+    import signal
+    import threading
+
+    assert tower_bytes("init", cwd=repo)[0] == 0
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "watch", "-v", "--rescan-interval", "1"], cwd=repo,
+                            env=tower_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines: queue.Queue[bytes | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[bytes] = []
+
+    def wait_for(prefix: bytes) -> None:
+        while True:
+            line = lines.get(timeout=30)
+            assert line is not None, f"tower watch ended; it printed {seen}"
+            seen.append(line)
+            if line.startswith(prefix):
+                return
+
+    try:
+        wait_for(b"watching ")
+        (repo / HOSTILE.replace("/", "_")).write_text("written by an agent with no lease\n")
+        wait_for(b"C1 ")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    while (line := lines.get(timeout=30)) is not None:
+        seen.append(line)
+    assert_safe(("watch",), "stdout", b"".join(seen))
+    assert_safe(("watch", "-v"), "stderr", proc.stderr.read())
+    assert b"evil\\e[2J" in b"".join(seen)

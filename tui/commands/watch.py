@@ -17,7 +17,7 @@ import click
 from core.errors import BadInput, NotFound
 from core.ids import format_id
 from core.display import printable_line as cell
-from tui.clikit import common_options, emit, json_mode, person, run, say, to_data
+from tui.clikit import common_options, emit, json_mode, log_to_stderr, person, run, say, to_data
 from tui.watching import DEFAULT_RESCAN_INTERVAL
 
 
@@ -52,8 +52,8 @@ def watch(rescan_interval: float, polling: bool, rebaseline: tuple[str, ...], ve
     if verbose:
         import logging
 
-        logging.basicConfig(level=logging.INFO if verbose == 1 else logging.DEBUG,
-                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        log_to_stderr(logging.INFO if verbose == 1 else logging.DEBUG,
+                      "%(asctime)s %(name)s %(levelname)s %(message)s")
         logging.getLogger("aiosqlite").setLevel(logging.INFO)  # one line per statement otherwise
     from tui.watching import ConflictEvent, WatchService, WatchStatus
 
