@@ -145,3 +145,14 @@ def test_lock_timeout_comes_from_the_environment(db_path, monkeypatch):
         monkeypatch.setenv("TOWER_LOCK_TIMEOUT", bad)
         with pytest.raises(BadInput):
             Store(db_path)
+
+
+async def test_text_with_a_lone_surrogate_is_bad_input_and_nothing_is_written(store):
+    """JSON allows "\\udcff"; UTF-8 (and so SQLite) does not. Refused, never half-written."""
+    head = await store.audit_head()
+    with pytest.raises(BadInput) as exc:
+        await store.add_task("bad \udcff title")
+    assert exc.value.code == "bad_text" and "\\udcff" in exc.value.message
+    with pytest.raises(BadInput):
+        await store.list_tasks("pend\udcffing")
+    assert await store.list_tasks() == [] and await store.audit_head() == head
