@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
+from concurrent.futures import ThreadPoolExecutor
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +23,7 @@ import click
 import pytest
 
 from store import Store
-from tests.conftest import tower_env
+from tests.conftest import git, tower_env
 from tui.cli import cli
 
 # clear screen, set the window title (OSC 0), write the clipboard (OSC 52), a carriage
@@ -69,9 +71,18 @@ def leaf_commands() -> set[tuple[str, ...]]:
     return leaves
 
 
-@pytest.fixture
-def hostile_repo(repo: Path, tmp_path: Path) -> Path:
-    """A repository whose store holds hostile text in every field an agent can fill."""
+@pytest.fixture(scope="module")
+def hostile_template(tmp_path_factory) -> Path:
+    """A repository whose store holds hostile text in every field an agent can fill (built once)."""
+    tmp_path = tmp_path_factory.mktemp("hostile")
+    repo = tmp_path / "repo"
+    (repo / "src").mkdir(parents=True)
+    git("init", "-q", "-b", "main", cwd=repo)
+    (repo / "src" / "app.py").write_text("print('hello')\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "init", cwd=repo)
+    repo = repo.resolve()
+
     def ok(*args: str, env: dict | None = None):
         return tower_json(*args, cwd=repo, env=env)
 
@@ -102,40 +113,58 @@ def hostile_repo(repo: Path, tmp_path: Path) -> Path:
     return repo
 
 
+@pytest.fixture
+def hostile_repo(hostile_template: Path, tmp_path: Path) -> Path:
+    """A copy of the hostile repository for one test (the walk changes its store)."""
+    copy = tmp_path / "repo"
+    shutil.copytree(hostile_template, copy, symlinks=True)
+    return copy.resolve()
+
+
 def test_no_human_output_passes_control_characters(hostile_repo):
     repo = hostile_repo
-    walk: list[tuple[str, ...]] = [
-        ("init",),
+    reads: list[tuple[str, ...]] = [
         ("task", "list"), ("task", "list", "--status", "leased"), ("task", "show", "T1"),
+        ("lease", "list", "--all"), ("lease", "show", "L1"), ("lease", "show", "L2"),
+        ("approval", "list"), ("approval", "show", "A1"), ("approval", "show", "A2"),
+        ("approval", "wait", "A2"),  # rejected: exit 4, the reason in the message
+        ("conflict", "list", "--all"), ("worktree", "list"),
+        ("audit", "tail", "-n", "1000"), ("audit", "head"), ("audit", "verify"),
+        ("hook", "check", "--tool", "Bash", "--command", HOSTILE, "--path", HOSTILE),
+        # errors that echo what they were given
+        ("task", "show", HOSTILE), ("task", "list", "--status", HOSTILE), (HOSTILE,), ("task", HOSTILE),
+        ("claim", "L2", f"/elsewhere/{HOSTILE}"), ("approval", "request", "--kind", HOSTILE, "--summary", "s"),
+        ("watch", "--rebaseline", HOSTILE),
+    ]
+    writes: list[tuple[str, ...]] = [  # in this order: each may use what the one before made
+        ("init",),
         ("task", "add", HOSTILE), ("task", "claim", "--task", "T3", "--agent", HOSTILE),
         ("task", "fail", "L4", "--reason", HOSTILE, "--agent", HOSTILE),
         ("task", "cancel", "T3"), ("task", "retry", "T3"),
-        ("lease", "list", "--all"), ("lease", "show", "L1"), ("lease", "show", "L2"),
         ("lease", "heartbeat", "L2", "--agent", HOSTILE),
         ("claim", "L2", f"src/{HOSTILE}-2.py", "--agent", HOSTILE),
         ("release", "L2", f"src/{HOSTILE}-2.py", "--agent", HOSTILE),
         ("lease", "release", "L3"), ("reap",),
-        ("approval", "list"), ("approval", "show", "A1"), ("approval", "show", "A2"),
         ("approval", "request", "--kind", "custom", "--summary", HOSTILE, "--detail", json.dumps({"x": HOSTILE})),
         ("approval", "approve", "A3", "--reason", HOSTILE),
         ("approval", "reject", "A1", "--reason", HOSTILE),
-        ("approval", "wait", "A2"),  # rejected: exit 4, the reason in the message
-        ("conflict", "list", "--all"), ("conflict", "ack", "C1"), ("conflict", "list", "--all"),
-        ("worktree", "list"), ("worktree", "sync"), ("worktree", "add", HOSTILE),
-        ("audit", "tail", "-n", "1000"), ("audit", "head"), ("audit", "verify"),
-        ("hook", "check", "--tool", "Bash", "--command", HOSTILE, "--path", HOSTILE),
+        ("conflict", "ack", "C1"), ("conflict", "list", "--all"),
+        ("worktree", "sync"), ("worktree", "add", HOSTILE),
         ("hook", "install", "claude-code"), ("hook", "uninstall", "claude-code"),
-        ("watch", "--rebaseline", HOSTILE),
-        ("task", "done", "L2"),
-        # errors that echo what they were given
-        ("task", "show", HOSTILE), ("task", "list", "--status", HOSTILE), (HOSTILE,), ("task", HOSTILE),
-        ("claim", "L2", f"/elsewhere/{HOSTILE}"), ("approval", "request", "--kind", HOSTILE, "--summary", "s"),
+        ("task", "done", "L2"), ("audit", "tail", "-n", "1000"),
     ]
-    for args in walk:
+
+    def check(args: tuple[str, ...]) -> None:
         code, out, err = tower_bytes(*args, cwd=repo)
         assert "Traceback" not in err.decode("utf-8", "replace"), (args, err)
         assert_safe(args, "stdout", out)
         assert_safe(args, "stderr", err)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # reads only: they may run side by side
+        list(pool.map(check, reads))
+    for args in writes:
+        check(args)
+    walk = reads + writes
     # the hostile text did reach the outputs, escaped: the walk is not vacuous
     code, out, _ = tower_bytes("task", "list", cwd=repo)
     assert code == 0 and "evil\\e[2J\\e]0;pwned\\x07" in out.decode()
