@@ -35,13 +35,14 @@ async def test_a_detail_nested_or_sized_beyond_the_bound_is_refused_and_nothing_
     assert await store.audit_head() == head
 
 
-def _insert_raw(db_path, summary_sql: str, detail_sql: str) -> None:
+def _insert_raw(db_path, summary_sql: str, detail_sql: str, kind: str = "custom") -> None:
     """What older versions stored without bounds, or what damage left behind, written with plain sqlite3."""
     conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA ignore_check_constraints = ON")  # damage does not ask the schema first
     with conn:
         conn.execute(
             f"INSERT INTO approvals (kind, summary, detail, requested_by, created_at)"
-            f" VALUES ('custom', {summary_sql}, {detail_sql}, 'agent', 1800000000)"
+            f" VALUES ('{kind}', {summary_sql}, {detail_sql}, 'agent', 1800000000)"
         )
     conn.close()
 
@@ -54,13 +55,15 @@ async def test_listing_shows_every_stored_request_even_undecodable_ones(db_path,
     _insert_raw(db_path, "'not json'", "'{\"a\": [1, 2'")
     _insert_raw(db_path, "'not an object'", "'[1, 2, 3]'")
     _insert_raw(db_path, "CAST(x'6465706c6f79ff20746f2070726f64' AS TEXT)", "'{}'")  # "deploy\xff to prod"
+    _insert_raw(db_path, "'bad kind'", "'{}'", kind="comm\ufffdnd")
     async with Store(db_path, clock=clock) as s:
         listed = await s.list_approvals()
         # the JSON every reader gets: this is what failed for everyone before
         dumped = {a["summary"]: a for a in (x.model_dump(mode="json") for x in listed)}
         for a in listed:
             assert (await s.get_approval(a.id)).model_dump(mode="json") == a.model_dump(mode="json")
-    assert len(listed) == 5
+    assert len(listed) == 6
+    assert dumped["bad kind"]["kind"] == "comm\ufffdnd"  # shown as stored, not refused
     assert dumped["deploy"]["detail"] == {"cmd": "make deploy"} and dumped["deploy"]["id"] == f"A{good.id}"
     clipped = json.dumps(dumped["deep"]["detail"])
     assert "nested deeper than" in clipped
