@@ -13,9 +13,13 @@ from __future__ import annotations
 import re
 
 # C0 and C1 controls, DEL, zero-width and bidirectional formatting characters,
-# line/paragraph separators, the BOM and lone surrogates (JSON allows them).
+# line/paragraph separators, the BOM and lone surrogates (JSON allows them);
+# and the other invisible format characters that can hide text from a reader:
+# soft hyphen, Mongolian vowel separator, interlinear annotation marks and the
+# tag characters (U+E0000 block: invisible on screen, read by a model).
 _UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]"
+    "[\x00-\x1f\x7f-\x9f\xad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+    "\ufff9-\ufffb\ud800-\udfff\U000e0000-\U000e007f]"
 )
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e"}
@@ -27,7 +31,9 @@ def _escape(match: re.Match[str]) -> str:
     if named is not None:
         return named
     code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def printable(text: object) -> str:

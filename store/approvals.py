@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import BadInput, NotFound, Refused, TimedOut
 from core.ids import format_id
+from core.limits import check_detail, stored_detail
 from core.vocab import APPROVAL_KINDS, utc
 from store.db import StoreBase
 
@@ -23,13 +24,18 @@ if TYPE_CHECKING:
 
 
 def approval_from_row(row: sqlite3.Row) -> Approval:
+    """The approval of a stored row. Never fails on what a row holds (a listing
+    shows every request, damaged or not): the detail is decoded defensively
+    and a row the model would refuse is shown as stored."""
+    from pydantic import ValidationError
+
     from core.models import Approval
 
-    return Approval(
+    fields = dict(
         id=row["id"],
         kind=row["kind"],
         summary=row["summary"],
-        detail=json.loads(row["detail"]),
+        detail=stored_detail(row["detail"]),
         status=row["status"],
         requested_by=row["requested_by"],
         worktree=row["worktree"],
@@ -41,6 +47,10 @@ def approval_from_row(row: sqlite3.Row) -> Approval:
         decided_by=row["decided_by"],
         reason=row["reason"],
     )
+    try:
+        return Approval(**fields)
+    except ValidationError:
+        return Approval.model_construct(**fields)
 
 
 class ApprovalVerbs(StoreBase):
@@ -77,6 +87,7 @@ class ApprovalVerbs(StoreBase):
             raise BadInput(f"unknown approval kind {kind!r}: use one of {', '.join(APPROVAL_KINDS)}")
         if not summary.strip():
             raise BadInput("an approval needs a non-empty --summary")
+        check_detail(detail or {})
         async with self.transaction():
             if key is not None:
                 row = await self._fetchone("SELECT * FROM approvals WHERE idem_key = ?", (key,))

@@ -29,11 +29,12 @@ still handled by the BEGIN retry loop.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import random
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,7 +43,7 @@ from typing import Any
 import aiosqlite
 
 from core import audit as chain
-from core.errors import NotFound, StoreUnusable, TimedOut
+from core.errors import BadInput, NotFound, StoreUnusable, TimedOut
 from core.gitrepo import KEY_NAME
 from store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -55,6 +56,10 @@ try:
 except ImportError:  # no advisory locks (Windows): rely on the BEGIN retry loop alone
     fcntl = None  # type: ignore[assignment]
 DEFAULT_LOCK_TIMEOUT = 30.0
+LOCK_TIMEOUT_ENV = "TOWER_LOCK_TIMEOUT"
+
+# Set (per asyncio task) while a write is only worth doing if the lock is free now.
+_NO_WAIT: contextvars.ContextVar[bool] = contextvars.ContextVar("tower_no_lock_wait", default=False)
 
 _PRAGMAS = """
 PRAGMA synchronous = FULL;
@@ -72,8 +77,51 @@ def _is_busy(exc: BaseException) -> bool:
     return "locked" in text or "busy" in text
 
 
-def _unusable(path: Path, exc: BaseException) -> StoreUnusable:
-    return StoreUnusable(f"store {path} is unusable: {exc}")
+# SQLite's primary result codes, named (Python 3.11's ``sqlite_errorname``), and what to do about them
+_HINTS = {
+    "SQLITE_FULL": "free some space and retry",
+    "SQLITE_READONLY": "check the permissions of the store and its folder",
+    "SQLITE_PERM": "check the permissions of the store and its folder",
+    "SQLITE_CANTOPEN": "check that the store and its folder exist and are readable",
+    "SQLITE_IOERR": "check the disk (and that nobody removed the store's -wal file while it was in use)",
+    "SQLITE_CORRUPT": "restore it from a backup",
+    "SQLITE_NOTADB": "restore it from a backup",
+}
+
+
+def _unusable(path: Path, exc: BaseException, *, writing: bool = False) -> StoreUnusable:
+    """One clear line for a store SQLite cannot work with (exit 6), naming SQLite's error."""
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    base = name if name in _HINTS else next((h for h in _HINTS if name.startswith(h + "_")), "")
+    message = f"store {path} is unusable: {exc}" + (f" ({name})" if name else "")
+    if writing:
+        message += "; nothing was changed"
+    if base:
+        message += f": {_HINTS[base]}"
+    return StoreUnusable(message, data={"sqlite_error": name} if name else None)
+
+
+def _text(raw: bytes) -> str:
+    """Column text; bytes that are not UTF-8 (a damaged row) become U+FFFD instead of
+    failing the whole query, so that one bad row cannot hide every other one."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace")
+
+
+def default_lock_timeout() -> float:
+    """How long a command waits for the write lock: TOWER_LOCK_TIMEOUT seconds, else 30."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_LOCK_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not (0 <= value < 1e9):  # also refuses nan and inf
+        raise BadInput(f"{LOCK_TIMEOUT_ENV} must be a number of seconds (0 or more), got {raw!r}")
+    return value
 
 
 def key_path_for(db_path: Path) -> Path:
@@ -97,7 +145,7 @@ class StoreBase:
         actor: str = "tower",
         clock: Callable[[], float] = time.time,
         create: bool = False,
-        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        lock_timeout: float | None = None,
         key_path: Path | None = None,
     ) -> None:
         self.path = Path(path)
@@ -105,7 +153,8 @@ class StoreBase:
         self.actor = actor
         self.clock = clock
         self.create = create
-        self.lock_timeout = lock_timeout
+        # one bound on every wait for the write lock: the writer gate and SQLite's lock together
+        self.lock_timeout = default_lock_timeout() if lock_timeout is None else lock_timeout
         self._conn: aiosqlite.Connection | None = None
         self._key: bytes = b""
         self._tx_lock = asyncio.Lock()
@@ -163,13 +212,14 @@ class StoreBase:
         except sqlite3.Error as exc:
             raise _unusable(self.path, exc) from None
         self._conn.row_factory = sqlite3.Row
+        self._conn.text_factory = _text
         try:
             # Creating a store (tower init) holds the writer gate from the first read
             # to the end of the migration: before the WAL switch the file is in
             # rollback mode, where readers block the exclusive lock the switch
             # needs, and inits racing on a new repository would starve each other.
             if self.create:
-                await self._enter_gate()
+                await self._enter_gate(_Patience(self))
             try:
                 await self._retrying(lambda: self.conn.executescript(_PRAGMAS))
                 await self._migrate()
@@ -231,9 +281,9 @@ class StoreBase:
 
     # -- statements ----------------------------------------------------------
 
-    async def _retrying(self, op):
+    async def _retrying(self, op, patience: _Patience | None = None):
         """Run ``op`` (a coroutine factory), retrying while the database is busy."""
-        patience = _Patience(self)
+        patience = patience or _Patience(self)
         while True:
             try:
                 return await op()
@@ -245,6 +295,8 @@ class StoreBase:
                 if isinstance(exc, sqlite3.IntegrityError):
                     raise
                 raise _unusable(self.path, exc) from None
+            except UnicodeEncodeError as exc:
+                raise _not_utf8(exc) from None
 
     async def _fetchall(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
         async def op():
@@ -272,25 +324,58 @@ class StoreBase:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT``, retried while another process holds the lock."""
+        """``BEGIN IMMEDIATE`` … ``COMMIT``, retried while another process holds the lock.
+
+        Waiting for the writer gate and for SQLite's lock share one deadline
+        (``lock_timeout``; exit 5 ``locked`` past it). An SQLite error inside
+        the transaction (disk full at COMMIT, a read-only file, an I/O error, a
+        damaged page) rolls it back and is exit 6: the store is as it was.
+        """
         async with self._tx_lock:
-            await self._enter_gate()
+            patience = _Patience(self, 0.0 if _NO_WAIT.get() else None)
+            await self._enter_gate(patience)
             try:
                 try:
                     # BEGIN sits inside the try: if we are cancelled while it is in
                     # flight, aiosqlite still runs it, and only the ROLLBACK queued
                     # behind it frees SQLite's write lock for everyone else
-                    await self._retrying(lambda: self.conn.execute("BEGIN IMMEDIATE"))
+                    await self._retrying(lambda: self.conn.execute("BEGIN IMMEDIATE"), patience)
                     self._tx_owner = asyncio.current_task()
                     yield self.conn
                     await self.conn.execute("COMMIT")
-                except BaseException:
+                except BaseException as exc:
                     await self._rollback()
+                    if isinstance(exc, sqlite3.IntegrityError):
+                        raise  # a broken invariant: a bug, not the store's fault
+                    if isinstance(exc, sqlite3.Error):
+                        if _is_busy(exc):
+                            raise TimedOut(f"store {self.path} is locked by another process: {exc}",
+                                           code="locked") from None
+                        raise _unusable(self.path, exc, writing=True) from None
+                    if isinstance(exc, UnicodeEncodeError):
+                        raise _not_utf8(exc) from None
                     raise
                 finally:
                     self._tx_owner = None
             finally:
                 self._leave_gate()
+
+    async def _unless_locked(self, op: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``op`` (which writes) only if the write lock is free now; None if it is not.
+
+        For housekeeping that a read does on the way (reaping expired leases):
+        a read must answer while another process holds the lock, and the next
+        writer does the housekeeping anyway.
+        """
+        token = _NO_WAIT.set(True)
+        try:
+            return await op()
+        except TimedOut as exc:
+            if exc.code != "locked":
+                raise
+            return None
+        finally:
+            _NO_WAIT.reset(token)
 
     async def _rollback(self) -> None:
         try:
@@ -300,17 +385,17 @@ class StoreBase:
         except asyncio.CancelledError:
             pass  # cancelled again: the shielded ROLLBACK still runs, queued behind BEGIN
 
-    async def _enter_gate(self) -> None:
+    async def _enter_gate(self, patience: _Patience) -> None:
         fd = self._gate_fd
         if fd is None:
             return
         if self._gate_depth:
             self._gate_depth += 1
             return
-        await self._take_gate(fd)
+        await self._take_gate(fd, patience)
         self._gate_depth = 1
 
-    async def _take_gate(self, fd: int) -> None:
+    async def _take_gate(self, fd: int, patience: _Patience) -> None:
         if time.monotonic() - self._gate_released < _POLITE and self._others_waiting():
             await asyncio.sleep(random.uniform(0.5, 1.0) * _POLITE)
         try:
@@ -324,7 +409,6 @@ class StoreBase:
         except BlockingIOError:
             pass  # a releaser is probing right now; we are simply not counted this once
         try:
-            patience = _Patience(self)
             while True:
                 await patience.pause()
                 try:
@@ -448,19 +532,27 @@ class _Patience:
     TimedOut (exit 5) once the store's ``lock_timeout`` is spent.
     """
 
-    def __init__(self, store: StoreBase) -> None:
+    def __init__(self, store: StoreBase, timeout: float | None = None) -> None:
         self.store = store
-        self.deadline = time.monotonic() + store.lock_timeout
+        self.timeout = store.lock_timeout if timeout is None else timeout
+        self.deadline = time.monotonic() + self.timeout
         self.delay = _BACKOFF_START
 
     async def pause(self) -> None:
         if time.monotonic() >= self.deadline:
             raise TimedOut(
-                f"store {self.store.path} stayed locked for more than {self.store.lock_timeout:g}s",
+                f"store {self.store.path} stayed locked for more than {self.timeout:g}s",
                 code="locked",
             )
         await asyncio.sleep(random.uniform(0.5, 1.0) * self.delay)
         self.delay = min(self.delay * 2, _BACKOFF_CAP)
+
+
+def _not_utf8(exc: UnicodeEncodeError) -> BadInput:
+    bad = exc.object[exc.start:exc.end] if isinstance(exc.object, str) else ""
+    shown = "".join(f"\\u{ord(c):04x}" for c in bad)
+    return BadInput(f"text is not valid UTF-8 (it holds {shown or 'an unencodable character'}): nothing was changed",
+                    code="bad_text")
 
 
 def _dumps(value: Any) -> str:

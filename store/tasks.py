@@ -486,11 +486,12 @@ class TaskVerbs(StoreBase):
             return await self._reap_locked(self.clock(), actor=actor)
 
     async def reap_if_due(self) -> list[int]:
-        """Cheap read first: only take the write lock when something has expired."""
+        """Cheap read first: only take the write lock when something has expired,
+        and only if it is free: a read must answer while another process writes."""
         due = await self._fetchone(
             "SELECT 1 FROM leases WHERE status = 'active' AND expires_at <= ? LIMIT 1", (self.clock(),)
         )
-        return await self.reap() if due else []
+        return (await self._unless_locked(self.reap) or []) if due else []
 
     async def _reap_locked(self, now: float, *, actor: str | None = None) -> list[int]:
         rows = await self._fetchall(

@@ -16,7 +16,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 import click  # noqa: E402
 
-from tui.clikit import common_options, fail, report  # noqa: E402
+from tui.clikit import check_text, common_options, fail, report  # noqa: E402
 
 # name -> "module:attribute"; the help order is this order
 COMMANDS: dict[str, str] = {
@@ -69,6 +69,8 @@ def cli(ctx: click.Context, no_watch: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     try:
+        for n, arg in enumerate(args, 1):
+            check_text(arg, f"argument {n}")
         result = cli.main(args=args, prog_name="tower", standalone_mode=False)
         code = result if isinstance(result, int) else 0
     except click.exceptions.Exit as exc:

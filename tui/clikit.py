@@ -5,6 +5,7 @@ Nothing here imports Textual: agents call ``tower`` for every step.
 
 from __future__ import annotations
 
+import errno
 import getpass
 import json
 import os
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
+from core.display import printable
 from core.errors import BadInput, NotFound, TowerError
 from core.gitrepo import DB_NAME, RepoInfo, discover
 
@@ -71,9 +73,45 @@ def repo() -> RepoInfo | None:
     return _repo_cache[0]
 
 
+def env(name: str) -> str | None:
+    """A TOWER_* variable; one that is not valid UTF-8 is bad input (exit 2), not a crash later."""
+    value = os.environ.get(name)
+    if value is not None:
+        check_text(value, name)
+    return value
+
+
+def check_text(value: str, what: str) -> str:
+    """Refuse (exit 2) text that is not valid UTF-8: Python hands such bytes over as
+    lone surrogates, which nothing downstream (SQLite, JSON, the terminal) can take."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadInput(f"{printable(what)} is not valid UTF-8 (byte {_bad_byte(exc)} at position {exc.start})",
+                       code="bad_text") from None
+    return value
+
+
+def _bad_byte(exc: UnicodeEncodeError) -> str:
+    ch = exc.object[exc.start]
+    code = ord(ch)
+    return f"0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+
+
+def check_path_length(path: str | os.PathLike, what: str) -> None:
+    """A path component over 255 bytes names no file anywhere: bad input (exit 2)."""
+    from core.limits import MAX_NAME_BYTES, name_too_long
+
+    part = name_too_long(os.fspath(path))
+    if part is not None:
+        raise BadInput(f"{what}: a path component is {len(part.encode('utf-8', 'surrogateescape'))} bytes long,"
+                       f" at most {MAX_NAME_BYTES} allowed ({printable(part[:40])}…)", code="bad_path")
+
+
 def db_path() -> Path:
-    explicit = opt("db") or os.environ.get("TOWER_DB")
+    explicit = opt("db") or env("TOWER_DB")
     if explicit:
+        check_path_length(explicit, "--db")
         return Path(explicit).expanduser().absolute()
     info = repo()
     if info is None:
@@ -85,7 +123,7 @@ def db_path() -> Path:
 
 
 def agent_name() -> str | None:
-    return opt("agent") or os.environ.get("TOWER_AGENT") or None
+    return opt("agent") or env("TOWER_AGENT") or None
 
 
 def person() -> str:
@@ -100,7 +138,7 @@ def person() -> str:
 
 
 def worktree_hint() -> str | None:
-    return opt("worktree") or os.environ.get("TOWER_WORKTREE") or None
+    return opt("worktree") or env("TOWER_WORKTREE") or None
 
 
 # -- running a command -------------------------------------------------------------
@@ -156,6 +194,7 @@ def normalize_paths(paths: list[str], root: Path | None) -> list[str]:
     base = root or Path.cwd()
     out = []
     for p in paths:
+        check_path_length(p, "path")
         try:
             rel = normalize(p, base, Path.cwd())
         except PathError as exc:
@@ -187,14 +226,59 @@ def to_data(value: Any) -> Any:
     return value
 
 
+def json_line(obj: Any) -> str:
+    """One JSON object as one line. Exact: text an agent stored comes out as it went in,
+    control characters escaped by JSON itself; a lone surrogate (JSON allows them,
+    UTF-8 does not) is written as its ``\\udcxx`` escape instead of failing."""
+    text = json.dumps(obj, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(obj, ensure_ascii=True)
+    return text
+
+
+def human_text(text: str) -> str:
+    """Human output made safe for a terminal: every line passes through ``printable``,
+    so no control character (ESC, OSC, CR, C1, bidi overrides …) from stored text
+    reaches it. The line breaks the caller put in are kept; a newline inside a field
+    must be dealt with where the field is formatted (``printable_line``)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def say(text: str, *, err: bool = False) -> None:
+    """Print human output (never with --json): the one door to the person's terminal."""
+    click.echo(human_text(text), err=err)
+
+
+def log_to_stderr(level: int, fmt: str) -> None:
+    """Logging for a person (``-v``): log lines quote paths and names agents chose, so
+    they pass through the same printer as every other human line."""
+    import logging
+
+    class PrintableFormatter(logging.Formatter):
+        def formatMessage(self, record: logging.LogRecord) -> str:
+            return printable(super().formatMessage(record))  # one line, whatever a path holds
+
+        def formatException(self, ei) -> str:
+            return human_text(super().formatException(ei))
+
+        def formatStack(self, stack_info: str) -> str:
+            return human_text(super().formatStack(stack_info))
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(PrintableFormatter(fmt))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
 def emit(data: Any, human: str | Callable[[], str] | None = None) -> None:
     """Print the result: one JSON object with --json, else a short human line."""
     if json_mode():
-        click.echo(json.dumps({"ok": True, "data": to_data(data)}, ensure_ascii=False))
+        click.echo(json_line({"ok": True, "data": to_data(data)}))
     elif human is not None:
         text = human() if callable(human) else human
         if text:
-            click.echo(text)
+            say(text)
 
 
 def fail(code: str, message: str, exit_code: int, data: dict | None = None) -> int:
@@ -203,15 +287,18 @@ def fail(code: str, message: str, exit_code: int, data: dict | None = None) -> i
         error: dict[str, Any] = {"code": code, "message": message}
         if data:
             error["data"] = data
-        click.echo(json.dumps({"ok": False, "error": error}, ensure_ascii=False))
+        click.echo(json_line({"ok": False, "error": error}))
     else:
-        click.echo(f"tower: {message}", err=True)
+        say(f"tower: {message}", err=True)
     return exit_code
 
 
 def report(exc: BaseException) -> int:
     if isinstance(exc, TowerError):
         return fail(exc.code, exc.message, exc.exit_code, exc.data)
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+        # a path given on the command line that no file system can hold
+        return fail("bad_path", f"path too long: {exc.strerror}: {exc.filename}", 2)
     where = ""
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:

@@ -18,6 +18,7 @@ import sys
 
 import click
 
+from core.display import printable_line as cell
 from core.errors import BadInput, Refused, TimedOut, TowerError
 from core.ids import format_id
 from core.vocab import APPROVAL_KINDS, APPROVAL_STATUSES
@@ -35,10 +36,10 @@ from tui.clikit import (
 
 
 def approval_line(a) -> str:
-    decided = f" by {a.decided_by}" if a.decided_by else ""
-    reason = f": {a.reason}" if a.reason else ""
-    return (f"{format_id('approval', a.id):<5} {a.status:<9} {a.kind:<8} {a.summary}"
-            f"  ({a.requested_by}, {short(a.created_at)}){decided}{reason}")
+    decided = f" by {cell(a.decided_by)}" if a.decided_by else ""
+    reason = f": {cell(a.reason)}" if a.reason else ""
+    return (f"{format_id('approval', a.id):<5} {cell(a.status):<9} {cell(a.kind):<8} {cell(a.summary)}"
+            f"  ({cell(a.requested_by)}, {short(a.created_at)}){decided}{reason}")
 
 
 class Interrupted(TowerError):
@@ -143,7 +144,7 @@ def finish_wait(a) -> None:
     by = f" by {a.decided_by}" if a.decided_by else ""
     data = {"approval": to_data(a)}
     if a.status == "approved":
-        emit(a, f"{aid} approved{by}" + (f": {a.reason}" if a.reason else ""))
+        emit(a, f"{aid} approved{by}" + (f": {cell(a.reason)}" if a.reason else ""))
         return
     if a.status == "rejected":
         raise Refused(f"{aid} rejected{by}: {a.reason}", code="rejected", data=data)
@@ -181,12 +182,9 @@ def approval_request(kind, summary, detail, lease_id, key, wait, timeout) -> Non
     With --key, asking again with the same key returns the same approval, and
     --wait re-attaches to it. Ctrl-C while waiting cancels the request.
     """
-    try:
-        detail_obj = json.loads(detail) if detail else {}
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"--detail is not valid JSON: {exc.msg} at char {exc.pos}") from None
-    if not isinstance(detail_obj, dict):
-        raise BadInput("--detail must be a JSON object")
+    from core.limits import parse_detail
+
+    detail_obj = parse_detail(detail) if detail else {}
     _check_timeout(timeout)
     wait = wait or timeout is not None
     lid = parse("lease", lease_id) if lease_id else None
@@ -210,7 +208,7 @@ def approval_request(kind, summary, detail, lease_id, key, wait, timeout) -> Non
     if wait:
         finish_wait(a)
     else:
-        emit(a, f"{format_id('approval', a.id)} {a.status}: {a.summary}")
+        emit(a, f"{format_id('approval', a.id)} {cell(a.status)}: {cell(a.summary)}")
 
 
 @approval.command("wait")
@@ -275,4 +273,4 @@ def approval_reject(approval_id, reason) -> None:
     """Reject a pending request with a reason."""
     aid = parse("approval", approval_id)
     a = run(lambda s: s.decide_approval(aid, approve=False, reason=reason, actor=person()), actor=person())
-    emit(a, f"{format_id('approval', a.id)} rejected: {a.reason}")
+    emit(a, f"{format_id('approval', a.id)} rejected: {cell(a.reason)}")

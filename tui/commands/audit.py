@@ -6,6 +6,7 @@ import json
 
 import click
 
+from core.display import printable_line as cell
 from core.errors import BadInput, StoreUnusable
 from core.ids import format_id
 from tui.clikit import common_options, db_path, emit, json_mode, run
@@ -14,10 +15,10 @@ from tui.clikit import common_options, db_path, emit, json_mode, run
 def event_line(e) -> str:
     ids = " ".join(x for x in (format_id("task", e.task_id), format_id("lease", e.lease_id),
                                format_id("approval", e.approval_id)) if x)
-    where = " ".join(x for x in (e.worktree, e.path) if x)
+    where = " ".join(cell(x) for x in (e.worktree, e.path) if x)
     details = {k: v for k, v in e.details.items() if v not in (None, [], {})}
-    extra = f" {json.dumps(details, ensure_ascii=False, sort_keys=True)}" if details else ""
-    return f"{e.seq:>6} {e.ts[11:23]} {e.actor:<16} {e.event:<20} {ids} {where}{extra}".rstrip()
+    extra = f" {cell(json.dumps(details, ensure_ascii=False, sort_keys=True))}" if details else ""
+    return f"{e.seq:>6} {cell(e.ts[11:23])} {cell(e.actor):<16} {cell(e.event):<20} {ids} {where}{extra}".rstrip()
 
 
 @click.group()

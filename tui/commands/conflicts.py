@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import click
 
+from core.display import printable_line as cell
 from core.ids import format_id
 from tui.clikit import common_options, emit, parse, person, run, short
 
 
 def conflict_line(c) -> str:
-    other = f" vs {c.other_worktree}" if c.other_worktree else ""
+    other = f" vs {cell(c.other_worktree)}" if c.other_worktree else ""
     lease = f" {format_id('lease', c.lease_id)}" if c.lease_id else ""
-    msg = f": {c.message}" if c.message else ""
-    return (f"{format_id('conflict', c.id):<5} {c.status:<8} {c.kind:<17} {c.path}  "
-            f"{c.worktree}{other}{lease} ({short(c.created_at)}){msg}")
+    msg = f": {cell(c.message)}" if c.message else ""
+    return (f"{format_id('conflict', c.id):<5} {cell(c.status):<8} {cell(c.kind):<17} {cell(c.path)}  "
+            f"{cell(c.worktree)}{other}{lease} ({short(c.created_at)}){msg}")
 
 
 @click.group()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from core.display import printable, printable_line as cell
 from core.ids import format_id
 from core.vocab import TASK_STATUSES
 from core.rules import DEFAULT_MAX_ATTEMPTS, DEFAULT_TTL
@@ -28,13 +29,14 @@ token_option = click.option("--token", type=click.IntRange(0, 2**63 - 1), defaul
 
 def _task_line(t) -> str:
     deps = f"  after {','.join(format_id('task', d) for d in t.depends_on)}" if t.depends_on else ""
-    return f"{format_id('task', t.id):<5} {t.status:<9} p{t.priority:<3} {t.title}{deps}"
+    return f"{format_id('task', t.id):<5} {cell(t.status):<9} p{t.priority:<3} {cell(t.title)}{deps}"
 
 
 def _lease_line(lease) -> str:
-    claims = f"  [{', '.join(lease.claims)}]" if lease.claims else ""
-    return (f"{format_id('lease', lease.id):<5} {lease.status:<9} {format_id('task', lease.task_id):<5} "
-            f"{lease.agent} @ {lease.worktree or '-'}  token {lease.token}  expires {short(lease.expires_at)}{claims}")
+    claims = f"  [{', '.join(cell(c) for c in lease.claims)}]" if lease.claims else ""
+    return (f"{format_id('lease', lease.id):<5} {cell(lease.status):<9} {format_id('task', lease.task_id):<5} "
+            f"{cell(lease.agent)} @ {cell(lease.worktree or '-')}  token {lease.token}"
+            f"  expires {short(lease.expires_at)}{claims}")
 
 
 @click.group()
@@ -57,7 +59,7 @@ def task_add(title, description, priority, scope, depends_on, max_attempts) -> N
     deps = [parse("task", d) for d in depends_on]
     t = run(lambda s: s.add_task(title, description=description, priority=priority, scope=list(scope),
                                  depends_on=deps, max_attempts=max_attempts, actor=person()))
-    emit(t, f"{format_id('task', t.id)} added: {t.title} (priority {t.priority})")
+    emit(t, f"{format_id('task', t.id)} added: {cell(t.title)} (priority {t.priority})")
 
 
 @task.command("list")
@@ -84,11 +86,11 @@ def task_show(task_id) -> None:
 
     def human() -> str:
         lines = [_task_line(t)]
-        if t.description:
-            lines.append(f"  {t.description}")
-        lines.append(f"  attempts {t.attempts}/{t.max_attempts}  scope {', '.join(t.scope) or '(any)'}")
+        # a description may span lines: each is quoted, so that none can pass for a row of its own
+        lines += [f"  | {printable(line)}" for line in t.description.splitlines()]
+        lines.append(f"  attempts {t.attempts}/{t.max_attempts}  scope {', '.join(cell(g) for g in t.scope) or '(any)'}")
         if t.last_error:
-            lines.append(f"  last error: {t.last_error}")
+            lines.append(f"  last error: {cell(t.last_error)}")
         lines += [f"  {_lease_line(lease)}" for lease in leases]
         return "\n".join(lines)
 
@@ -109,7 +111,7 @@ def task_claim(task_id, ttl) -> None:
         return await s.claim_task(agent=agent, worktree=worktree, task_id=tid, ttl=ttl)
 
     r = run(body)
-    emit(r, f"{format_id('lease', r.lease_id)} token {r.token}: {format_id('task', r.task_id)} {r.title}"
+    emit(r, f"{format_id('lease', r.lease_id)} token {r.token}: {format_id('task', r.task_id)} {cell(r.title)}"
             f" (expires {short(r.expires_at)})")
 
 
@@ -140,7 +142,7 @@ def task_fail(lease_id, reason, token) -> None:
     lease, (status, attempts, max_attempts) = run(body)
     emit(to_data(lease) | {"task_status": status},
          f"{format_id('task', lease.task_id)} {'back to pending' if status == 'pending' else status}"
-         f" (attempt {attempts}/{max_attempts}): {reason}")
+         f" (attempt {attempts}/{max_attempts}): {cell(reason)}")
 
 
 @task.command("retry")
@@ -238,7 +240,7 @@ def claim(lease_id, paths, token) -> None:
 
     rel, new = run(body)
     emit({"lease_id": format_id("lease", lid), "paths": rel, "new": new},
-         f"{format_id('lease', lid)} holds {', '.join(rel)}")
+         f"{format_id('lease', lid)} holds {', '.join(cell(p) for p in rel)}")
 
 
 @click.command()
@@ -259,4 +261,5 @@ def release(lease_id, paths, token) -> None:
 
     released = run(body)
     emit({"lease_id": format_id("lease", lid), "released": released},
-         f"{format_id('lease', lid)} released {', '.join(released)}" if released else "nothing to release")
+         f"{format_id('lease', lid)} released {', '.join(cell(p) for p in released)}" if released
+         else "nothing to release")

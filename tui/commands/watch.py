@@ -16,7 +16,8 @@ import click
 
 from core.errors import BadInput, NotFound
 from core.ids import format_id
-from tui.clikit import common_options, emit, json_mode, person, run, to_data
+from core.display import printable_line as cell
+from tui.clikit import common_options, emit, json_mode, log_to_stderr, person, run, say, to_data
 from tui.watching import DEFAULT_RESCAN_INTERVAL
 
 
@@ -25,9 +26,10 @@ def _line(data: dict) -> None:
 
 
 def conflict_text(action: str, c, reason: str | None = None) -> str:
-    other = f" vs {c.other_worktree}" if c.other_worktree else ""
+    other = f" vs {cell(c.other_worktree)}" if c.other_worktree else ""
     why = reason if action == "resolved" else c.message
-    return f"{format_id('conflict', c.id):<5} {action:<8} {c.kind:<17} {c.path}  {c.worktree}{other}: {why}"
+    return (f"{format_id('conflict', c.id):<5} {action:<8} {cell(c.kind):<17} {cell(c.path)}  {cell(c.worktree)}"
+            f"{other}: {cell(why or '')}")
 
 
 @click.command()
@@ -50,8 +52,8 @@ def watch(rescan_interval: float, polling: bool, rebaseline: tuple[str, ...], ve
     if verbose:
         import logging
 
-        logging.basicConfig(level=logging.INFO if verbose == 1 else logging.DEBUG,
-                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        log_to_stderr(logging.INFO if verbose == 1 else logging.DEBUG,
+                      "%(asctime)s %(name)s %(levelname)s %(message)s")
         logging.getLogger("aiosqlite").setLevel(logging.INFO)  # one line per statement otherwise
     from tui.watching import ConflictEvent, WatchService, WatchStatus
 
@@ -67,7 +69,7 @@ def watch(rescan_interval: float, polling: bool, rebaseline: tuple[str, ...], ve
                 data["reason"] = event.reason
             _line(data)
         else:
-            click.echo(conflict_text(event.action, c, event.reason))
+            say(conflict_text(event.action, c, event.reason))
 
     def on_status(st: WatchStatus) -> None:
         for w in st.warnings:
@@ -76,7 +78,7 @@ def watch(rescan_interval: float, polling: bool, rebaseline: tuple[str, ...], ve
             if as_json:
                 _line({"event": "warning", "message": w, "status": st.status})
             else:
-                click.echo(f"warning: {w}")
+                say(f"warning: {cell(w)}")
         shown.intersection_update(st.warnings)
         shown.update(st.warnings)
         if st.ready and announced[0] != st.worktrees:  # at start, and when worktrees come and go
@@ -86,8 +88,8 @@ def watch(rescan_interval: float, polling: bool, rebaseline: tuple[str, ...], ve
                 _line({"event": "watching", "status": st.status, "worktrees": list(st.worktrees),
                        "rescan_interval": rescan_interval})
             else:
-                names = ", ".join(st.worktrees) or "none"
-                click.echo(f"watching {len(st.worktrees)} worktree{'s' if len(st.worktrees) != 1 else ''}"
+                names = ", ".join(cell(n) for n in st.worktrees) or "none"
+                say(f"watching {len(st.worktrees)} worktree{'s' if len(st.worktrees) != 1 else ''}"
                            f" ({names}) with {mode}; rescan every {rescan_interval:g} s; Ctrl-C stops")
 
     async def body(store) -> None:
@@ -111,7 +113,7 @@ def watch(rescan_interval: float, polling: bool, rebaseline: tuple[str, ...], ve
         if as_json:
             _line({"event": "stopped", "opened": service.opened, "resolved": service.resolved})
         else:
-            click.echo(f"stopped ({service.opened} opened, {service.resolved} resolved)")
+            say(f"stopped ({service.opened} opened, {service.resolved} resolved)")
 
     run(body, reap=False, actor="watcher")
 
@@ -128,4 +130,4 @@ def _rebaseline(names: list[str]) -> None:
 
     done = run(body, actor=person())
     emit({"rebaselined": done},
-         "; ".join(f"{n}: {len(p)} file{'s' if len(p) != 1 else ''} rebaselined" for n, p in done.items()))
+         "; ".join(f"{cell(n)}: {len(p)} file{'s' if len(p) != 1 else ''} rebaselined" for n, p in done.items()))

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
+from core.display import printable_line as cell
 from core.errors import BadInput, NotFound, Refused
 from core.gitrepo import RepoInfo, git, list_worktrees, worktree_name
-from tui.clikit import agent_name, common_options, emit, person, repo, run, short
+from tui.clikit import agent_name, check_path_length, common_options, emit, person, repo, run, short
 
 
 async def sync_worktrees(store, info: RepoInfo) -> list[str]:
@@ -71,6 +72,9 @@ def worktree_add(name, path, branch) -> None:
     info = _need_repo()
     if not name.strip():
         raise BadInput("a worktree needs a name")
+    check_path_length(name, "worktree name")  # it becomes a folder name
+    if path is not None:
+        check_path_length(path, "--path")
     main_root = info.common_dir.parent if info.common_dir.name == ".git" else info.worktree_root
     target = (path or main_root.parent / f"{main_root.name}-{name}").absolute()
     branch = branch or name
@@ -95,7 +99,7 @@ def worktree_add(name, path, branch) -> None:
                                     agent=agent_name(), actor=person())
 
     w = run(body)
-    emit(w, f"worktree {w.name} at {w.path} (branch {w.branch or '-'})")
+    emit(w, f"worktree {cell(w.name)} at {cell(w.path)} (branch {cell(w.branch or '-')})")
 
 
 def _check_same_repository(info: RepoInfo, target: Path) -> None:
@@ -128,8 +132,8 @@ def worktree_list() -> None:
     """List registered worktrees."""
     items = run(lambda s: s.list_worktrees())
     emit(items, lambda: "\n".join(
-        f"{w.name:<12} {'active' if w.active else 'gone':<7} {w.branch or '-':<16} {w.path}"
-        f"  {w.agent or ''} {short(w.last_seen) if w.last_seen else ''}".rstrip()
+        f"{cell(w.name):<12} {'active' if w.active else 'gone':<7} {cell(w.branch or '-'):<16} {cell(w.path)}"
+        f"  {cell(w.agent or '')} {short(w.last_seen) if w.last_seen else ''}".rstrip()
         for w in items) or "no worktrees")
 
 
@@ -144,4 +148,4 @@ def worktree_sync() -> None:
         return names, await s.list_worktrees()
 
     names, items = run(body)
-    emit(items, f"{len(names)} worktree{'s' if len(names) != 1 else ''}: {', '.join(names)}")
+    emit(items, f"{len(names)} worktree{'s' if len(names) != 1 else ''}: {', '.join(cell(n) for n in names)}")
