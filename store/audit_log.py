@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from core.models import AuditEvent, Counts
 
 # every column as (typeof, bytes): no value can make the fetch itself fail
-_CELLS = ", ".join(f"typeof({c}), CAST({c} AS BLOB)" for c in chain.ROW_FIELDS)
+AUDIT_CELLS = ", ".join(f"typeof({c}), CAST({c} AS BLOB)" for c in chain.ROW_FIELDS)
 
 
 def _cell(kind: str, raw: bytes | None) -> object:
@@ -41,6 +41,12 @@ def _cell(kind: str, raw: bytes | None) -> object:
 
 def _values(row) -> dict[str, object]:
     return {name: _cell(row[2 * i], row[2 * i + 1]) for i, name in enumerate(chain.ROW_FIELDS)}
+
+
+def event_from_cells(row) -> AuditEvent:
+    """An ``AuditEvent`` from a row of ``SELECT {AUDIT_CELLS} FROM audit ...``: the way to read
+    audit rows that a damaged one cannot break (``SELECT *`` fails on a text that is not UTF-8)."""
+    return event_from_values(_values(row))
 
 
 def _shown(value: object) -> str | None:
@@ -94,18 +100,18 @@ def event_from_row(row: sqlite3.Row) -> AuditEvent:
 
 class AuditVerbs(StoreBase):
     async def _audit_rows(self, where: str, params: tuple) -> list[AuditEvent]:
-        rows = await self._fetchall(f"SELECT {_CELLS} FROM audit {where}", params)
-        return [event_from_values(_values(r)) for r in rows]
+        rows = await self._fetchall(f"SELECT {AUDIT_CELLS} FROM audit {where}", params)
+        return [event_from_cells(r) for r in rows]
 
     async def audit_tail(self, n: int = 20, upto: int | None = None) -> list[AuditEvent]:
         """The last ``n`` events (with seq <= ``upto`` if given), oldest first."""
         bound = "" if upto is None else "WHERE seq <= ?"
         params = (max(n, 0),) if upto is None else (upto, max(n, 0))
         rows = await self._fetchall(
-            f"SELECT * FROM (SELECT seq AS o, {_CELLS} FROM audit {bound} ORDER BY seq DESC LIMIT ?) ORDER BY o",
+            f"SELECT * FROM (SELECT seq AS o, {AUDIT_CELLS} FROM audit {bound} ORDER BY seq DESC LIMIT ?) ORDER BY o",
             params,
         )
-        return [event_from_values(_values(tuple(r)[1:])) for r in rows]
+        return [event_from_cells(tuple(r)[1:]) for r in rows]
 
     async def audit_after(self, seq: int, limit: int = 1000) -> list[AuditEvent]:
         """Events with seq > ``seq`` in order: how live views append without reloading."""

@@ -93,3 +93,50 @@ def test_writes_just_before_the_watcher_dies_are_flagged_after_a_restart(env: En
         _stop(proc)
     opened = _read(env.db, "SELECT count(*) FROM audit WHERE event = 'conflict.opened'")[0][0]
     assert opened == N_WRITES  # once each: the restart did not flag again what was already flagged
+
+
+def test_nohup_keeps_the_watcher_running_through_a_hangup(env: Env) -> None:
+    """SIGHUP ignored by the parent (`nohup tower watch`) stays ignored."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "watch", "--json"], cwd=env.repo, env=tower_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )
+    try:
+        out = Lines(proc.stdout)
+        out.next(lambda d: d["event"] == "watching")
+        proc.send_signal(signal.SIGHUP)
+        env.write("wt-b", "after-hup.py", "x = 1\n")  # still watching: flagged
+        out.next(lambda d: d["event"] == "conflict.opened" and d["conflict"]["path"] == "after-hup.py")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        _stop(proc)
+
+
+def test_a_closed_output_does_not_stop_or_break_the_watcher(env: Env) -> None:
+    """`tower watch | head -1`: once nobody reads, the watcher still stores every conflict and
+    still stops cleanly."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "watch", "--json"], cwd=env.repo, env=tower_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        first = proc.stdout.readline()
+        assert '"event": "watching"' in first, first
+        proc.stdout.close()  # the reader is gone: the next line written gets EPIPE
+        for i in range(3):
+            env.write("wt-b", f"unread{i}.py", "x = 1\n")
+        deadline = time.monotonic() + 30
+        while _flagged(env.db) != {f"unread{i}.py" for i in range(3)}:
+            assert time.monotonic() < deadline, _flagged(env.db)
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.02)  # the poll interval of a bounded wait on the store (the oracle)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert proc.stderr.read() == ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        proc.stderr.close()
