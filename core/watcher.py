@@ -1,9 +1,10 @@
 """The worktree watcher: file-system events in, content changes out.
 
 Pure: no store, no UI. The caller (``tower watch`` or the control room's
-background worker) consumes ``Watcher.changes()``, checks each change against
-claims, scopes and the other worktrees, and persists the watcher's snapshot
-(``Watcher.take_snapshot_updates()``) through ``store``.
+background worker) consumes ``Watcher.batches()``, checks each change against
+claims, scopes and the other worktrees, and persists each batch's snapshot
+updates through ``store`` together with what it found (never before: see
+``WatchBatch``).
 
 The pieces, from the bottom:
 
