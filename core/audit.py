@@ -44,7 +44,27 @@ KEY_BYTES = 32
 _SEARCH_WINDOW = 1000
 _HEAD_RE = re.compile(r"([1-9][0-9]*):([0-9a-fA-F]{64})")
 
-Reason = Literal["edited", "deleted", "reordered", "forged", "truncated", "inserted"]
+Reason = Literal["edited", "deleted", "reordered", "forged", "truncated", "inserted", "unreadable"]
+
+# Past this size a row that fails its hash is not searched for elsewhere in the log: the
+# search re-hashes it up to 2 * _SEARCH_WINDOW times, and a tamperer chooses the size.
+_EXPLAIN_MAX_BYTES = 64 * 1024
+
+_REQUIRED_TEXT = ("ts", "actor", "event", "details", "prev_hash", "entry_hash", "signature")
+_OPTIONAL_TEXT = ("worktree", "path")
+_OPTIONAL_INT = ("task_id", "lease_id", "approval_id")
+ROW_FIELDS = ("seq", *HASHED_FIELDS[1:], "entry_hash", "signature")
+
+
+class Undecodable(bytes):
+    """The bytes of a text column that are not UTF-8. Tower never writes such a value; a
+    reader gives it in place of the text (sqlite3 would raise for the whole row)."""
+
+
+class Unreadable(NamedTuple):
+    """Stands in a row stream where the database could not be read any further."""
+
+    message: str
 
 
 class AuditKeyError(Exception):
@@ -103,6 +123,69 @@ def check_signature(key: bytes, entry_hash: str, signature: str) -> bool:
     # Compared as bytes: compare_digest refuses non-ASCII str, and a tampered
     # row may hold anything.
     return hmac.compare_digest(sign(key, entry_hash).encode(), signature.encode("utf-8"))
+
+
+def field_problem(name: str, value: Any) -> str | None:
+    """What is wrong with one stored field of an audit row (None: of the right type).
+
+    Only types and encodings: whether the content is authentic is the chain's business.
+    """
+    if isinstance(value, Undecodable):
+        return f"{name} is not valid UTF-8"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"{name} is a blob, not {'an integer' if name in ('seq', *_OPTIONAL_INT) else 'text'}"
+    if name == "seq" or name in _OPTIONAL_INT:
+        if value is None and name != "seq":
+            return None
+        if value is None:
+            return "seq is missing (NULL)"
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{name} is not an integer ({_short(value)})"
+        return None
+    if value is None:
+        return f"{name} is missing (NULL)" if name in _REQUIRED_TEXT else None
+    if name == "details" and isinstance(value, dict):  # already parsed (verify_chain takes either)
+        return None
+    if not isinstance(value, str):
+        return f"{name} is not text ({_short(value)})"
+    return None
+
+
+def load_details(text: str) -> tuple[dict[str, Any] | None, str | None]:
+    """Stored ``details`` text parsed: ``(object, None)``, or ``(None, why it is not one)``."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        return None, "details nested too deeply to read"
+    except MemoryError:
+        return None, "details too large to read"
+    except ValueError:
+        return None, "details is not valid JSON"
+    if not isinstance(value, dict):
+        return None, "details is not a JSON object"
+    return value, None
+
+
+def details_problem(text: str) -> str | None:
+    """Why stored ``details`` text is not a JSON object (None if it is)."""
+    return load_details(text)[1]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _row_problem(row: Mapping[str, Any]) -> str | None:
+    for name in ROW_FIELDS[1:]:
+        try:
+            value = row[name]
+        except (KeyError, IndexError):  # sqlite3.Row raises IndexError
+            return f"{name} is missing (no such column)"
+        problem = field_problem(name, value)
+        if problem is not None:
+            return problem
+    return None
 
 
 def _hashed_fields(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -233,6 +316,10 @@ def verify_chain(
     last = 0
     head_hash_seen = GENESIS_HASH if head is not None and head[0] == 0 else None
     for row in rows:
+        if isinstance(row, Unreadable):
+            finding = Finding(last + 1, "unreadable",
+                              f"the log cannot be read after seq {last}: {row.message}")
+            return VerifyResult(False, last, _head_or_none(last, prev_hash), finding)
         finding = _check_row(row, last + 1, prev_hash, key, locate)
         if finding is not None:
             return VerifyResult(False, last, _head_or_none(last, prev_hash), finding)
@@ -290,14 +377,27 @@ def _check_row(
             seq, "reordered", f"seq {seq} appears again after seq {expected - 1} (reordered)"
         )
 
-    try:
-        fields = _hashed_fields(row)
-        content_hash = _digest(fields)
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        return Finding(
-            seq, "edited", f"entry seq {seq} was edited: it is malformed ({type(exc).__name__})"
-        )
-    if content_hash != entry_hash:
+    problem = _row_problem(row)
+    if problem is None:
+        try:
+            fields = _hashed_fields(row)
+            encoded = _encode(fields)
+        except RecursionError:
+            problem = "details nested too deeply to read"
+        except MemoryError:
+            problem = "too large to read"
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            problem = details_problem(row["details"]) or type(exc).__name__
+        else:
+            if not isinstance(fields["details"], dict):
+                problem = "details is not a JSON object"
+    if problem is not None:
+        return Finding(seq, "edited", f"entry seq {seq} was edited: it is malformed ({problem})")
+    if hashlib.sha256(encoded).hexdigest() != entry_hash:
+        if len(encoded) > _EXPLAIN_MAX_BYTES:
+            return Finding(
+                seq, "edited", f"entry seq {seq} was edited: its content no longer matches its hash"
+            )
         return _explain_mismatch(fields, entry_hash, seq, locate)
 
     if not check_signature(key, entry_hash, signature):

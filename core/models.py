@@ -156,6 +156,8 @@ class AuditEvent(Model):
     prev_hash: str
     entry_hash: str
     signature: str
+    #: what could not be read in the stored row (None: it decoded cleanly); see store/audit_log.py
+    damaged: str | None = None
 
 
 class ClaimResult(Model):

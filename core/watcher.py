@@ -1,9 +1,10 @@
 """The worktree watcher: file-system events in, content changes out.
 
 Pure: no store, no UI. The caller (``tower watch`` or the control room's
-background worker) consumes ``Watcher.changes()``, checks each change against
-claims, scopes and the other worktrees, and persists the watcher's snapshot
-(``Watcher.take_snapshot_updates()``) through ``store``.
+background worker) consumes ``Watcher.batches()``, checks each change against
+claims, scopes and the other worktrees, and persists each batch's snapshot
+updates through ``store`` together with what it found (never before: see
+``WatchBatch``).
 
 The pieces, from the bottom:
 
@@ -107,6 +108,7 @@ The pieces, from the bottom:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import logging
@@ -129,6 +131,7 @@ __all__ = [
     "Fingerprint",
     "SnapshotUpdate",
     "UNREADABLE",
+    "WatchBatch",
     "Watcher",
     "describe_watch_error",
     "fingerprint",
@@ -179,6 +182,21 @@ class SnapshotUpdate(NamedTuple):
     replace: bool
     upserts: dict[str, Fingerprint]
     deletes: list[str]
+
+
+class WatchBatch(NamedTuple):
+    """One compute-and-apply step of the watcher: its content changes and the snapshot updates
+    that bring a persisted snapshot to the state right after them.
+
+    A consumer that persists snapshots stores ``updates`` in the same transaction as what it
+    makes of ``changes`` (and not before): a snapshot that has moved past a change nobody
+    recorded hides that change for good, since a restart reconciles against the snapshot.
+    ``seq`` counts batches from 1; ``Watcher.published`` is the last one handed out.
+    """
+
+    seq: int
+    changes: list[Change]
+    updates: list[SnapshotUpdate]
 
 
 Snapshot = dict[str, Fingerprint]
@@ -652,6 +670,26 @@ def describe_watch_error(err: BaseException) -> str:
 
 _STOP: Any = object()
 
+
+def _merge_updates(updates: Iterable[SnapshotUpdate]) -> list[SnapshotUpdate]:
+    """Updates applied in order, folded into one per worktree (sorted by worktree)."""
+    merged: dict[str, SnapshotUpdate] = {}
+    for u in updates:
+        m = merged.get(u.worktree)
+        if m is None or u.replace:
+            merged[u.worktree] = SnapshotUpdate(u.worktree, u.replace, dict(u.upserts), sorted(u.deletes))
+            continue
+        upserts, deletes = m.upserts, set(m.deletes)
+        for path, fp in u.upserts.items():
+            upserts[path] = fp
+            deletes.discard(path)
+        for path in u.deletes:
+            upserts.pop(path, None)
+            if not m.replace:  # a replace holds the whole snapshot: absent is deleted
+                deletes.add(path)
+        merged[u.worktree] = SnapshotUpdate(u.worktree, m.replace, upserts, sorted(deletes))
+    return [merged[wt] for wt in sorted(merged)]
+
 AwatchFn = Callable[..., AsyncIterator[set[tuple[watchfiles.Change, str]]]]
 
 
@@ -676,15 +714,18 @@ class Watcher:
     ``awatch`` is injectable (tests simulate watcher failures with it).
     ``rescan_interval`` None disables periodic reconciliation.
 
-    A store-backed consumer looks like this (``persist`` writes each
-    ``SnapshotUpdate`` with the store's ``update_snapshot``)::
+    A store-backed consumer reads ``batches()`` and stores each batch's
+    snapshot updates together with what it makes of the batch's changes, in
+    one transaction (``tui.watching.WatchService`` does)::
 
         stored = {wt: await store.load_snapshot(wt) for wt in roots}
-        async with Watcher(roots, snapshot=stored) as watcher:  # snapshots taken
-            await persist(watcher.take_snapshot_updates())  # baselines, start-up diffs
-            async for batch in watcher.changes():
-                await persist(watcher.take_snapshot_updates())
-                await check_conflicts(batch)
+        async with Watcher(roots, snapshot=stored) as watcher:
+            async for batch in watcher.batches():  # baselines and start-up diffs come first
+                await persist_and_judge(batch.updates, batch.changes)
+
+    ``changes()`` yields only the non-empty change lists; with it,
+    ``take_snapshot_updates()`` returns the updates of the batches it has
+    yielded so far (never of a change not yet handed out).
     """
 
     def __init__(
@@ -719,6 +760,9 @@ class Watcher:
         }
         self._dirty: dict[str, set[str]] = {}
         self._replace: set[str] = set()
+        self._step: list[Change] = []  # applied to the snapshot in the current step, not yet published
+        self._seq = 0  # batches published
+        self._released: list[SnapshotUpdate] = []  # updates of the batches changes() has yielded
 
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._lock = asyncio.Lock()
@@ -767,13 +811,15 @@ class Watcher:
         self._started = True
         self.status = "starting"
         self._spawn(self._watch_loop())
-        async with self._lock:
-            self._publish(await self._snapshot_missing())
+        async with self._stepping():
+            await self._snapshot_missing()
         if self._rescan_interval and not self._stopped:
             self._spawn(self._rescan_loop())
 
-    async def changes(self) -> AsyncIterator[list[Change]]:
-        """Batches of content changes, from events, reconciliation and start-up; ends on stop()."""
+    async def batches(self) -> AsyncIterator[WatchBatch]:
+        """Every batch, in order: content changes with the snapshot updates that go with them
+        (a batch may hold updates only: a new worktree's baseline, stat-only refreshes).
+        Ends on stop(), after the batches published before it."""
         if self._stopped:
             return
         await self.start()
@@ -783,6 +829,25 @@ class Watcher:
                 self._queue.put_nowait(_STOP)  # any later reader ends too
                 return
             yield item
+
+    async def changes(self) -> AsyncIterator[list[Change]]:
+        """Batches of content changes, from events, reconciliation and start-up; ends on stop().
+        The snapshot updates of what it has yielded wait in ``take_snapshot_updates()``."""
+        async for batch in self.batches():
+            self._released.extend(batch.updates)
+            if batch.changes:
+                yield batch.changes
+
+    @property
+    def published(self) -> int:
+        """The ``seq`` of the last batch published (0: none yet)."""
+        return self._seq
+
+    async def settled(self) -> int:
+        """``published`` once no compute-and-apply step is in flight: every change the watcher
+        has applied to its snapshot so far is in a batch up to this seq."""
+        async with self._lock:
+            return self._seq
 
     async def wait_ready(self) -> None:
         """Until every registered worktree is snapshotted and covered by the running watch."""
@@ -840,8 +905,15 @@ class Watcher:
         return {wt: dict(self._snap[wt]) for wt in names if wt in self._snap}
 
     def take_snapshot_updates(self) -> list[SnapshotUpdate]:
-        """Everything the persisted snapshot needs since the last call (content changes,
-        stat-only refreshes, forgotten paths, whole baselines of new worktrees)."""
+        """For a ``changes()`` consumer: what the persisted snapshot needs for the batches
+        yielded since the last call (content changes, stat-only refreshes, forgotten paths,
+        whole baselines of new worktrees), merged into one update per worktree."""
+        released, self._released = self._released, []
+        return _merge_updates(released)
+
+    # -- bookkeeping ------------------------------------------------------------
+
+    def _take_dirty(self) -> list[SnapshotUpdate]:
         out: list[SnapshotUpdate] = []
         for wt in sorted(set(self._dirty) | self._replace):
             snap = self._snap.get(wt)
@@ -858,8 +930,6 @@ class Watcher:
         self._dirty.clear()
         self._replace.clear()
         return out
-
-    # -- bookkeeping ------------------------------------------------------------
 
     def _set_roots(self, worktrees: Mapping[str, str | os.PathLike[str]]) -> bool:
         wanted = {str(wt): _root_str(path) for wt, path in worktrees.items()}
@@ -901,14 +971,34 @@ class Watcher:
         else:
             self._ready.clear()
 
-    def _publish(self, changes: list[Change]) -> None:
-        if changes and not self._stopped:
+    @contextlib.asynccontextmanager
+    async def _stepping(self) -> AsyncIterator[None]:
+        """One compute-and-apply step: under the lock, and whatever it applied to the snapshot
+        is published at its end, even when it fails half-way."""
+        async with self._lock:
+            try:
+                yield
+            finally:
+                self._publish()
+
+    def _publish(self) -> None:
+        """Hand out what this step applied: its changes with the snapshot updates since the last
+        batch. The snapshot values are copied now, so that a batch never carries the content of
+        a later change (which a consumer could store before it has recorded that change)."""
+        changes, self._step = self._step, []
+        updates = self._take_dirty()
+        if self._stopped or not (changes or updates):
+            return  # stopped: never persisted, so a restart finds these changes again
+        if changes:
             log.debug("%d change(s): %s", len(changes), changes[:5])
-            self._queue.put_nowait(changes)
+        self._seq += 1
+        self._queue.put_nowait(WatchBatch(self._seq, changes, updates))
 
     def _apply(self, wt: str, changes: Iterable[Change], refreshed: Mapping[str, Fingerprint | None]) -> None:
         snap = self._snap[wt]
         dirty = self._dirty.setdefault(wt, set())
+        changes = list(changes)
+        self._step.extend(changes)
         for c in changes:
             if c.new is None:
                 snap.pop(c.path, None)
@@ -988,8 +1078,8 @@ class Watcher:
         return changes
 
     async def _snapshot_task(self) -> None:
-        async with self._lock:
-            self._publish(await self._snapshot_missing())
+        async with self._stepping():
+            await self._snapshot_missing()
 
     async def _reload_rules(self, wt: str) -> list[Change]:
         root, old, snap = self._roots[wt], self._rules[wt], self._snap[wt]
@@ -1008,7 +1098,7 @@ class Watcher:
         return changes
 
     async def _rescan(self, *, periodic: bool) -> list[Change]:
-        async with self._lock:
+        async with self._stepping():
             if self._stopped:
                 return []
             changes = await self._snapshot_missing()
@@ -1041,7 +1131,6 @@ class Watcher:
                     self._note_missed(missed)
                 if any(_affects_rules(c.path) for c in found):
                     changes.extend(await self._reload_rules(wt))
-            self._publish(changes)
             return changes
 
     def _note_missed(self, missed: int) -> None:
@@ -1074,7 +1163,7 @@ class Watcher:
     # -- events -----------------------------------------------------------------
 
     async def _on_events(self, raw: set[tuple[Any, str]]) -> None:
-        async with self._lock:
+        async with self._stepping():
             if self._paused or self._stopped:
                 return
             jobs: dict[str, _Job] = {
@@ -1098,7 +1187,6 @@ class Watcher:
             for wt in rules_touched:
                 if wt in self._snap and wt in self._roots:
                     changes.extend(await self._reload_rules(wt))
-            self._publish(changes)
 
     def _watch_roots(self) -> list[str]:
         roots = sorted(set(self._roots.values()))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from core.errors import NotFound
@@ -106,6 +106,11 @@ class ConflictVerbs(StoreBase):
             now = self.clock()
             for spec in specs:
                 ids.append(await self._record_locked(spec, actor, now))
+        return await self._recorded(ids)
+
+    async def _recorded(self, ids: list[tuple[int, bool]]) -> list[tuple[Conflict, bool]]:
+        if not ids:
+            return []
         rows = await self._fetchall(
             "SELECT * FROM conflicts WHERE id IN (SELECT value FROM json_each(?))",
             (json.dumps(sorted({i for i, _ in ids})),),
@@ -219,8 +224,16 @@ class ConflictVerbs(StoreBase):
 
     # -- baselines (changed_files) and the watcher's view of the world ---------
 
-    async def apply_watch_batch(self, updates: Sequence[Any], changes: Sequence[Any]) -> None:
-        """Persist the watcher's snapshot updates and move the baselines, in one transaction.
+    async def apply_watch_batch(
+        self,
+        updates: Sequence[Any],
+        changes: Sequence[Any],
+        *,
+        judge: Callable[[World], Sequence[ConflictSpec]] | None = None,
+        actor: str = "watcher",
+    ) -> list[tuple[Conflict, bool]]:
+        """Persist the watcher's snapshot updates, move the baselines and record the conflicts
+        the changes open, in one transaction.
 
         ``updates``: ``core.watcher.SnapshotUpdate`` (worktree, replace, upserts
         ``{path: (size, mtime_ns, hash)}``, deletes), applied in order.
@@ -228,10 +241,18 @@ class ConflictVerbs(StoreBase):
         A change of a file at its baseline records the baseline (the old
         content); a change back to the baseline deletes the row. A ``replace``
         (a fresh snapshot of a worktree) re-checks that worktree's rows
-        against the new content.
+        against the new content. ``judge`` (pure, e.g. built on
+        ``core.conflict_rules.conflicts_for``) gets the world of the changed
+        paths as it stands after the baselines moved; the conflicts it asks for
+        are recorded as ``record_conflicts`` would. Returns those.
+
+        One transaction, because a restart reconciles the disk against the
+        stored snapshot: a snapshot stored without the conflicts of its
+        changes would hide those writes for good.
         """
         if not updates and not changes:
-            return
+            return []
+        ids: list[tuple[int, bool]] = []
         async with self.transaction():
             now = self.clock()
             for u in updates:
@@ -240,6 +261,11 @@ class ConflictVerbs(StoreBase):
                     await self._rebase_replaced_locked(u.worktree, u.upserts, now)
             if changes:
                 await self._track_changes_locked(changes, now)
+                if judge is not None:
+                    world = await self.watch_world({c.path for c in changes})
+                    for spec in judge(world):
+                        ids.append(await self._record_locked(spec, actor, now))
+        return await self._recorded(ids)
 
     async def _apply_snapshot_locked(self, worktree: str, upserts: dict, deletes: Iterable[str],
                                      replace: bool) -> None:

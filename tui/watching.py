@@ -6,11 +6,16 @@ cause is gone. :class:`WatchService` connects them to the store:
 
 - loads the registered, active worktrees whose paths exist, and their stored
   snapshots, and runs one ``Watcher`` over them;
-- for each batch of changes: persists the snapshot updates and the baseline
-  bookkeeping (``store.apply_watch_batch``, one transaction), reads the world
-  (``store.watch_world``), records the conflicts the rules ask for
-  (``store.record_conflicts``, audited, one open conflict per key), then
-  re-checks every open conflict and resolves those whose cause is gone;
+- for each batch of the watcher (``Watcher.batches()``): in one transaction
+  (``store.apply_watch_batch``) stores its snapshot updates and the baseline
+  bookkeeping, reads the world of the changed paths and records the conflicts
+  the rules ask for (audited, one open conflict per key); then re-checks every
+  open conflict and resolves those whose cause is gone. The snapshot never
+  moves past a write that is not judged: a watcher killed at any moment finds
+  every unjudged write again when it restarts (it reconciles the disk with
+  the stored snapshot). A batch of more than ``_CHUNK`` changes is stored in
+  several such transactions, split by path (agents keep their turn at the
+  write lock);
 - watches the store (``PRAGMA data_version`` and the connection's own
   ``total_changes``, so writes of other processes *and* of this process's
   other tasks are seen): on any commit it re-checks open conflicts (a released
@@ -53,7 +58,7 @@ from typing import Any, Literal
 from core.conflict_rules import ConflictSpec, cause_gone, conflicts_for
 from core.ids import format_id
 from core.models import Conflict
-from core.watcher import Change, SnapshotUpdate, Watcher
+from core.watcher import Change, SnapshotUpdate, WatchBatch, Watcher
 
 try:
     import fcntl
@@ -73,7 +78,7 @@ _tower_log = logging.getLogger("tower")
 if not _tower_log.handlers:
     _tower_log.addHandler(logging.NullHandler())
 
-_RECORD_CHUNK = 200  # conflicts recorded per transaction
+_CHUNK = 200  # changes stored and judged per transaction
 _STANDBY = "another Tower watcher is running on this store: standing by until it stops"
 
 
@@ -111,6 +116,43 @@ StatusCallback = Callable[[WatchStatus], Awaitable[None] | None]
 # It only catches what events missed (kernel queue overflow, exhausted
 # watches), so such a write is flagged at most this late, never lost.
 DEFAULT_RESCAN_INTERVAL = 20.0
+
+@dataclass(frozen=True)
+class _Unit:
+    """Part of a watcher batch, stored and judged in one transaction."""
+
+    seq: int
+    updates: list[SnapshotUpdate]
+    changes: list[Change]
+
+
+def _units(batch: WatchBatch, limit: int = _CHUNK) -> list[_Unit]:
+    """Split a big batch by path: every change of a path (in every worktree) and that path's
+    snapshot updates go together; the updates of unchanged paths ride with the first part. A
+    batch holding a whole new snapshot (``replace``) stays whole: that snapshot already holds
+    the content of the batch's changes."""
+    if len(batch.changes) <= limit or any(u.replace for u in batch.updates):
+        return [_Unit(batch.seq, list(batch.updates), list(batch.changes))]
+    by_path: dict[str, list[Change]] = {}
+    for c in batch.changes:
+        by_path.setdefault(c.path, []).append(c)
+    groups: list[list[Change]] = [[]]
+    for same in by_path.values():
+        if groups[-1] and len(groups[-1]) + len(same) > limit:
+            groups.append([])
+        groups[-1].extend(same)
+    part_of = {(c.worktree, c.path): i for i, g in enumerate(groups) for c in g}
+    updates: list[list[SnapshotUpdate]] = [[] for _ in groups]
+    for u in batch.updates:
+        split: dict[int, tuple[dict, list]] = {}
+        for path, fp in u.upserts.items():
+            split.setdefault(part_of.get((u.worktree, path), 0), ({}, []))[0][path] = fp
+        for path in u.deletes:
+            split.setdefault(part_of.get((u.worktree, path), 0), ({}, []))[1].append(path)
+        for i, (upserts, deletes) in split.items():
+            updates[i].append(SnapshotUpdate(u.worktree, False, upserts, deletes))
+    return [_Unit(batch.seq, updates[i], g) for i, g in enumerate(groups)]
+
 
 class WatchService:
     """Run the worktree watcher against a store; see the module doc.
@@ -157,13 +199,13 @@ class WatchService:
         self._state = "idle"  # before run()
         self._own_warnings: dict[str, str] = {}  # key -> message
         self._roots: dict[str, str] = {}
-        self._pending_updates: list[SnapshotUpdate] = []
-        self._pending_changes: list[Change] = []
-        self._to_judge: dict[tuple[str, str], None] = {}  # (worktree, path), ordered
+        self._pending: deque[_Unit] = deque()  # received from the watcher, not yet stored
+        self._received = 0  # seq of the last watcher batch received
+        self._stored = 0  # seq of the last watcher batch stored (and judged) in full
+        self._stored_evt = asyncio.Event()  # set whenever _stored moves
         self._last_status: WatchStatus | None = None
         self._ready_task: asyncio.Task[None] | None = None
         self._running = False
-        self._done: deque[list[Change]] = deque(maxlen=64)  # the last batches processed
         #: counters, for the curious (and the benchmark)
         self.opened = 0
         self.resolved = 0
@@ -279,9 +321,7 @@ class WatchService:
         if watcher is None:
             return []
         changes = await watcher.rescan_now()
-        if changes:  # published to the consumer as this very list: wait until it is through
-            while not any(b is changes for b in self._done) and not self._stop_evt.is_set():
-                await asyncio.sleep(0.01)
+        await self._wait_stored(watcher.published)  # its batch, and every one before it
         await self._settle()
         return changes
 
@@ -384,9 +424,11 @@ class WatchService:
             self._ready_task.cancel()
 
         async def become_ready() -> None:
+            # ready means: snapshots stored and the start-up differences judged (a restart
+            # after a crash has flagged what the crash left unjudged)
             await watcher.wait_ready()
-            async with self._lock:
-                await self._flush()
+            if not await self._wait_stored(await watcher.settled()):
+                return
             if self._watcher is watcher and not self._stop_evt.is_set():
                 self._ready_evt.set()
             await self._report_status()
@@ -396,55 +438,52 @@ class WatchService:
     # -- batches ------------------------------------------------------------------------
 
     async def _consume(self, watcher: Watcher) -> None:
-        async for batch in watcher.changes():
+        async for batch in watcher.batches():
+            # queued before any await: whoever flushes next stores it, in order
+            self._pending.extend(_units(batch))
+            self._received = batch.seq
             async with self._lock:
-                self._pending_changes.extend(batch)
-                for c in batch:
-                    self._to_judge[(c.worktree, c.path)] = None
                 await self._flush()
                 await self._recheck_safely()
-            self._done.append(batch)
 
     async def _flush(self) -> None:
-        """Store pending snapshot updates and changes, then judge the changed paths. Caller holds
-        ``self._lock``. On a store error everything stays pending for the next attempt."""
-        watcher = self._watcher
-        if watcher is not None:
-            self._pending_updates.extend(watcher.take_snapshot_updates())
-        if self._pending_updates or self._pending_changes:
+        """Store the pending batches in order, each with the conflicts its changes open (one
+        transaction per unit). Caller holds ``self._lock``. On a store error the rest stays
+        pending for the next attempt; nothing of a unit is stored unless all of it is."""
+        while self._pending:
+            unit = self._pending[0]
             try:
-                await self.store.apply_watch_batch(self._pending_updates, self._pending_changes)
+                recorded = await self.store.apply_watch_batch(
+                    unit.updates, unit.changes, judge=_judge(unit.changes))
             except Exception as e:  # noqa: BLE001 - kept, retried: a locked store must not lose changes
                 self._store_failed(e)
                 return
-            self._pending_updates = []
-            self._pending_changes = []
+            self._pending.popleft()
             self.batches += 1
-        if self._to_judge:
-            await self._judge()
+            self._store_ok()
+            done = self._pending[0].seq - 1 if self._pending else self._received
+            if done > self._stored:
+                self._stored = done
+                self._stored_evt.set()
+            for conflict, new in recorded:
+                if new:
+                    self.opened += 1
+                    log.info("conflict C%s opened: %s", conflict.id, conflict.message)
+                    await self._emit(ConflictEvent("opened", conflict))
 
-    async def _judge(self) -> None:
-        keys = list(self._to_judge)
-        try:
-            world = await self.store.watch_world({p for _, p in keys})
-
-            def judge() -> list[ConflictSpec]:
-                return [spec for wt, path in keys for spec in conflicts_for(wt, path, world)]
-
-            # a branch switch can change thousands of files: judge them off the event loop
-            specs = judge() if len(keys) <= 200 else await asyncio.to_thread(judge)
-            for i in range(0, len(specs), _RECORD_CHUNK):  # short transactions: agents keep their turn
-                for conflict, new in await self.store.record_conflicts(specs[i : i + _RECORD_CHUNK]):
-                    if new:
-                        self.opened += 1
-                        log.info("conflict C%s opened: %s", conflict.id, conflict.message)
-                        await self._emit(ConflictEvent("opened", conflict))
-        except Exception as e:  # noqa: BLE001 - judged again next time (recording is idempotent)
-            self._store_failed(e)
-            return
-        self._store_ok()
-        for k in keys:
-            self._to_judge.pop(k, None)
+    async def _wait_stored(self, seq: int) -> bool:
+        """Until every watcher batch up to ``seq`` is stored; False if the service stops first."""
+        while self._stored < seq:
+            if self._stop_evt.is_set():
+                return False
+            self._stored_evt.clear()
+            waits = [asyncio.ensure_future(self._stored_evt.wait()), asyncio.ensure_future(self._stop_evt.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+        return True
 
     async def _recheck_safely(self) -> None:
         try:
@@ -495,7 +534,7 @@ class WatchService:
             try:
                 now_signal = await self.store.change_signal()
                 due = time.monotonic() >= next_full
-                if now_signal != signal or due or self._pending_changes or self._pending_updates:
+                if now_signal != signal or due or self._pending:
                     signal = now_signal  # taken before the work: a commit meanwhile triggers another pass
                     await self._sync_worktrees()
                     async with self._lock:
@@ -534,6 +573,11 @@ class WatchService:
                 await result
         except Exception:  # noqa: BLE001 - a broken callback must not stop the watcher
             log.exception("watch callback %r failed", callback)
+
+
+def _judge(changes: list[Change]) -> Callable[[Any], list[ConflictSpec]]:
+    keys = list(dict.fromkeys((c.worktree, c.path) for c in changes))
+    return lambda world: [spec for wt, path in keys for spec in conflicts_for(wt, path, world)]
 
 
 async def run_watcher(

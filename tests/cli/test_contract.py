@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 
 import pytest
@@ -179,24 +180,163 @@ def test_claiming_a_directory_is_bad_input(repo):
     assert result.code == 2 and "directory" in result.json["error"]["message"]
 
 
-def test_audit_tail_follow_prints_other_processes_events(tower, db_path):
-    import select
-    import subprocess
-    import sys
+class Follower:
+    """`tower audit tail --follow --json` in a subprocess, read line by line in threads."""
 
-    from tests.conftest import tower_env
+    def __init__(self, db_path, *args: str) -> None:
+        import queue
+        import subprocess
+        import sys
+        import threading
+
+        from tests.conftest import tower_env
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tui.cli", "--db", str(db_path), "audit", "tail", *args, "--follow", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tower_env(),
+        )
+        self.out: queue.Queue[str | None] = queue.Queue()
+        self.err: queue.Queue[str | None] = queue.Queue()
+        for pipe, q in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
+            threading.Thread(target=self._pump, args=(pipe, q), daemon=True).start()
+
+    @staticmethod
+    def _pump(pipe, q) -> None:
+        for line in pipe:
+            q.put(line)
+        q.put(None)
+
+    @staticmethod
+    def _next(q, what: str, timeout: float) -> str:
+        import queue
+
+        try:
+            line = q.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"no {what} within {timeout:g} s")
+        assert line is not None, f"the follower ended before its {what}"
+        return line
+
+    def ready(self, timeout: float = 30) -> int:
+        """Wait for the readiness line; returns N of "following from seq N"."""
+        line = self._next(self.err, "readiness line", timeout)
+        assert line.startswith("following from seq "), line
+        return int(line.split()[-1])
+
+    def event(self, timeout: float = 30) -> dict:
+        body = json.loads(self._next(self.out, "event", timeout))
+        assert body["ok"], body
+        return body["data"]
+
+    def close(self) -> None:
+        self.proc.kill()  # this process only, by its pid
+        self.proc.wait(timeout=10)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
+def test_audit_tail_follow_prints_other_processes_events(tower, db_path):
+    tower("init")
+    head = tower("audit", "head", "--json").data["seq"]
+    follower = Follower(db_path, "-n", "0")
+    try:
+        assert follower.ready() == head  # every event after it is printed
+        assert tower("task", "add", "seen live").code == 0
+        event = follower.event()
+        assert event["seq"] == head + 1 and event["event"] == "task.added"
+        assert event["details"]["title"] == "seen live"
+    finally:
+        follower.close()
+
+
+def test_audit_tail_follow_prints_a_backlog_at_once(tower, db_path):
+    """1,500 events in one commit: all printed on that one change, not 1,000 now and the rest
+    at the next commit (which may never come)."""
+    import asyncio
+
+    from core.conflict_rules import ConflictSpec
+    from store import Store
 
     tower("init")
-    follower = subprocess.Popen([sys.executable, "-m", "tui.cli", "--db", str(db_path), "audit", "tail", "-n", "0",
-                                 "--follow", "--json"], stdout=subprocess.PIPE, text=True, env=tower_env())
+    head = tower("audit", "head", "--json").data["seq"]
+    follower = Follower(db_path, "-n", "1")
     try:
-        assert tower("task", "add", "seen live").code == 0
-        ready, _, _ = select.select([follower.stdout], [], [], 20)
-        assert ready, "no event followed within 20 s"
-        event = __import__("json").loads(follower.stdout.readline())
-        assert event["ok"] and event["data"]["event"] == "task.added"
-        assert event["data"]["details"]["title"] == "seen live"
+        assert follower.ready() == head
+        assert follower.event()["seq"] == head  # the tail: -n 1
+
+        async def burst() -> None:
+            async with Store(db_path, actor="burst") as s:
+                await s.record_conflicts([ConflictSpec("unleased_write", f"f{i}.py", "wt") for i in range(1500)])
+
+        asyncio.run(burst())
+        assert [follower.event()["seq"] for _ in range(1500)] == list(range(head + 1, head + 1501))
     finally:
-        follower.kill()
-        follower.wait()
-        follower.stdout.close()
+        follower.close()
+
+
+async def test_audit_follow_misses_nothing_committed_between_its_reads(db_path):
+    """Another process commits right after each of the follower's reads (the worst moments):
+    from its first line on, the follower prints every event, in order, once."""
+    import asyncio
+
+    from store import Store
+    from tui.commands.audit import follow_log
+
+    async with Store(db_path, create=True, actor="other") as other:
+        for i in range(3):
+            await other.add_task(f"before {i}")
+
+        class Racing(Store):
+            """A real store on which another connection commits after each read, a few times."""
+
+            left = 8
+
+            async def _race(self) -> None:
+                if Racing.left > 0:
+                    Racing.left -= 1
+                    await other.add_task(f"raced {Racing.left}")
+
+            async def change_signal(self):
+                signal = await super().change_signal()
+                await self._race()
+                return signal
+
+            async def audit_head(self):
+                head = await super().audit_head()
+                await self._race()
+                return head
+
+            async def audit_tail(self, *args, **kwargs):
+                events = await super().audit_tail(*args, **kwargs)
+                await self._race()
+                return events
+
+            async def audit_after(self, *args, **kwargs):
+                events = await super().audit_after(*args, **kwargs)
+                await self._race()
+                return events
+
+        shown: list[int] = []
+        ready: list[int] = []
+        progress = asyncio.Event()
+
+        def show(e) -> None:
+            shown.append(e.seq)
+            progress.set()
+
+        async with Racing(db_path, actor="follower") as store:
+            task = asyncio.create_task(follow_log(store, 1, show, ready.append, interval=0.01))
+            try:
+                while True:
+                    progress.clear()
+                    head = (await other.audit_head())[0]
+                    if not Racing.left and shown and shown[-1] >= head:
+                        break
+                    assert not task.done(), task
+                    await asyncio.wait_for(progress.wait(), 15)  # the follower printed something
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        head = (await other.audit_head())[0]
+        assert ready and shown[0] == ready[0]  # -n 1: the tail is the head it announced
+        assert shown == list(range(shown[0], head + 1))

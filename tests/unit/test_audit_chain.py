@@ -17,6 +17,8 @@ from core.audit import (
     HASHED_FIELDS,
     KEY_BYTES,
     AuditKeyError,
+    Undecodable,
+    Unreadable,
     Finding,
     canonical,
     check_signature,
@@ -367,7 +369,7 @@ def test_malformed_rows_are_reported_not_raised(chain: list[Row]) -> None:
 
     null_sig = [dict(r) for r in chain]
     null_sig[3]["signature"] = None
-    assert_finding(verify(null_sig), 4, "forged")
+    assert_finding(verify(null_sig), 4, "edited", "signature is missing (NULL)")
 
 
 def test_deleted_row(chain: list[Row]) -> None:
@@ -530,3 +532,57 @@ def test_sqlite_rows_verify(chain: list[Row]) -> None:
     partial = db.execute("SELECT seq, entry_hash FROM audit ORDER BY seq")
     assert_finding(verify_chain(partial, KEY), 1, "edited", "has no signature")
     db.close()
+
+
+# -- damage that is not a clean edit: named, never raised ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("actor", Undecodable(b"mal\xfflory"), "actor is not valid UTF-8"),
+        ("details", Undecodable(b'{"x": "\xff"}'), "details is not valid UTF-8"),
+        ("actor", b"mallory", "actor is a blob, not text"),
+        ("task_id", b"\x07", "task_id is a blob, not an integer"),
+        ("ts", 12345, "ts is not text (12345)"),
+        ("task_id", "T7", "task_id is not an integer ('T7')"),
+        ("task_id", True, "task_id is not an integer (True)"),
+        ("event", None, "event is missing (NULL)"),
+        ("prev_hash", None, "prev_hash is missing (NULL)"),
+        ("entry_hash", 7.5, "entry_hash is not text (7.5)"),
+        ("details", "[" * 100_000 + "]" * 100_000, "details nested too deeply to read"),
+        ("details", "[1, 2]", "details is not a JSON object"),
+        ("details", '{"x": "\\ud800"}', "malformed (UnicodeEncodeError)"),
+    ],
+)
+def test_undecodable_and_mistyped_values_are_named(chain: list[Row], field: str, value: Any, why: str) -> None:
+    chain[6][field] = value
+    for locate in (None, locator(chain)):
+        assert_finding(verify(chain, locate=locate), 7, "edited", "seq 7 was edited", why)
+
+
+def test_a_missing_column_is_named(chain: list[Row]) -> None:
+    del chain[6]["ts"]
+    assert_finding(verify(chain), 7, "edited", "ts is missing (no such column)")
+
+
+def test_an_unreadable_log_is_named_where_reading_stopped(chain: list[Row]) -> None:
+    rows = [*chain[:5], Unreadable("database disk image is malformed"), *chain[5:]]
+    finding = assert_finding(verify(rows), 6, "unreadable", "after seq 5", "disk image is malformed")
+    assert verify(rows).checked == 5 and finding
+
+
+def test_a_huge_edited_row_is_not_searched_for_elsewhere(chain: list[Row]) -> None:
+    """The search for where a row moved re-hashes it up to 2,000 times: not for a tamperer's 1 MB."""
+    located: list[str] = []
+
+    def locate(entry_hash: str) -> int | None:
+        located.append(entry_hash)
+        return None
+
+    chain[6]["details"] = json.dumps({"x": "y" * 1_000_000})
+    assert_finding(verify(chain, locate=locate), 7, "edited", "no longer matches its hash")
+    assert located == []
+    chain[6]["details"] = json.dumps({"x": "y"})  # a small edit is still explained
+    assert_finding(verify(chain, locate=locate), 7, "edited")
+    assert located

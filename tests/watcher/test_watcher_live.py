@@ -13,7 +13,7 @@ import watchfiles
 from watchfiles._rust_notify import WatchfilesRustInternalError
 
 import core.watcher as watcher_mod
-from core.watcher import Fingerprint, Watcher, scan
+from core.watcher import Fingerprint, SnapshotUpdate, Watcher, scan
 from core.ignore import IgnoreRules
 from watcher_testkit import has, kinds, tree, wait_changes, write
 
@@ -282,3 +282,42 @@ async def test_writes_only_reconciliation_found_are_reported(tmp_path: Path, mak
     await wait_changes(it, has(("a", "a.py", "modified")))
     assert w.missed_by_events == 1
     assert any("file events are being missed" in m for m in w.warnings)
+
+
+async def test_snapshot_updates_never_run_ahead_of_the_changes_handed_out(tmp_path: Path, make_watcher) -> None:
+    """A consumer that stored the snapshot of a change it has not recorded yet would lose that
+    write for good if it died then (a restart reconciles against the stored snapshot)."""
+    root = tree(tmp_path / "a", {"a.py": "1"})
+    w = make_watcher({"a": root})
+    it = await started(w)  # the baseline is published, not yet handed out
+    assert w.take_snapshot_updates() == []
+    w.pause()
+    (root / "a.py").write_text("2")
+    (found,) = await asyncio.wait_for(w.rescan_now(), 10)
+    assert w.take_snapshot_updates() == []  # a.py's new content waits for its change
+    got = await wait_changes(it, has(("a", "a.py", "modified")))
+    assert got == [found]
+    (update,) = w.take_snapshot_updates()
+    assert update.replace and update.upserts["a.py"] == found.new  # the baseline, then the change
+
+
+async def test_each_batch_carries_the_snapshot_as_of_its_own_changes(tmp_path: Path, make_watcher) -> None:
+    root = tree(tmp_path / "a", {"a.py": "1"})
+    w = make_watcher({"a": root})
+    batches = w.batches()
+    await w.start()
+    await asyncio.wait_for(w.wait_ready(), 10)
+    w.pause()
+    (root / "a.py").write_text("22")
+    (second,) = await asyncio.wait_for(w.rescan_now(), 10)
+    (root / "a.py").write_text("333")
+    (third,) = await asyncio.wait_for(w.rescan_now(), 10)
+    assert w.published == 3
+    first = await anext(batches)
+    assert (first.seq, first.changes) == (1, []) and first.updates[0].replace
+    assert first.updates[0].upserts["a.py"] == second.old  # copied when published, not when read
+    b2, b3 = await anext(batches), await anext(batches)
+    assert (b2.seq, b2.changes, b3.seq, b3.changes) == (2, [second], 3, [third])
+    assert b2.updates == [SnapshotUpdate("a", False, {"a.py": second.new}, [])]
+    assert b3.updates == [SnapshotUpdate("a", False, {"a.py": third.new}, [])]
+    assert await w.settled() == 3

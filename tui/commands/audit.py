@@ -6,10 +6,13 @@ import json
 
 import click
 
-from core.display import printable_line as cell
+from core.display import printable, printable_line as cell
 from core.errors import BadInput, StoreUnusable
 from core.ids import format_id
-from tui.clikit import common_options, db_path, emit, json_mode, run
+from tui.clikit import common_options, emit, json_mode, run
+
+# events read per query while following: a backlog is printed page by page, at once
+FOLLOW_PAGE = 1000
 
 
 def event_line(e) -> str:
@@ -18,7 +21,50 @@ def event_line(e) -> str:
     where = " ".join(cell(x) for x in (e.worktree, e.path) if x)
     details = {k: v for k, v in e.details.items() if v not in (None, [], {})}
     extra = f" {cell(json.dumps(details, ensure_ascii=False, sort_keys=True))}" if details else ""
-    return f"{e.seq:>6} {cell(e.ts[11:23])} {cell(e.actor):<16} {cell(e.event):<20} {ids} {where}{extra}".rstrip()
+    damaged = f"  [damaged: {cell(e.damaged)}]" if e.damaged else ""
+    # stored text is agents' text: each field is made printable, so no control character
+    # reaches the terminal and no newline forges a row
+    line = f"{e.seq:>6} {cell(e.ts[11:23])} {cell(e.actor):<16} {cell(e.event):<20} {ids} {where}{extra}"
+    return line.rstrip() + damaged
+
+
+def gap_line(after: int, before: int) -> str:
+    missing = f"seq {after + 1}" if before == after + 2 else f"seq {after + 1}..{before - 1}"
+    return f"{'':>6} {missing} missing: run `tower audit verify`"
+
+
+def human_lines(events) -> list[str]:
+    """One line per event, and a line where seqs are missing (a damaged log)."""
+    out: list[str] = []
+    prev = None
+    for e in events:
+        if prev is not None and e.seq > prev + 1:
+            out.append(gap_line(prev, e.seq))
+        out.append(event_line(e))
+        prev = e.seq
+    return out
+
+
+async def follow_log(store, count: int, show, ready, *, page: int = FOLLOW_PAGE, interval: float = 0.1) -> None:
+    """Print the last ``count`` events, call ``ready(seq)``, then print every later event as it is
+    committed (until cancelled). From ``ready(seq)`` on, every event after ``seq`` is shown."""
+    # The change signal first, then the head: a commit after either wakes the loop below,
+    # and every event up to the head comes from the tail. (Reading the tail before the head
+    # lost what was committed between the two.)
+    signal = await store.change_signal()
+    last = (await store.audit_head())[0]
+    for e in await store.audit_tail(count, upto=last):
+        show(e)
+    ready(last)
+    while True:
+        while True:  # a backlog is printed now, page by page, not one page per commit
+            events = await store.audit_after(last, limit=page)
+            for e in events:
+                show(e)
+                last = max(last, e.seq)
+            if len(events) < page:
+                break
+        signal = await store.wait_for_change(signal, interval=interval)
 
 
 @click.group()
@@ -29,33 +75,33 @@ def audit() -> None:
 @audit.command("tail")
 @click.option("-n", "count", type=click.IntRange(0, 10_000_000), default=20, show_default=True,
               help="How many events.")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new events (JSON: one object per line).")
+@click.option("--follow", "-f", is_flag=True,
+              help="Keep printing new events (JSON: one object per line). Says 'following from seq N' "
+                   "on stderr once every later event will be printed.")
 @common_options
 def audit_tail(count, follow) -> None:
-    """Print the newest events."""
+    """Print the newest events (a row that cannot be decoded is printed as far as it can, marked)."""
     if count < 0:
         raise BadInput("-n must be >= 0")
     if not follow:
         events = run(lambda s: s.audit_tail(count))
-        emit(events, lambda: "\n".join(event_line(e) for e in events) or "audit log is empty")
+        emit(events, lambda: "\n".join(human_lines(events)) or "audit log is empty")
         return
 
+    as_json = json_mode()
+    last_shown: list[int | None] = [None]
+
     def show(e) -> None:
-        if json_mode():
-            click.echo(json.dumps({"ok": True, "data": e.model_dump(mode="json")}), nl=True)
+        if as_json:
+            click.echo(json.dumps({"ok": True, "data": e.model_dump(mode="json")}, ensure_ascii=False))
         else:
+            if last_shown[0] is not None and e.seq > last_shown[0] + 1:
+                click.echo(gap_line(last_shown[0], e.seq))
             click.echo(event_line(e))
+        last_shown[0] = e.seq
 
     async def body(s):
-        for e in await s.audit_tail(count):
-            show(e)
-        signal = await s.change_signal()
-        last = (await s.audit_head())[0]
-        while True:
-            signal = await s.wait_for_change(signal, interval=0.1)
-            for e in await s.audit_after(last):
-                show(e)
-                last = e.seq
+        await follow_log(s, count, show, lambda seq: click.echo(f"following from seq {seq}", err=True))
 
     try:
         run(body, reap=False)
@@ -92,7 +138,7 @@ def audit_verify(head) -> None:
         return
     f = result.finding
     raise StoreUnusable(
-        f"audit log damaged at seq {f.seq} ({f.reason}): {f.message}",
+        f"audit log damaged at seq {f.seq} ({f.reason}): {printable(f.message)}",
         code="audit_" + f.reason,
         data={"seq": f.seq, "reason": f.reason, "checked": result.checked},
     )

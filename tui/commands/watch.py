@@ -3,7 +3,7 @@
 Prints one line per conflict opened or resolved and per warning; with
 ``--json``, one ``{"ok": true, "data": {...}}`` object per line, where
 ``data.event`` is ``watching``, ``conflict.opened``, ``conflict.resolved``,
-``warning`` or ``stopped``. Runs until Ctrl-C or SIGTERM (exit 0).
+``warning`` or ``stopped``. Runs until Ctrl-C, SIGTERM or SIGHUP (exit 0).
 """
 
 from __future__ import annotations
@@ -17,12 +17,45 @@ import click
 from core.errors import BadInput, NotFound
 from core.ids import format_id
 from core.display import printable_line as cell
-from tui.clikit import common_options, emit, json_mode, log_to_stderr, person, run, say, to_data
+from tui.clikit import common_options, emit, json_mode, human_text, log_to_stderr, person, run, to_data
 from tui.watching import DEFAULT_RESCAN_INTERVAL
 
 
 def _line(data: dict) -> None:
-    click.echo(json.dumps({"ok": True, "data": to_data(data)}, ensure_ascii=False))
+    _say(json.dumps({"ok": True, "data": to_data(data)}, ensure_ascii=False))
+
+
+def _say(text: str) -> None:
+    """Print a line; once the terminal is gone (SIGHUP, a closed pipe) keep watching silently:
+    the store holds everything printed, and a dead terminal must not stop the watcher."""
+    try:
+        click.echo(text)
+    except OSError:  # EIO from a hung-up terminal, EPIPE
+        import os
+        import sys
+
+        try:  # Python's own flush at exit must not fail either
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # no real file behind stdout
+            pass
+
+
+def _tell(text: str) -> None:
+    """A human line: agents' text made printable, and the terminal may be gone."""
+    _say(human_text(text))
+
+
+def _stop_signals() -> list[signal.Signals]:
+    """SIGINT, SIGTERM and SIGHUP stop the watcher cleanly: a closed terminal (SIGHUP) would
+    otherwise kill it between storing a batch and reporting it. SIGHUP is left alone when it is
+    ignored (``nohup tower watch``)."""
+    out = [signal.SIGINT, signal.SIGTERM]
+    hup = getattr(signal, "SIGHUP", None)
+    if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
+        out.append(hup)
+    return out
 
 
 def conflict_text(action: str, c, reason: str | None = None) -> str:
@@ -44,7 +77,7 @@ def watch(rescan_interval: float, polling: bool, rebaseline: tuple[str, ...], ve
     """Watch every registered worktree and flag conflicting writes as they happen.
 
     Prints a line per conflict opened or resolved and per warning (--json: one
-    JSON object per line) until Ctrl-C or SIGTERM. See docs/watcher.md.
+    JSON object per line) until Ctrl-C, SIGTERM or SIGHUP. See docs/watcher.md.
     """
     if rebaseline:
         _rebaseline(list(rebaseline))
@@ -69,7 +102,7 @@ def watch(rescan_interval: float, polling: bool, rebaseline: tuple[str, ...], ve
                 data["reason"] = event.reason
             _line(data)
         else:
-            say(conflict_text(event.action, c, event.reason))
+            _tell(conflict_text(event.action, c, event.reason))
 
     def on_status(st: WatchStatus) -> None:
         for w in st.warnings:
@@ -78,7 +111,7 @@ def watch(rescan_interval: float, polling: bool, rebaseline: tuple[str, ...], ve
             if as_json:
                 _line({"event": "warning", "message": w, "status": st.status})
             else:
-                say(f"warning: {cell(w)}")
+                _tell(f"warning: {cell(w)}")
         shown.intersection_update(st.warnings)
         shown.update(st.warnings)
         if st.ready and announced[0] != st.worktrees:  # at start, and when worktrees come and go
@@ -89,14 +122,14 @@ def watch(rescan_interval: float, polling: bool, rebaseline: tuple[str, ...], ve
                        "rescan_interval": rescan_interval})
             else:
                 names = ", ".join(cell(n) for n in st.worktrees) or "none"
-                say(f"watching {len(st.worktrees)} worktree{'s' if len(st.worktrees) != 1 else ''}"
+                _tell(f"watching {len(st.worktrees)} worktree{'s' if len(st.worktrees) != 1 else ''}"
                            f" ({names}) with {mode}; rescan every {rescan_interval:g} s; Ctrl-C stops")
 
     async def body(store) -> None:
         service = WatchService(store, rescan_interval=rescan_interval, force_polling=True if polling else None,
                                on_conflict=on_conflict, on_status=on_status)
         loop = asyncio.get_running_loop()
-        signals = [s for s in (signal.SIGINT, signal.SIGTERM) if s is not None]
+        signals = _stop_signals()
         for sig in signals:
             try:
                 loop.add_signal_handler(sig, service.stop)
@@ -113,7 +146,7 @@ def watch(rescan_interval: float, polling: bool, rebaseline: tuple[str, ...], ve
         if as_json:
             _line({"event": "stopped", "opened": service.opened, "resolved": service.resolved})
         else:
-            say(f"stopped ({service.opened} opened, {service.resolved} resolved)")
+            _tell(f"stopped ({service.opened} opened, {service.resolved} resolved)")
 
     run(body, reap=False, actor="watcher")
 
