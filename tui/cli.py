@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "watch": "tui.commands.watch:watch",
     "hook": "tui.commands.hook:hook",
     "guard": "tui.commands.guard:guard",
+    "mcp": "tui.commands.mcp:mcp",
     "demo": "tui.commands.demo:demo",
 }
 
