@@ -69,9 +69,9 @@ def _explicit_db() -> str | None:
 
 
 @mcp.command("install")
-@click.argument("agent", metavar="AGENT", type=click.Choice(_AGENTS))
+@click.argument("kind", metavar="AGENT", type=click.Choice(_AGENTS))  # "agent" would clash with --agent
 @common_options
-def mcp_install(agent) -> None:
+def mcp_install(kind) -> None:
     """Register Tower's MCP server in a worktree's config for AGENT, keeping what is there.
 
     claude-code: .mcp.json; codex: .codex/config.toml; gemini: .gemini/settings.json;
@@ -81,18 +81,18 @@ def mcp_install(agent) -> None:
     from tui.services.guard import tower_program
     from tui.services.mcp_install import install
 
-    result = install(agent, _target_root(), tower_program(), _explicit_db(), opt("agent"))
+    result = install(kind, _target_root(), tower_program(), _explicit_db(), opt("agent"))
     emit(result, f"{'registered' if result['changed'] else 'already registered:'} Tower's MCP server"
-                 f" for {agent} in {result['config']}")
+                 f" for {kind} in {result['config']}")
 
 
 @mcp.command("uninstall")
-@click.argument("agent", metavar="AGENT", type=click.Choice(_AGENTS))
+@click.argument("kind", metavar="AGENT", type=click.Choice(_AGENTS))
 @common_options
-def mcp_uninstall(agent) -> None:
+def mcp_uninstall(kind) -> None:
     """Remove Tower's MCP server from a worktree's config for AGENT, and nothing else."""
     from tui.services.mcp_install import uninstall
 
-    result = uninstall(agent, _target_root())
+    result = uninstall(kind, _target_root())
     emit(result, f"removed Tower's MCP server from {result['config']}" if result["removed"]
          else f"Tower's MCP server is not in {result['config']}")
