@@ -5,6 +5,7 @@ Real repositories, the real `tower` command, real git running the hooks.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -46,17 +47,32 @@ def audit(cwd: Path, event: str) -> list[dict]:
     return [e for e in events if e["event"] == event]
 
 
+def with_store(db: Path, body):
+    """Run ``body(store)`` on the real store in-process (set-up without a subprocess per step)."""
+    from store import Store
+
+    async def main():
+        async with Store(db, actor="test") as s:
+            return await body(s)
+
+    return asyncio.run(main())
+
+
 @pytest.fixture
 def shop(repo: Path, tmp_path: Path):
     """main (alice, task T1 scope src/**, holds src/app.py) and wt-b (bob, task T2 scope src/**)."""
     assert tower("init", cwd=repo).code == 0
     wt = tmp_path / "wt-b"
     assert tower("worktree", "add", "wt-b", "--path", str(wt), cwd=repo).code == 0
-    assert tower("task", "add", "cart", "--scope", "src/**", cwd=repo).code == 0
-    assert tower("task", "add", "discounts", "--scope", "src/**", cwd=repo).code == 0
-    assert tower("task", "claim", cwd=repo, env={"TOWER_AGENT": "alice"}).code == 0
-    assert tower("claim", "L1", "src/app.py", cwd=repo, env={"TOWER_AGENT": "alice"}).code == 0
-    assert tower("task", "claim", cwd=wt, env={"TOWER_AGENT": "bob"}).code == 0
+
+    async def setup(s):
+        await s.add_task("cart", scope=["src/**"])
+        await s.add_task("discounts", scope=["src/**"])
+        await s.claim_task(agent="alice", worktree="main")
+        await s.claim_files(1, ["src/app.py"], agent="alice")
+        await s.claim_task(agent="bob", worktree="wt-b")
+
+    with_store(repo / ".git" / "tower" / "tower.db", setup)
     r = tower("--json", "guard", "install", cwd=repo)
     assert r.code == 0, r.stderr
     return repo, wt.resolve()
