@@ -97,6 +97,14 @@ def test_a_commit_touching_another_worktrees_claim_is_refused_naming_file_holder
     assert tower("audit", "verify", cwd=main).code == 0
 
 
+def test_commit_all_is_checked_through_gits_own_index(shop):
+    """`git commit -a` stages into a temporary index (GIT_INDEX_FILE) that the hook must read."""
+    main, wt = shop
+    (wt / "src" / "app.py").write_text("unstaged until commit -a\n")
+    r = commit(wt, "commit -a", agent="bob", extra=["-a"])
+    assert r.returncode != 0 and "src/app.py is claimed by L1" in r.stderr
+
+
 def test_check_answers_exit_4_with_the_refusals_as_json(shop):
     main, wt = shop
     (wt / "src" / "app.py").write_text("x\n")

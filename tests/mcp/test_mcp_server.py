@@ -206,6 +206,11 @@ async def test_request_approval_answers_pending_at_once_and_a_persons_decision_r
                                                     "wait_seconds": 0})
         assert (await bob.data("request_approval", {"kind": "command", "summary": "deploy", "key": "k1",
                                                     "wait_seconds": 0}))["id"] == again["id"]
+        # a key never answers for a different request: approved A1's decision cannot be borrowed
+        assert run_tower("approval", "approve", again["id"], cwd=main).code == 0
+        err = await bob.error("request_approval", {"kind": "command", "summary": "DROP DATABASE prod",
+                                                   "key": "k1", "wait_seconds": 0})
+        assert (err["exit_code"], err["code"]) == (4, "key_reused")
     events = [(e["event"], e["actor"], e["approval_id"]) for e in audit(main) if e["event"].startswith("approval.")]
     assert events[:4] == [("approval.requested", "bob", "A1"), ("approval.approved", events[1][1], "A1"),
                           ("approval.requested", "bob", "A2"), ("approval.rejected", events[3][1], "A2")]

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from core.errors import BadInput, TimedOut, TowerError
+from core.errors import BadInput, Refused, TimedOut, TowerError
 from core.ids import format_id, parse_id
 from core.vocab import APPROVAL_KINDS
 
@@ -365,6 +365,13 @@ class TowerTools:
         agent, worktree, _ = await self._who_am_i(store)
         approval = await store.request_approval(kind=kind, summary=summary or "", detail=detail, lease_id=lid,
                                                 key=key, requested_by=agent, worktree=worktree)
+        if key is not None and (approval.requested_by, approval.kind, approval.summary, approval.detail) != (
+                agent, kind, summary, detail):
+            # the key names another request (maybe another agent's, maybe already approved):
+            # answering with its decision would let an agent borrow a decision made for something else
+            raise Refused(f"key {key!r} belongs to {format_id('approval', approval.id)}, a different request:"
+                          " use a new key for a new request", code="key_reused",
+                          data={"approval_id": format_id("approval", approval.id)})
         return await self._answer(store, approval, self.approval_wait if wait is None else wait)
 
     async def _tool_approval_status(self, store, args) -> dict[str, Any]:
