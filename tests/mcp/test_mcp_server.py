@@ -232,28 +232,33 @@ async def test_request_approval_waits_for_a_quick_decision(shop):
         assert (await call)["status"] == "approved"
 
 
-@pytest.mark.parametrize("version", ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"])
-def test_the_server_speaks_the_protocol_versions_agents_use(shop, version):
-    """Codex offers 2025-06-18, Claude Code and Gemini CLI 2025-06-18 or 2025-11-25; older clients 2024-11-05."""
+def test_the_server_speaks_the_protocol_versions_agents_use(shop):
+    """Codex offers 2025-06-18, Gemini CLI 2025-06-18, Claude Code 2025-11-25; older clients 2024-11-05.
+    One server per version, started together."""
     main, _ = shop
     command, argv = server_command()
-    proc = subprocess.Popen([command, *argv], cwd=main, env=tower_env({"TOWER_AGENT": "alice"}),
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    versions = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"]
+    procs = [subprocess.Popen([command, *argv], cwd=main, env=tower_env({"TOWER_AGENT": "alice"}),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+             for _ in versions]
     try:
-        hello = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-                 "params": {"protocolVersion": version, "capabilities": {},
-                            "clientInfo": {"name": "test", "version": "1"}}}
-        proc.stdin.write((json.dumps(hello) + "\n").encode())
-        proc.stdin.flush()
-        answer = json.loads(proc.stdout.readline())
-        assert answer["result"]["protocolVersion"] == version
-        assert answer["result"]["serverInfo"]["name"] == "tower"
-        assert "tools" in answer["result"]["capabilities"]
+        for proc, version in zip(procs, versions):
+            hello = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                     "params": {"protocolVersion": version, "capabilities": {},
+                                "clientInfo": {"name": "test", "version": "1"}}}
+            proc.stdin.write((json.dumps(hello) + "\n").encode())
+            proc.stdin.flush()
+        for proc, version in zip(procs, versions):
+            answer = json.loads(proc.stdout.readline())
+            assert answer["result"]["protocolVersion"] == version
+            assert answer["result"]["serverInfo"]["name"] == "tower"
+            assert "tools" in answer["result"]["capabilities"]
     finally:
-        proc.stdin.close()
-        proc.wait(timeout=20)
-        proc.stdout.close()
-        proc.stderr.close()
+        for proc in procs:
+            proc.stdin.close()
+        for proc in procs:
+            proc.wait(timeout=30)
+            proc.stdout.close()
 
 
 def test_a_lone_surrogate_never_reaches_the_store(shop):
