@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from store.approvals import ApprovalVerbs
 from store.audit_log import AuditVerbs
+from store.channels import ChannelVerbs
 from store.conflicts import ConflictVerbs
 from store.tasks import TaskVerbs
 from store.views import ViewVerbs
 
 
-class Store(TaskVerbs, ApprovalVerbs, ConflictVerbs, AuditVerbs, ViewVerbs):
+class Store(TaskVerbs, ApprovalVerbs, ConflictVerbs, AuditVerbs, ViewVerbs, ChannelVerbs):
     """The store: open with ``async with Store(path)``; ``create=True`` for ``tower init``."""
 
 

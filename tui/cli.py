@@ -32,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "audit": "tui.commands.audit:audit",
     "watch": "tui.commands.watch:watch",
     "hook": "tui.commands.hook:hook",
+    "guard": "tui.commands.guard:guard",
+    "mcp": "tui.commands.mcp:mcp",
     "demo": "tui.commands.demo:demo",
 }
 
