@@ -106,6 +106,7 @@ class StoreBase:
         self.clock = clock
         self.create = create
         self.lock_timeout = lock_timeout
+        self.give_up_at: float | None = None  # monotonic: a caller's own deadline for lock waits
         self._conn: aiosqlite.Connection | None = None
         self._key: bytes = b""
         self._tx_lock = asyncio.Lock()
@@ -451,10 +452,16 @@ class _Patience:
     def __init__(self, store: StoreBase) -> None:
         self.store = store
         self.deadline = time.monotonic() + store.lock_timeout
+        self.cut_short = store.give_up_at is not None and store.give_up_at < self.deadline
+        if self.cut_short:
+            self.deadline = store.give_up_at
         self.delay = _BACKOFF_START
 
     async def pause(self) -> None:
         if time.monotonic() >= self.deadline:
+            if self.cut_short:
+                raise TimedOut(f"store {self.store.path} is locked by another process, still at this"
+                               " command's deadline", code="locked")
             raise TimedOut(
                 f"store {self.store.path} stayed locked for more than {self.store.lock_timeout:g}s",
                 code="locked",
