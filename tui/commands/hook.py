@@ -414,7 +414,7 @@ async def _ask(store, catcher, call: HookInput, policy, why: str, rel: str | Non
         left = wait.left()
         try:
             a = await wait_or_cancel(store, a.id, timeout=max(round(left, 1), 0.1), actor=requester,
-                                     catcher=catcher)
+                                     catcher=catcher, lease_id=a.lease_id)
         except Interrupted as exc:
             return "deny", f"Tower: {exc.message}"
     by = f" by {a.decided_by}" if a.decided_by else ""
@@ -626,6 +626,16 @@ def _deadline_warnings(policy) -> list[str]:
     return warnings
 
 
+def _rule_warnings(policy) -> list[str]:
+    """The built-in deny rules a policy file's own rules leave out (a file without [[rule]] keeps them)."""
+    if not policy.exists or policy.builtin_rules:
+        return []
+    return [f"{policy.source}'s rules replace the built-in ones and leave out the built-in deny rule"
+            f" \"{r.reason}\" (built-in rule {r.number}): copy it from the default policy"
+            " (docs/approvals.md) unless you mean to drop it"
+            for r in policy.dropped_deny_rules()]
+
+
 @hook.command("check")
 @click.option("--tool", default=None, help="Explain the decision for a call of this tool.")
 @click.option("--command", "command", default=None, help="… with this Bash command (implies --tool Bash).")
@@ -641,11 +651,14 @@ def hook_check(tool, command, path) -> None:
     from tui.clikit import db_path
 
     policy = load_policy(db_path().parent / POLICY_NAME)
-    warnings = _deadline_warnings(policy)
+    warnings = _rule_warnings(policy) + _deadline_warnings(policy)
     data: dict = {"policy": policy.source, "exists": policy.exists, "rules": len(policy.rules),
                   "default": policy.default, "ask_timeout": policy.ask_timeout,
                   "on_timeout": policy.ask_on_timeout, "warnings": warnings}
-    lines = [f"policy {policy.source}: {len(policy.rules)} rules, default {policy.default},"
+    rules = f"{len(policy.rules)} built-in rules (the file has no [[rule]])" if policy.builtin_rules and \
+        policy.exists else f"{len(policy.rules)} rules"
+    data["builtin_rules"] = policy.builtin_rules or not policy.exists
+    lines = [f"policy {policy.source}: {rules}, default {policy.default},"
              f" ask timeout {policy.ask_timeout:g}s then {policy.ask_on_timeout}"]
     lines += [f"warning: {w}" for w in warnings]
     if tool or command:
