@@ -668,18 +668,24 @@ def _runs_string(argv: list[Word]) -> str | None:
 
 
 def _guard(values: list[str]) -> str | None:
-    """Why this argv runs a person-only Tower verb: ``tower … approval approve``, ``… watch --rebaseline``."""
-    for k, v in enumerate(values):
-        if not (v.rsplit("/", 1)[-1] == "tower" or v == "tui.cli" or v.startswith("-mtui.cli")):
-            continue
-        rest = values[k + 1:]
-        for a, b in zip(rest, rest[1:]):
-            if (a, b) in _PERSON_ONLY:
-                return GUARD_REASON
-        if "watch" in rest:
-            after = rest[rest.index("watch") + 1:]
-            if any(t == "--rebaseline" or t.startswith("--rebaseline=") for t in after):
-                return GUARD_REASON
+    """Why this argv runs a person-only Tower verb: ``tower … approval approve``, ``… watch --rebaseline``.
+
+    Any word that names Tower (``tower``, ``/x/tower``, ``-m tui.cli``) followed, anywhere after it,
+    by a person-only pair of words. One pass: a long argv costs linear time.
+    """
+    tower_at = next((k for k, v in enumerate(values)
+                     if v.rsplit("/", 1)[-1] == "tower" or v == "tui.cli" or v.startswith("-mtui.cli")), None)
+    if tower_at is None:
+        return None
+    watch_at = None
+    for k in range(tower_at + 1, len(values)):
+        v = values[k]
+        if k + 1 < len(values) and (v, values[k + 1]) in _PERSON_ONLY:
+            return GUARD_REASON
+        if v == "watch" and watch_at is None:
+            watch_at = k
+        elif watch_at is not None and (v == "--rebaseline" or v.startswith("--rebaseline=")):
+            return GUARD_REASON
     return None
 
 

@@ -130,14 +130,14 @@ async def keep_lease_alive(store, lease_id: int) -> None:
     if info.status != "active":
         return
     interval = max(info.ttl / 3, 0.2)
-    while True:
-        await asyncio.sleep(interval)
+    while True:  # a first beat at once: the agent may have spent most of its ttl before asking
         try:
             await store.heartbeat(lease_id, token=info.token, agent=info.agent)
         except (Refused, NotFound):
             return
         except TimedOut:
-            continue  # the store is busy right now: the next beat tries again
+            pass  # the store is busy right now: the next beat tries again
+        await asyncio.sleep(interval)
 
 
 async def wait_or_cancel(store, approval_id: int, *, timeout: float | None, actor: str | None,
