@@ -74,7 +74,7 @@ def cli(ctx: click.Context, no_watch: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if hookguard.is_hook(args):
+    if hookguard.is_hook(args) and not {"-h", "--help"} & set(args):
         # one decision on stdout and exit 0 whatever happens (see tui/hookguard.py)
         hookguard.run(lambda: cli.main(args=args, prog_name="tower", standalone_mode=False))
     try:
