@@ -145,7 +145,7 @@ async def store_latency(db: Path) -> list[float]:
                 waiter.stdin.flush()
                 assert waiter.stdout.readline().strip() == "waiting"
                 await asyncio.sleep(random.uniform(0.0, 0.1))  # land anywhere in the 50 ms poll
-                await s.decide_approval(a.id, approve=True, actor="bench")
+                await s.decide_approval(a.id, approve=True, actor="person:bench")
                 committed = time.time()
                 seen = json.loads(waiter.stdout.readline())
                 out.append(seen["seen"] - committed)
@@ -166,7 +166,7 @@ async def cli_latency(db: Path, repo: Path, runs: int) -> list[float]:
             try:
                 assert "pending: waiting" in proc.stderr.readline()
                 await asyncio.sleep(random.uniform(0.0, 0.1))
-                await s.decide_approval(a.id, approve=True, actor="bench")
+                await s.decide_approval(a.id, approve=True, actor="person:bench")
                 committed = time.monotonic()
                 proc.wait(timeout=30)
                 out.append(time.monotonic() - committed)
