@@ -105,7 +105,7 @@ def test_timeout_expires_and_a_late_decision_is_refused(procs, db, tmp_path, tow
     assert events(db, aid) == ["approval.requested", "approval.expired", "approval.decision_refused"]
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_signal_while_waiting_cancels_the_request(procs, db, tmp_path, tower, sig, code):
     proc = procs.spawn("--db", str(db), "approval", "request", "-k", "command", "-s", "long job", "--wait",
                        cwd=tmp_path, env={"TOWER_AGENT": "agent-a"})

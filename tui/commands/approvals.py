@@ -49,7 +49,7 @@ def approval_line(a) -> str:
 
 
 class Interrupted(TowerError):
-    """The waiting process got SIGINT or SIGTERM: exit 128 + the signal number."""
+    """The waiting process got SIGINT, SIGTERM or SIGHUP: exit 128 + the signal number."""
 
     code = "interrupted"
 
@@ -59,7 +59,7 @@ class Interrupted(TowerError):
 
 
 class SignalCatcher:
-    """While entered, SIGINT and SIGTERM cancel the guarded wait instead of killing us.
+    """While entered, SIGINT, SIGTERM and SIGHUP cancel the guarded wait instead of killing us.
 
     A signal that arrives outside :meth:`guard` (while the request is being
     filed, or while it is being cancelled) is remembered and acted on at the
@@ -67,7 +67,8 @@ class SignalCatcher:
     short by a second Ctrl-C.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    # SIGHUP too: a closed terminal must not leave the request pending for nobody
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -145,7 +146,7 @@ async def wait_or_cancel(store, approval_id: int, *, timeout: float | None, acto
     """Wait for the decision.
 
     The requester (``owner``) expires its request on timeout, cancels it on
-    SIGINT/SIGTERM (raising Interrupted), and keeps ``lease_id`` alive while it
+    SIGINT/SIGTERM/SIGHUP (raising Interrupted), and keeps ``lease_id`` alive while it
     waits. Anyone else only watches: a timeout is TimedOut (exit 5) with the
     request still pending, a signal is Interrupted with nothing changed.
     """
