@@ -81,15 +81,18 @@ def test_a_lone_surrogate_anywhere_is_denied_with_a_well_formed_answer(project, 
 # -- the process itself in trouble --------------------------------------------------------
 
 
-def test_a_broken_install_still_denies(project, tmp_path):
-    """An import that fails before the command line is even built (here: click) is a deny, not a traceback."""
-    shadow = tmp_path / "shadow" / "click"
+@pytest.mark.parametrize("module", ["click", "aiosqlite"])
+def test_a_broken_install_still_denies(project, tmp_path, module):
+    """An import that fails before the command line is even built (click), or halfway through a call
+    (aiosqlite, when a write needs the store), is a deny naming it, not a traceback."""
+    claim_task(project, "agent-a")
+    shadow = tmp_path / "shadow" / module
     shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text("raise ImportError('click is broken in this test')\n")
+    (shadow / "__init__.py").write_text(f"raise ImportError('{module} is broken in this test')\n")
     env = {"PYTHONPATH": f"{tmp_path / 'shadow'}:{tower_env()['PYTHONPATH']}"}
-    decision, reason = answered(run_hook(bash("ls", project), project, env=env))
+    decision, reason = answered(run_hook(write(project / "src" / "n.py", project), project, env=env))
     assert decision == "deny"
-    assert "ImportError" in reason and "click is broken" in reason
+    assert "ImportError" in reason and f"{module} is broken" in reason
 
 
 def test_a_bad_option_is_a_deny_not_a_usage_error(project):

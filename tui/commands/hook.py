@@ -105,6 +105,14 @@ class Limits:
         self.budget = min(2.0, deadline / 4)
 
 
+def _where(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    at = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb is not None else ""
+    return f"{type(exc).__name__}: {exc}{at}"
+
+
 def _explicit_db() -> Path | None:
     explicit = opt("db") or os.environ.get("TOWER_DB")
     return Path(explicit).expanduser().absolute() if explicit else None
