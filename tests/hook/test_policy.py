@@ -282,8 +282,11 @@ def test_check_warns_about_dropped_deny_rules(repo):
     denies = [r for r in default_policy().rules if r.decision == "deny"]
     assert len(warnings) == len(denies) - 1, human.stdout
     assert any("force-pushing" in w for w in warnings) and not any("filesystem root" in w for w in warnings)
+    assert all("tower hook check --defaults" in w for w in warnings)
     path.write_text('rule = []\n')
     assert len(run_tower("--json", "hook", "check", cwd=repo).data["warnings"]) == len(denies)
+    printed = run_tower("hook", "check", "--defaults", cwd=repo)
+    assert printed.code == 0 and printed.stdout == DEFAULT_POLICY
 
 
 def test_agents_names_are_validated_and_default_to_towers_own():

@@ -639,8 +639,8 @@ def _rule_warnings(policy) -> list[str]:
     if not policy.exists or policy.builtin_rules:
         return []
     return [f"{policy.source}'s rules replace the built-in ones and leave out the built-in deny rule"
-            f" \"{r.reason}\" (built-in rule {r.number}): copy it from the default policy"
-            " (docs/approvals.md) unless you mean to drop it"
+            f" \"{r.reason}\" (built-in rule {r.number}): copy it from `tower hook check --defaults`"
+            " unless you mean to drop it"
             for r in policy.dropped_deny_rules()]
 
 
@@ -648,15 +648,21 @@ def _rule_warnings(policy) -> list[str]:
 @click.option("--tool", default=None, help="Explain the decision for a call of this tool.")
 @click.option("--command", "command", default=None, help="… with this Bash command (implies --tool Bash).")
 @click.option("--path", "path", default=None, help="… on this repo-relative path.")
+@click.option("--defaults", is_flag=True, help="Print the built-in policy (what `tower init` writes) and exit.")
 @common_options
-def hook_check(tool, command, path) -> None:
+def hook_check(tool, command, path, defaults) -> None:
     """Validate the policy file (exit 2 naming the bad line), and explain a decision.
 
     Also warns (exit 0) when the policy's ask timeout outlasts the deadline of
-    the hook installed in this worktree's .claude/settings(.local).json.
+    the hook installed in this worktree's .claude/settings(.local).json, and
+    when the file's own rules leave out a built-in deny rule.
     """
-    from core.policy import load_policy
+    from core.policy import DEFAULT_POLICY, load_policy
     from tui.clikit import db_path
+
+    if defaults:
+        emit({"policy": DEFAULT_POLICY}, DEFAULT_POLICY.rstrip("\n"))
+        return
 
     policy = load_policy(db_path().parent / POLICY_NAME)
     warnings = _rule_warnings(policy) + _deadline_warnings(policy)
