@@ -74,8 +74,8 @@ def answer(decision: str, reason: str) -> None:
         return
     if decision not in ("allow", "deny", "ask"):
         decision, reason = "deny", f"Tower hook: not a decision {decision!r} ({reason})"
+    _disarm()  # first: the watchdog must not cut the answer in half, nor exit before it is out
     _answered = True
-    _disarm()  # the watchdog must not cut the answer in half
     data = encode(decision, reason)
     try:
         view = memoryview(data)
@@ -106,6 +106,8 @@ def _on_signal(signum, frame) -> None:
 
 
 def _on_alarm(signum, frame) -> None:
+    if _answered:
+        return  # the answer is being written (its alarms were disarmed first)
     now = time.monotonic()
     if _hard_deadline is not None and now >= _hard_deadline - 0.001:
         # past this point Claude Code may kill the hook and run the call: answer now, from here
