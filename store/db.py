@@ -155,6 +155,7 @@ class StoreBase:
         self.create = create
         # one bound on every wait for the write lock: the writer gate and SQLite's lock together
         self.lock_timeout = default_lock_timeout() if lock_timeout is None else lock_timeout
+        self.give_up_at: float | None = None  # monotonic: a caller's own deadline for lock waits
         self._conn: aiosqlite.Connection | None = None
         self._key: bytes = b""
         self._tx_lock = asyncio.Lock()
@@ -536,10 +537,16 @@ class _Patience:
         self.store = store
         self.timeout = store.lock_timeout if timeout is None else timeout
         self.deadline = time.monotonic() + self.timeout
+        self.cut_short = store.give_up_at is not None and store.give_up_at < self.deadline
+        if self.cut_short:
+            self.deadline = store.give_up_at
         self.delay = _BACKOFF_START
 
     async def pause(self) -> None:
         if time.monotonic() >= self.deadline:
+            if self.cut_short:
+                raise TimedOut(f"store {self.store.path} is locked by another process, still at this"
+                               " command's deadline", code="locked")
             raise TimedOut(
                 f"store {self.store.path} stayed locked for more than {self.timeout:g}s",
                 code="locked",

@@ -165,6 +165,43 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX changed_files_key ON changed_files(worktree, path);
     CREATE INDEX changed_files_by_path ON changed_files(path);
     """,
+    # 3: an approval's idempotency key belongs to its requester: the same key from
+    # two requesters names two requests (it was unique across everyone, so one
+    # agent's key could answer another agent's request with an old decision).
+    # SQLite cannot drop a column's UNIQUE: the table is rebuilt, ids kept.
+    """
+    CREATE TABLE approvals_v3 (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind         TEXT NOT NULL CHECK (kind IN ('command','write','merge','custom')),
+        summary      TEXT NOT NULL,
+        detail       TEXT NOT NULL DEFAULT '{}',
+        status       TEXT NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending','approved','rejected','expired','cancelled')),
+        requested_by TEXT NOT NULL,
+        worktree     TEXT,
+        lease_id     INTEGER REFERENCES leases(id),
+        task_id      INTEGER REFERENCES tasks(id),
+        idem_key     TEXT,
+        created_at   REAL NOT NULL,
+        decided_at   REAL,
+        decided_by   TEXT,
+        reason       TEXT
+    );
+    INSERT INTO approvals_v3 (id, kind, summary, detail, status, requested_by, worktree, lease_id, task_id,
+                              idem_key, created_at, decided_at, decided_by, reason)
+        SELECT id, kind, summary, detail, status, requested_by, worktree, lease_id, task_id,
+               idem_key, created_at, decided_at, decided_by, reason FROM approvals ORDER BY id;
+    -- the next id continues after every id ever handed out, as before
+    INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'approvals_v3', seq FROM sqlite_sequence WHERE name = 'approvals'
+        AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'approvals_v3');
+    UPDATE sqlite_sequence SET seq = max(seq, ifnull((SELECT seq FROM sqlite_sequence WHERE name = 'approvals'), 0))
+        WHERE name = 'approvals_v3';
+    DROP TABLE approvals;
+    ALTER TABLE approvals_v3 RENAME TO approvals;
+    CREATE INDEX approvals_by_status ON approvals(status, id);
+    CREATE UNIQUE INDEX approvals_one_per_key ON approvals(requested_by, idem_key) WHERE idem_key IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -200,6 +200,10 @@ class TaskVerbs(StoreBase):
         sql = _LEASE_SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY l.id"
         return [lease_from_row(r) for r in await self._fetchall(sql, tuple(params))]
 
+    async def is_lease_holder(self, name: str) -> bool:
+        """True when ``name`` has held a lease in this store: it is an agent's name."""
+        return await self._fetchone("SELECT 1 FROM leases WHERE agent = ? LIMIT 1", (name,)) is not None
+
     async def lease_worktree_path(self, lease_id: int) -> str | None:
         """Where the lease's worktree lives (None if it names none); NotFound for an unknown lease."""
         row = await self._fetchone(
@@ -724,7 +728,9 @@ class TaskVerbs(StoreBase):
         details: dict[str, Any] | None = None,
     ) -> None:
         lease = tx.lease
-        await self._audit(event, actor=agent or lease["agent"], task_id=lease["task_id"], lease_id=lease["id"],
+        # who acted: the caller (its --agent, else the store's actor), never the lease's
+        # holder by default: someone else finishing alice's lease is not alice
+        await self._audit(event, actor=agent or self.actor, task_id=lease["task_id"], lease_id=lease["id"],
                           worktree=lease["worktree"], path=path, details=details, now=tx.now)
 
     async def _task_row(self, task_id: int) -> sqlite3.Row:

@@ -10,13 +10,19 @@ import importlib
 import os
 import sys
 
+from tui import hookguard  # noqa: E402 - first: it answers for the hook if anything below fails
+
 # Tower uses no pydantic plugins; looking for them scans every installed
 # package's entry points (~8 ms) on each command.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
-import click  # noqa: E402
+try:
+    import click  # noqa: E402
 
-from tui.clikit import check_text, common_options, fail, report  # noqa: E402
+    from tui.clikit import check_text, common_options, fail, report  # noqa: E402
+except BaseException as exc:  # a broken install: an agent's hook must still deny, not crash
+    hookguard.broken_install(exc)
+    raise
 
 # name -> "module:attribute"; the help order is this order
 COMMANDS: dict[str, str] = {
@@ -70,6 +76,9 @@ def cli(ctx: click.Context, no_watch: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if hookguard.is_hook(args) and not {"-h", "--help"} & set(args):
+        # one decision on stdout and exit 0 whatever happens (see tui/hookguard.py)
+        hookguard.run(lambda: cli.main(args=args, prog_name="tower", standalone_mode=False))
     try:
         for n, arg in enumerate(args, 1):
             check_text(arg, f"argument {n}")
