@@ -42,6 +42,7 @@ from textual.binding import Binding
 from textual.color import Color
 from textual.containers import Grid
 from textual.filter import Monochrome
+from textual.geometry import Size
 from textual.notifications import Notification, Notify, SeverityLevel
 from textual.widget import Widget
 from textual.widgets import Footer, Input
@@ -307,13 +308,13 @@ class TowerApp(App[None]):
         await self.store.close()
 
     def on_resize(self, event: events.Resize) -> None:
-        self._apply_layout()
+        self._apply_layout(event.size)
 
-    def _apply_layout(self) -> None:
+    def _apply_layout(self, size: Size | None = None) -> None:
         """The grid of five panes when there is room; one pane at a time with tabs when not."""
         if not self.screen_stack:
             return
-        width, height = self.size
+        width, height = size or self.size
         compact = width < self.COMPACT_WIDTH or height < self.COMPACT_HEIGHT
         if compact != self.compact or not self._layout_set:
             self.compact = compact

@@ -113,6 +113,30 @@ def _hex(color: Color) -> str:
     return color.hex[:7]
 
 
+def _luminance(c: Color) -> float:
+    def channel(v: int) -> float:
+        x = v / 255
+        return x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * channel(c.r) + 0.7152 * channel(c.g) + 0.0722 * channel(c.b)
+
+
+def contrast(a: Color, b: Color) -> float:
+    """WCAG contrast ratio of two colours (1 to 21)."""
+    la, lb = _luminance(a), _luminance(b)
+    return (max(la, lb) + 0.05) / (min(la, lb) + 0.05)
+
+
+def readable(color: Color, background: Color, text: Color, least: float) -> Color:
+    """``color``, moved towards the theme's text colour until it reads on ``background``
+    with at least ``least`` contrast (some themes' accents are pale on their own surface)."""
+    for step in range(21):
+        candidate = color.blend(text, step / 20)
+        if contrast(candidate, background) >= least:
+            return candidate
+    return text
+
+
 def use_theme(variables: Mapping[str, str]) -> None:
     """Derive every cell style from a theme's CSS variables (``App.get_css_variables()``)."""
     global S_ID, S_DIM, S_MUTED, S_TEXT, S_BOLD, S_OK, S_WARN, S_BAD, S_INFO, S_BUSY, S_KEY
@@ -120,14 +144,20 @@ def use_theme(variables: Mapping[str, str]) -> None:
 
     surface = _color(variables.get("surface"), Color(20, 26, 33))
     fg = _color(variables.get("foreground"), Color(214, 221, 230))
-    # alpha blends of the foreground over the pane's background: readable on dark and light alike
-    muted = _hex(surface.blend(fg, 0.66))
-    dim = _hex(surface.blend(fg, 0.5))
+    if contrast(fg, surface) < 4.5:  # a theme whose text does not read on its own surface
+        fg = readable(fg, surface, surface.get_contrast_text(1.0), 4.5)
+
+    def tone(name: str, least: float) -> str:
+        return _hex(readable(_color(variables.get(name), fg), surface, fg, least))
+
+    # blends of the foreground over the pane's background, never fainter than readable
+    muted = _hex(readable(surface.blend(fg, 0.66), surface, fg, 4.5))
+    dim = _hex(readable(surface.blend(fg, 0.5), surface, fg, 3.0))
     text = _hex(fg)
-    ok = _hex(_color(variables.get("text-success"), fg))
-    warn = _hex(_color(variables.get("text-warning"), fg))
-    bad = _hex(_color(variables.get("text-error"), fg))
-    info = _hex(_color(variables.get("text-primary"), fg))
+    ok = tone("text-success", 3.0)
+    warn = tone("text-warning", 3.0)
+    bad = tone("text-error", 3.0)
+    info = tone("text-primary", 3.0)
     primary = _color(variables.get("primary"), fg)
     warning = _color(variables.get("warning"), fg)
     error = _color(variables.get("error"), fg)

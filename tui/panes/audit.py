@@ -274,9 +274,12 @@ class AuditTail(ScrollView, can_focus=True):
         super().watch_scroll_y(old, new)
         if self._programmatic:
             return
-        if new < old and self.follow:
-            self.follow = False  # the person scrolled up: stop moving under their eyes
-        elif new > old and not self.follow and new >= self.max_scroll_y:
+        at_bottom = new >= self.max_scroll_y
+        if new < old and self.follow and not at_bottom:
+            # the person scrolled up: stop moving under their eyes. (A resize or a shorter
+            # list also moves scroll_y down, to the new bottom: that is not scrolling up.)
+            self.follow = False
+        elif new > old and not self.follow and at_bottom:
             self.follow = True
 
     def watch_follow(self, follow: bool) -> None:

@@ -81,6 +81,18 @@ def cell(text: object, style: Any = "", *, justify: str = "left") -> Text:
     return Text(printable_line(text), style=style, no_wrap=True, overflow="ellipsis", justify=justify, end="")
 
 
+def same_cell(a: object, b: object) -> bool:
+    """Rich's ``Text ==`` ignores the text's own style: a cell that only changed colour
+    (a request decided, the theme switched) would never be redrawn."""
+    if isinstance(a, Text) and isinstance(b, Text):
+        return a.plain == b.plain and a.style == b.style and a.spans == b.spans
+    return a == b
+
+
+def same_cells(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(same_cell(x, y) for x, y in zip(a, b))
+
+
 def fit_columns(columns: list[Col], naturals: dict[str, int], width: int, pad: int) -> dict[str, int]:
     """Which columns to show in ``width`` cells, and how wide: every fixed column at its
     natural width (bounded by its ``width``), the flexible ones sharing the rest; columns
@@ -402,10 +414,10 @@ class TablePane(Vertical, Generic[R]):
                 if old is None:
                     table.add_row(*cells, key=key)
                     self._shown[key] = cells
-                elif old != cells:
+                elif not same_cells(old, cells):
                     merged = []
                     for col, before, after in zip(shown_cols, old, cells):
-                        if before != after:
+                        if not same_cell(before, after):
                             table.update_cell(key, col.key, after)
                             merged.append(after)
                         else:

@@ -101,6 +101,9 @@ class DetailScreen(ModalScreen[None]):
         Binding("a", "approve", "Approve", id="detail-approve"),
         Binding("r", "reject", "Reject", id="detail-reject"),
         Binding("x", "ack", "Acknowledge", id="detail-ack"),
+        # the related rows have the arrows; the page keys scroll the details themselves
+        Binding("pageup", "scroll('page_up')", "Page up", show=False, priority=True),
+        Binding("pagedown", "scroll('page_down')", "Page down", show=False, priority=True),
     ]
 
     class Loaded(Message):
@@ -178,7 +181,7 @@ class DetailScreen(ModalScreen[None]):
         shown = bool(message.links)
         self.query_one("#detail-related").display = shown
         links.display = shown
-        if shown and self.focused is None:
+        if shown and self.focused is not links:
             links.focus()
         self.refresh_bindings()
 
@@ -401,6 +404,10 @@ class DetailScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+    def action_scroll(self, how: str) -> None:
+        box = self.query_one("#detail-box", VerticalScroll)
+        getattr(box, f"scroll_{how}")(animate=False)
 
     def action_approve(self) -> None:
         if self.pending_approval:
