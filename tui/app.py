@@ -211,6 +211,9 @@ class TowerApp(App[None]):
         self._wake = asyncio.Event()
         self._known_approvals: dict[int, str] | None = None  # id -> status last seen
         self._known_conflicts: set[int] | None = None
+        self._policy_read: tuple | None = None  # (policy file mtime, ask timeout)
+        self._hook_sources: dict[int, str] = {}  # pending approval id -> the hook that filed it
+        self._hook_wait: float | None = None
         self._current_pane = "queue"
         self._binding_state: tuple = ()
         self._burst = Burst()
@@ -402,12 +405,13 @@ class TowerApp(App[None]):
         tasks = await store.view_queue()
         leases = await store.view_leases()
         approvals = await store.view_approvals()
+        sources = await store.approval_sources(a.id for a in approvals if a.status == "pending")
         conflicts = await store.view_conflicts()
         tail = await store.audit_range(max(head - TAIL_PRELOAD + 1, 1), head) if head else []
         self.post_message(StoreChanged([
             TasksChanged(tasks, full=True),
             LeasesChanged(leases, full=True),
-            ApprovalsChanged(approvals, full=True),
+            ApprovalsChanged(approvals, full=True, sources=sources, ask_timeout=await self._ask_timeout()),
             ConflictsChanged(conflicts, full=True),
             CountsChanged(counts),
             AuditAppended(1, head, tail, initial=True),
@@ -428,13 +432,39 @@ class TowerApp(App[None]):
         if touched.leases:
             facts.append(LeasesChanged(await store.view_leases(touched.leases)))
         if touched.approvals:
-            facts.append(ApprovalsChanged(await store.view_approvals(touched.approvals)))
+            rows = await store.view_approvals(touched.approvals)
+            sources = await store.approval_sources(a.id for a in rows if a.status == "pending")
+            facts.append(ApprovalsChanged(rows, sources=sources,
+                                          ask_timeout=await self._ask_timeout() if sources else None))
         if touched.conflicts:
             facts.append(ConflictsChanged(await store.view_conflicts(touched.conflicts)))
         facts.append(AuditAppended(events[0].seq, events[-1].seq, events))
         facts.append(CountsChanged(await store.counts()))
         self.post_message(StoreChanged(facts))
         return events[-1].seq
+
+    async def _ask_timeout(self) -> float | None:
+        """How long a hook waits for a person (the policy beside the store), re-read when the file changes."""
+        from core.gitrepo import POLICY_NAME
+
+        path = self.db_path.parent / POLICY_NAME
+
+        def read() -> tuple[float | None, float | None]:
+            try:
+                mtime = path.stat().st_mtime_ns
+            except OSError:
+                mtime = None
+            if self._policy_read is not None and self._policy_read[0] == mtime:
+                return self._policy_read
+            from core.policy import load_policy
+
+            try:
+                return (mtime, load_policy(path, cache=False).ask_timeout)
+            except Exception:  # noqa: BLE001 - an invalid policy: the hook denies; no deadline to show
+                return (mtime, None)
+
+        self._policy_read = await asyncio.to_thread(read)
+        return self._policy_read[1]
 
     def wake(self) -> None:
         """Look for changes now rather than at the next poll (after our own writes)."""
@@ -558,11 +588,17 @@ class TowerApp(App[None]):
     @while_running
     def on_leases_changed(self, message: LeasesChanged) -> None:
         self.leases_pane.apply(message.rows, full=message.full)
-        if self.approvals_pane.pending_count:
-            self.approvals_pane.tick()  # a request's deadline follows its lease
 
     @while_running
     def on_approvals_changed(self, message: ApprovalsChanged) -> None:
+        if message.full:
+            self._hook_sources = {}
+        self._hook_sources.update(message.sources)
+        for row in message.rows:
+            if row.status != "pending":
+                self._hook_sources.pop(row.id, None)
+        if message.ask_timeout is not None:
+            self._hook_wait = message.ask_timeout
         pane = self.approvals_pane
         pane.apply(message.rows, full=message.full)
         known = self._known_approvals
@@ -1087,16 +1123,23 @@ class TowerApp(App[None]):
     # -- deadlines -------------------------------------------------------------------------
 
     def approval_deadline(self, row: ApprovalRow) -> float | None:
-        """When a pending request ends without a person: its own deadline if the store has one,
-        else the end of the lease it belongs to (a request dies with its lease)."""
+        """When a pending request ends without a person: its own deadline if the store keeps
+        one; for a request a hook filed, when the hook stops waiting (the policy's ask
+        timeout from the request); else None (its requester waits until someone decides,
+        or gives up at a time only it knows)."""
         own = getattr(row, "expires_at", None)
         if own is not None:
             return own
-        if row.lease_id is not None:
-            lease = self.leases_pane.records.get(lid(row.lease_id))
-            if lease is not None:
-                return lease.expires_at
+        if row.id in self._hook_sources and self._hook_wait is not None:
+            return row.created_at + self._hook_wait
         return None
+
+    def approval_deadline_note(self, row: ApprovalRow) -> str:
+        """What happens at the deadline, in words (for the details)."""
+        source = self._hook_sources.get(row.id)
+        if source is not None:
+            return f"then the {source} hook stops waiting and answers on its own"
+        return "then it ends without a decision"
 
 
 @dataclass

@@ -309,17 +309,33 @@ class TestEndingsAndDeadlines:
             assert "A1" in app.approvals_pane.shown_keys
 
     async def test_each_pending_request_shows_its_time_left(self, db):
-        clock = Clock(T0 + 30)
-        await seed_busy(db, clock=lambda: T0)
-        app = make_app(db, clock=clock)
+        """A request a hook filed ends when the hook stops waiting (the policy's ask timeout);
+        one filed from a shell has no deadline the store knows of, and says so."""
+        (db.parent / "policy.toml").write_text('default = "ask"\n[ask]\ntimeout = 300\n')
+        async with Store(db, create=True, actor="person:lead", clock=lambda: T0) as s:
+            await s.request_approval(kind="command", summary="git push --force", requested_by="claude-a",
+                                     detail={"source": "claude-code", "tool": "Bash", "command": "git push -f"})
+            await s.request_approval(kind="custom", summary="may I?", requested_by="script")
+            await s.request_approval(kind="custom", summary="damaged", requested_by="script",
+                                     detail={"source": "claude-code"})
+        con = sqlite3.connect(db)  # a damaged detail names no hook, and breaks nothing
+        con.execute("UPDATE approvals SET detail = '{not json' WHERE id = 3")
+        con.commit()
+        con.close()
+        app = make_app(db, clock=Clock(T0 + 30))
         async with app.run_test(size=SIZE) as pilot:
             await ready(pilot)
-            # A1 belongs to L1 (900 s from T0), A2 to L2 (60 s): a request ends with its lease
-            assert app.approvals_pane.table.get_cell("A1", "left").plain == "14m30s"
-            assert app.approvals_pane.table.get_cell("A2", "left").plain == "30s"
+            assert app.approvals_pane.table.get_cell("A1", "left").plain == "4m30s"
+            assert app.approvals_pane.table.get_cell("A2", "left").plain == ""
+            assert app.approvals_pane.table.get_cell("A3", "left").plain == ""
             await pilot.press("3", "enter")
             await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.pending_approval)
-            assert "unless someone decides (in 14m30s)" in screen_text(app)
+            await wait_for(pilot, lambda: "(in 4m30s) unless someone decides:" in screen_text(app))
+            assert "the claude-code hook stops" in " ".join(screen_text(app).split())
+            await pilot.press("escape", "j", "enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.ident == 2
+                           and app.screen.pending_approval)
+            assert "none known: it waits until someone decides" in screen_text(app)
 
 
 # -- 5. NO_COLOR -------------------------------------------------------------------------------------

@@ -154,7 +154,12 @@ class DetailScreen(ModalScreen[None]):
     async def load(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
         loader = getattr(self, f"_load_{self.kind}")
-        body, links, pending, open_conflict = await loader(store)
+        try:
+            body, links, pending, open_conflict = await loader(store)
+        except Exception as exc:  # noqa: BLE001 - a row the store cannot read: say so, keep the screen
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            body, links, pending, open_conflict = (
+                _text(f"cannot read {KINDS[self.kind](self.ident)}: {message}", theme.S_BAD), [], False, False)
         self.post_message(self.Loaded(body, links, pending, open_conflict))
 
     @on(Loaded)
@@ -224,14 +229,15 @@ class DetailScreen(ModalScreen[None]):
                 out.append(Link("conflict", c.id, f"{c.kind}: {c.path}"))
         return out
 
-    def _deadline(self, approval_id: int) -> float | None:
+    def _deadline(self, approval_id: int) -> tuple[float | None, str]:
         app: Any = self.app
         try:
-            pane = app.approvals_pane
-        except Exception:  # noqa: BLE001
-            return None
-        row = pane.records.get(aid(approval_id))
-        return pane.deadline(row) if row is not None and row.status == "pending" else None
+            row = app.approvals_pane.records.get(aid(approval_id))
+            if row is None or row.status != "pending":
+                return None, ""
+            return app.approval_deadline(row), app.approval_deadline_note(row)
+        except Exception:  # noqa: BLE001 - the main screen is closing
+            return None, ""
 
     # -- loaders (run in the worker) -------------------------------------------------
 
@@ -297,15 +303,16 @@ class DetailScreen(ModalScreen[None]):
     async def _load_approval(self, store) -> tuple[RenderableType, list[Link], bool, bool]:
         a = await store.get_approval(self.ident)
         status = _text(a.status, theme.APPROVAL_STATUS_STYLE.get(a.status, theme.S_TEXT))
-        deadline = self._deadline(a.id) if a.status == "pending" else None
+        waits = None
         if a.status == "pending":
-            waits = "waits for a person"
-            if deadline is not None:
+            deadline, note = self._deadline(a.id)
+            ends_with = f", and with its lease {lid(a.lease_id)}" if a.lease_id is not None else ""
+            if deadline is None:
+                waits = f"none known: it waits until someone decides (or its requester gives up){ends_with}"
+            else:
                 left = deadline - self.app.clock()  # type: ignore[attr-defined]
-                waits = (f"ends {full_time(deadline)} unless someone decides (in {duration(left)})" if left > 0
-                         else "ends now unless someone decides")
-        else:
-            waits = None
+                when = f"{full_time(deadline)} (in {duration(left)})" if left > 0 else "now"
+                waits = f"{when} unless someone decides: {note}"
         parts: list[RenderableType] = [
             _text(a.summary, theme.S_BOLD),
             _grid([
