@@ -168,17 +168,17 @@ class TowerApp(App[None]):
 
     HELP_ROWS: ClassVar[list[tuple[str, str, str]]] = [
         ("Move", "tab / shift+tab", "next / previous pane"),
-        ("Move", "1 2 3 4 5", "Queue, Leases, Approvals (oldest waiting), Conflicts, Audit"),
-        ("Move", "n", "the next request waiting for you, from anywhere"),
+        ("Move", "1 2 3 4 5", "a pane (3: the oldest request waiting)"),
+        ("Move", "n", "the next request waiting, from anywhere"),
         ("Move", "↑ ↓ / j k", "move in the pane (g / G: first / last)"),
-        ("Move", "enter", "details; in details, enter opens a related row"),
+        ("Move", "enter", "details (there, enter opens a related row)"),
         ("Act", "a", "approve the selected request"),
         ("Act", "r", "reject it: a dialog asks for the reason"),
-        ("Act", "x", "acknowledge the selected conflict (also in its details)"),
-        ("Act", "ctrl+p", "command palette: retry / cancel a task, reap, verify the audit, theme …"),
+        ("Act", "x", "acknowledge the selected conflict"),
+        ("Act", "ctrl+p", "palette: retry, cancel, reap, verify, theme …"),
         ("View", "/", "filter the current pane (escape clears)"),
-        ("View", "f", "audit: follow the tail on / off (scrolling up pauses, End resumes)"),
-        ("App", "?  q", "this help · quit (asks first while approvals wait)"),
+        ("View", "f", "audit: follow the tail on / off (End resumes)"),
+        ("App", "?  q", "this help · quit (asks while requests wait)"),
     ]
 
     def __init__(
@@ -833,6 +833,12 @@ class TowerApp(App[None]):
         if action in self.MAIN_SCREEN_ACTIONS:
             if len(self.screen_stack) != 1 or isinstance(self.focused, Input):
                 return False  # a dialog, the palette or a filter line has the keys: let them type
+        if self.compact and action in ("approve", "reject", "ack_conflict", "toggle_follow"):
+            # one pane on screen and a narrow footer: only the keys of that pane
+            home = {"approve": "approvals", "reject": "approvals", "ack_conflict": "conflicts",
+                    "toggle_follow": "audit"}[action]
+            if self.current_pane != home:
+                return False
         if action in ("approve", "reject"):
             row = self._selected_approval()
             if row is None:
@@ -915,7 +921,7 @@ class TowerApp(App[None]):
         self.audit_tail.toggle_follow()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.HELP_ROWS))
+        self.push_screen(HelpScreen(self.HELP_ROWS, compact=self.compact))
 
     def action_approve(self) -> None:
         pane = self.approvals_pane
@@ -968,8 +974,9 @@ class TowerApp(App[None]):
 
         noun = "approval is" if waiting == 1 else "approvals are"
         dialog = ConfirmDialog("Quit Tower?", f"{waiting} {noun} waiting: quit anyway?",
-                               details=[("", "Agents waiting for a decision keep waiting until their "
-                                             "own deadline.")], confirm="quit", id="confirm-quit")
+                               details=[("", "They stay pending: their agents keep waiting (until they give up "
+                                             "on their own), and `tower` shows them again.")],
+                               confirm="quit", id="confirm-quit")
         self.push_screen(dialog, answered)
 
     def on_table_pane_selected(self, message: TablePane.Selected) -> None:

@@ -335,7 +335,7 @@ class TestEndingsAndDeadlines:
             await pilot.press("escape", "j", "enter")
             await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.ident == 2
                            and app.screen.pending_approval)
-            assert "none known: it waits until someone decides" in screen_text(app)
+            assert "none known: it waits for a decision" in screen_text(app)
 
 
 # -- 5. NO_COLOR -------------------------------------------------------------------------------------

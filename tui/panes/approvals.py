@@ -51,7 +51,7 @@ class ApprovalsPane(TablePane[ApprovalRow]):
         Col("kind", "Kind", 7, drop=4),
         Col("summary", "Summary", 0, 30),
         Col("from", "From", 32, 8, drop=3),
-        Col("left", "Left", 8, drop=2),
+        Col("left", "Left", 8, drop=2, hide_empty=True),
         Col("age", "When", 8),
     ]
 

@@ -48,6 +48,7 @@ class Col:
     width: int = 0  # the most it takes (0: flexible, it takes whatever the others leave)
     min_width: int = 0  # the least it gets before it is dropped or cut (0: its label's width)
     drop: int = 0  # 0: always shown; when space runs out the highest number goes first
+    hide_empty: bool = False  # not shown while none of the rows has anything in it
 
     @property
     def flexible(self) -> bool:
@@ -339,15 +340,20 @@ class TablePane(Vertical, Generic[R]):
         if not width:
             return self._widths or {c.key: c.least for c in self.COLUMNS}
         naturals: dict[str, int] = {}
+        columns = []
         for i, col in enumerate(self.COLUMNS):
             if col.flexible:
+                columns.append(col)
                 continue
-            widest = len(col.label)
+            widest = 0
             for cells in rows.values():
                 widest = max(widest, cell_len(cells[i].plain))
-            naturals[col.key] = widest
+            if col.hide_empty and not widest:
+                continue
+            columns.append(col)
+            naturals[col.key] = max(widest, len(col.label))
         # 1 cell for the scrollbar gutter, so the table never scrolls sideways
-        return fit_columns(self.COLUMNS, naturals, width - 1, 2 * table.cell_padding)
+        return fit_columns(columns, naturals, width - 1, 2 * table.cell_padding)
 
     def col_width(self, key: str) -> int:
         """The current width of a column (the flexible one changes with the pane)."""

@@ -44,7 +44,8 @@ class ConfirmDialog(ModalScreen[bool]):
                 for i, (label, value) in enumerate(self.details):
                     if i:
                         body.append("\n")
-                    body.append(f"{label:<13}", theme.S_MUTED)
+                    if label:
+                        body.append(f"{label:<13}", theme.S_MUTED)
                     body.append(printable_line(value), theme.S_TEXT)
                 yield Static(body, id="confirm-details")
             keys = Text()

@@ -12,7 +12,7 @@ shown with control characters made visible and never as markup.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from rich.console import Group, RenderableType
@@ -39,6 +39,18 @@ class Link:
     kind: str
     ident: int
     label: str
+
+
+@dataclass
+class View:
+    """What a loader found: the facts, the raw JSON (shown below the related rows), the
+    related rows, and what can be done here."""
+
+    body: RenderableType
+    links: list[Link] = field(default_factory=list)
+    raw: RenderableType | None = None
+    pending_approval: bool = False
+    open_conflict: bool = False
 
 
 def _ts(value: Any) -> str:
@@ -107,13 +119,13 @@ class DetailScreen(ModalScreen[None]):
     ]
 
     class Loaded(Message):
-        def __init__(self, body: RenderableType, links: list[Link], pending_approval: bool,
-                     open_conflict: bool) -> None:
+        def __init__(self, view: View) -> None:
             super().__init__()
-            self.body = body
-            self.links = links
-            self.pending_approval = pending_approval
-            self.open_conflict = open_conflict
+            self.body = view.body
+            self.raw = view.raw
+            self.links = view.links
+            self.pending_approval = view.pending_approval
+            self.open_conflict = view.open_conflict
 
     def __init__(self, kind: str, ident: int) -> None:
         super().__init__(classes="detail")
@@ -130,6 +142,7 @@ class DetailScreen(ModalScreen[None]):
             yield Static(Text("loading…", style=theme.S_DIM), id="detail-body")
             yield Static(Text("\nRelated (enter opens)", style=theme.S_KEY), id="detail-related")
             yield OptionList(id="detail-links")
+            yield Static(id="detail-raw")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -155,18 +168,20 @@ class DetailScreen(ModalScreen[None]):
         store = self.app.store  # type: ignore[attr-defined]
         loader = getattr(self, f"_load_{self.kind}")
         try:
-            body, links, pending, open_conflict = await loader(store)
+            view = await loader(store)
         except Exception as exc:  # noqa: BLE001 - a row the store cannot read: say so, keep the screen
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            body, links, pending, open_conflict = (
-                _text(f"cannot read {KINDS[self.kind](self.ident)}: {message}", theme.S_BAD), [], False, False)
-        self.post_message(self.Loaded(body, links, pending, open_conflict))
+            view = View(_text(f"cannot read {KINDS[self.kind](self.ident)}: {message}", theme.S_BAD))
+        self.post_message(self.Loaded(view))
 
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
         self.pending_approval = message.pending_approval
         self.open_conflict = message.open_conflict
         self.query_one("#detail-body", Static).update(message.body)
+        raw = self.query_one("#detail-raw", Static)
+        raw.update(message.raw if message.raw is not None else "")
+        raw.display = message.raw is not None
         box = self.query_one("#detail-box")
         keys = []
         if message.pending_approval:
@@ -241,7 +256,7 @@ class DetailScreen(ModalScreen[None]):
 
     # -- loaders (run in the worker) -------------------------------------------------
 
-    async def _load_task(self, store) -> tuple[RenderableType, list[Link], bool, bool]:
+    async def _load_task(self, store) -> View:
         t = await store.get_task(self.ident)
         leases = await store.list_leases(all=True, task_id=self.ident)
         parts: list[RenderableType] = [
@@ -275,9 +290,9 @@ class DetailScreen(ModalScreen[None]):
                  for lease in leases]
         links += [Link("task", d, "a dependency") for d in t.depends_on]
         links += self._approval_links(task_id=t.id) + self._conflict_links(task_id=t.id)
-        return Group(*parts), links, False, False
+        return View(Group(*parts), links)
 
-    async def _load_lease(self, store) -> tuple[RenderableType, list[Link], bool, bool]:
+    async def _load_lease(self, store) -> View:
         lease = await store.get_lease(self.ident)
         parts: list[RenderableType] = [
             _text(f"{tid(lease.task_id)}  {lease.task_title or ''}", theme.S_BOLD),
@@ -298,17 +313,18 @@ class DetailScreen(ModalScreen[None]):
         ]
         links = [Link("task", lease.task_id, lease.task_title or "")]
         links += self._approval_links(lease_id=lease.id) + self._conflict_links(lease_id=lease.id)
-        return Group(*parts), links, False, False
+        return View(Group(*parts), links)
 
-    async def _load_approval(self, store) -> tuple[RenderableType, list[Link], bool, bool]:
+    async def _load_approval(self, store) -> View:
         a = await store.get_approval(self.ident)
-        status = _text(a.status, theme.APPROVAL_STATUS_STYLE.get(a.status, theme.S_TEXT))
+        status = _text(a.status if a.status == "pending" else f"{a.status}",
+                       theme.S_WARN if a.status == "pending" else theme.APPROVAL_STATUS_STYLE.get(a.status,
+                                                                                                   theme.S_TEXT))
         waits = None
         if a.status == "pending":
             deadline, note = self._deadline(a.id)
-            ends_with = f", and with its lease {lid(a.lease_id)}" if a.lease_id is not None else ""
             if deadline is None:
-                waits = f"none known: it waits until someone decides (or its requester gives up){ends_with}"
+                waits = "none known: it waits for a decision (or until its requester gives up)"
             else:
                 left = deadline - self.app.clock()  # type: ignore[attr-defined]
                 when = f"{full_time(deadline)} (in {duration(left)})" if left > 0 else "now"
@@ -330,16 +346,15 @@ class DetailScreen(ModalScreen[None]):
             _section("Detail"),
             _fields(a.detail) if a.detail else Text("(none)", style=theme.S_DIM),
         ]
-        if a.detail:
-            parts += [_section("Raw detail (JSON)"), _json(a.detail)]
+        raw = Group(_section("Raw detail (JSON)"), _json(a.detail)) if a.detail else None
         links = []
         if a.lease_id is not None:
             links.append(Link("lease", a.lease_id, f"{a.requested_by}@{a.worktree or '-'}"))
         if a.task_id is not None:
             links.append(Link("task", a.task_id, "the task it was asked for"))
-        return Group(*parts), links, a.status == "pending", False
+        return View(Group(*parts), links, raw, pending_approval=a.status == "pending")
 
-    async def _load_conflict(self, store) -> tuple[RenderableType, list[Link], bool, bool]:
+    async def _load_conflict(self, store) -> View:
         c = await store.get_conflict(self.ident)
         parts: list[RenderableType] = [
             _text(f"{c.kind}: {c.path}", theme.S_BAD),
@@ -355,8 +370,10 @@ class DetailScreen(ModalScreen[None]):
                 ("closed", f"{_ts(c.closed_at)} by {c.closed_by}" if c.closed_at else None),
             ]),
         ]
+        raw = None
         if c.detail:
-            parts += [_section("Detail"), _fields(c.detail), _section("Raw detail (JSON)"), _json(c.detail)]
+            parts += [_section("Detail"), _fields(c.detail)]
+            raw = Group(_section("Raw detail (JSON)"), _json(c.detail))
         links = []
         if c.lease_id is not None:
             links.append(Link("lease", c.lease_id, f"in {c.worktree}"))
@@ -364,17 +381,16 @@ class DetailScreen(ModalScreen[None]):
             links.append(Link("lease", c.other_lease_id, f"in {c.other_worktree or '-'} (the claim's holder)"))
         if c.task_id is not None:
             links.append(Link("task", c.task_id, "the task of the write"))
-        return Group(*parts), links, False, c.status == "open"
+        return View(Group(*parts), links, raw, open_conflict=c.status == "open")
 
-    async def _load_audit(self, store) -> tuple[RenderableType, list[Link], bool, bool]:
+    async def _load_audit(self, store) -> View:
         try:
             events = await store.audit_events([self.ident])
         except Exception as exc:  # noqa: BLE001 - a damaged row: say so, do not crash the screen
-            return (_text(f"seq {self.ident} cannot be read ({type(exc).__name__}) — run `tower audit verify`",
-                          theme.S_BAD), [], False, False)
+            return View(_text(f"seq {self.ident} cannot be read ({type(exc).__name__}) — run `tower audit verify`",
+                              theme.S_BAD))
         if not events:
-            return (_text(f"seq {self.ident} is missing from the log — run `tower audit verify`", theme.S_BAD),
-                    [], False, False)
+            return View(_text(f"seq {self.ident} is missing from the log — run `tower audit verify`", theme.S_BAD))
         e = events[0]
         parts: list[RenderableType] = [
             _text(e.event, theme.event_style(e.event)),
@@ -405,7 +421,7 @@ class DetailScreen(ModalScreen[None]):
         conflict = (e.details or {}).get("conflict")
         if isinstance(conflict, str) and conflict[:1] in "Cc" and conflict[1:].isdigit():
             links.append(Link("conflict", int(conflict[1:]), "the conflict it concerns"))
-        return Group(*parts), links, False, False
+        return View(Group(*parts), links)
 
     # -- actions -----------------------------------------------------------------------
 
