@@ -217,11 +217,13 @@ class TowerApp(App[None]):
         self._current_pane = "queue"
         self._binding_state: tuple = ()
         self._burst = Burst()
-        self._announcement: Notification | None = None
+        self._channels: dict[str, Notification] = {}  # the toast showing per channel
         self._held: list[Notification] = []  # toasts kept off a dialog, shown once it closes
         self._title = ""
         self._notify_kind: str | None = None
-        self.settings_path: Path | None = settings.default_path() if settings_path is ... else settings_path  # type: ignore[assignment]
+        # ... (the default): the user's config dir; None: no settings file at all
+        self.settings_path: Path | None = (settings.default_path() if settings_path is ...  # type: ignore[assignment]
+                                           else settings_path)
         self.settings = settings.Settings.load(self.settings_path)
         for t in theme.THEMES:
             self.register_theme(t)
@@ -641,7 +643,8 @@ class TowerApp(App[None]):
 
     @while_running
     def on_action_done(self, message: ActionDone) -> None:
-        self.toast(message.text, title="decision recorded" if message.approval_id else "done")
+        self.toast(message.text, title="decision recorded" if message.approval_id else "done",
+                   channel="feedback")
         self.sync_bindings()
 
     @while_running
@@ -650,7 +653,7 @@ class TowerApp(App[None]):
             self.approvals_pane.mark(message.approval_id, None)
         if message.conflict_id is not None:
             self.conflicts_pane.mark(message.conflict_id, False)
-        self.toast(message.text, title="not done", severity="error", timeout=10)
+        self.toast(message.text, title="not done", severity="error", timeout=10, channel="feedback")
         self.sync_bindings()
 
     @while_running
@@ -723,23 +726,25 @@ class TowerApp(App[None]):
         title = " · ".join(titles)
         severity: SeverityLevel = "error" if burst.conflicts or burst.ended else "warning"
         text = "\n".join(lines)
-        self.toast(text, title=title, severity=severity, timeout=10, announcement=True)
+        self.toast(text, title=title, severity=severity, timeout=10, channel="announce")
         self.bells += 1
         self.bell()
         self.desktop_notify(title, " · ".join(lines[:2]))
 
     def toast(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
-              timeout: float | None = None, announcement: bool = False) -> None:
+              timeout: float | None = None, channel: str | None = None) -> None:
         """A notification: always plain text (stored text is never markup, and its control
-        characters are made visible), held back while a dialog is open, and for
-        announcements, one at a time (a new one replaces the last)."""
+        characters are made visible), held back while a dialog is open, and one at a time
+        per ``channel`` ("announce": what needs the person; "feedback": what a key did):
+        a new one replaces the last, so a burst never stacks up over the panes."""
         note = Notification("\n".join(printable_line(line) for line in message.splitlines()),
                             printable_line(title), severity,
                             self.NOTIFICATION_TIMEOUT if timeout is None else timeout, markup=False)
-        if announcement:
-            if self._announcement is not None:
-                self._drop_toast(self._announcement)
-            self._announcement = note
+        if channel is not None:
+            old = self._channels.get(channel)
+            if old is not None:
+                self._drop_toast(old)
+            self._channels[channel] = note
         if len(self.screen_stack) > 1:
             self._held = [n for n in self._held if n is not note]
             self._held.append(note)
@@ -763,7 +768,7 @@ class TowerApp(App[None]):
         elif self._held:
             held, self._held = self._held, []
             for note in held:
-                if not note.has_expired or note is self._announcement:
+                if not note.has_expired or note is self._channels.get("announce"):
                     note.raised_at = time.time() if note.has_expired else note.raised_at
                     self.post_message(Notify(note))
 
@@ -863,7 +868,8 @@ class TowerApp(App[None]):
         if why is None:
             return True
         self.toast(f"{why}.\nNothing done: move (↑ ↓, n) to choose a row, then press {key} again.",
-                   title="the selection changed under the cursor", severity="warning", timeout=8)
+                   title="the selection changed under the cursor", severity="warning", timeout=8,
+                   channel="feedback")
         self.bell()
         return False
 
@@ -898,7 +904,7 @@ class TowerApp(App[None]):
         pane = self.approvals_pane
         waiting = pane.pending_keys()
         if not waiting:
-            self.toast("no request is waiting for a decision", title="approvals")
+            self.toast("no request is waiting for a decision", title="approvals", channel="feedback")
             return
         here = self.current_pane == "approvals" and len(self.screen_stack) == 1
         key = pane.cursor_key
@@ -1003,7 +1009,7 @@ class TowerApp(App[None]):
         row = self.approvals_pane.records.get(aid(approval_id))
         if row is None or row.status != "pending":
             self.toast(f"{aid(approval_id)} is not waiting any more" + (f": {ended_how(row)}" if row else ""),
-                       title="nothing done", severity="warning")
+                       title="nothing done", severity="warning", channel="feedback")
             return
 
         def answered(yes: bool | None) -> None:
@@ -1012,7 +1018,7 @@ class TowerApp(App[None]):
                 return
             if now is None or now.status != "pending":
                 self.toast(f"{aid(approval_id)} " + (ended_how(now) if now else "is gone") + " meanwhile",
-                           title="nothing done", severity="warning")
+                           title="nothing done", severity="warning", channel="feedback")
                 return
             self.approve_approval(approval_id)
 
@@ -1032,7 +1038,7 @@ class TowerApp(App[None]):
             now = pane.records.get(aid(approval_id))
             if reason and now is not None and now.status != "pending":
                 self.toast(f"{aid(approval_id)} {ended_how(now)} meanwhile", title="nothing done",
-                           severity="warning")
+                           severity="warning", channel="feedback")
                 return
             if reason:
                 pane.mark(approval_id, "rejecting…")
@@ -1073,7 +1079,8 @@ class TowerApp(App[None]):
     def confirm_cancel_task(self, task_id: int) -> None:
         row = self.queue_pane.records.get(tid(task_id))
         if row is None or row.status not in ("pending", "leased"):
-            self.toast(f"{tid(task_id)} is not open any more", title="nothing done", severity="warning")
+            self.toast(f"{tid(task_id)} is not open any more", title="nothing done", severity="warning",
+                       channel="feedback")
             return
 
         def answered(yes: bool | None) -> None:

@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.NoArgsIsHelpError as exc:
         # a group without its command (`tower task`): its help, as help, not folded into one line
         if json_mode() or "--json" in args:
-            code = fail("usage", f"{exc.ctx.command_path}: which command? ({', '.join(exc.ctx.command.list_commands(exc.ctx))})", 2)
+            names = ", ".join(exc.ctx.command.list_commands(exc.ctx))
+            code = fail("usage", f"{exc.ctx.command_path}: which command? ({names})", 2)
         else:
             click.echo(exc.ctx.get_help(), err=True)
             code = 2

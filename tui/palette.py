@@ -67,7 +67,8 @@ class TowerCommands(Provider):
 
     async def discover(self) -> Hits:
         for text, command, help_text in self._commands():
-            yield DiscoveryHit(plain(text), command, text=printable_line(text), help=plain(help_text))  # type: ignore[arg-type]
+            yield DiscoveryHit(plain(text), command, text=printable_line(text),
+                               help=plain(help_text))  # type: ignore[arg-type]
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)

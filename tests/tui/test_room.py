@@ -71,9 +71,10 @@ class TestTheRowThePersonSaw:
             await run_cli(db, "approval", "approve", "A2", agent=None)
             await seen_status(pilot, "A2", "approved")
             head = await read(db, lambda s: s.audit_head())
-            await pilot.press("a")
+            await pilot.press("a", "a")
             await pilot.pause(0.2)
             assert await status_of(db, 1) == "pending"
+            assert len([t for t, _ in toasts(app) if "selection changed" in t]) == 1  # one at a time
             assert await read(db, lambda s: s.audit_head()) == head  # nothing written at all
             assert any("A2 was approved" in message for _, message in toasts(app))
             assert app.approvals_pane.cursor_key == "A2"  # it shows what became of A2

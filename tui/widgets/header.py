@@ -178,7 +178,8 @@ class AlertBar(Static):
             if counts.pending_approvals:
                 n = plural(counts.pending_approvals, "approval")
                 variants.append([
-                    [(f" ● {n} waiting for you", "bold"), (" — n selects the next, then a approve · r reject ", "")],
+                    [(f" ● {n} waiting for you", "bold"),
+                     (" — n selects the next, then a approve · r reject ", "")],
                     [(f" ● {n} waiting", "bold"), (" — n, then a / r ", "")],
                     [(f" ● {n}", "bold"), (" n ", "")],
                 ])
