@@ -85,12 +85,16 @@ def cell(text: object, style: Any = "", *, justify: str = "left") -> Text:
 def same_cell(a: object, b: object) -> bool:
     """Rich's ``Text ==`` ignores the text's own style: a cell that only changed colour
     (a request decided, the theme switched) would never be redrawn."""
+    if a is b:
+        return True
     if isinstance(a, Text) and isinstance(b, Text):
         return a.plain == b.plain and a.style == b.style and a.spans == b.spans
     return a == b
 
 
 def same_cells(a: tuple, b: tuple) -> bool:
+    if a is b:
+        return True
     return len(a) == len(b) and all(same_cell(x, y) for x, y in zip(a, b))
 
 
@@ -239,7 +243,7 @@ class TablePane(Vertical, Generic[R]):
         self.clock = clock
         self.records: dict[str, R] = {}
         self._shown: dict[str, tuple] = {}  # key -> the visible columns' cells, as the table holds them
-        self._cells: dict[str, tuple[R, int, tuple]] = {}  # key -> (record, epoch, cells)
+        self._cells: dict[str, tuple[R, int, tuple, tuple]] = {}  # key -> (record, epoch, cells, widths)
         self._epoch = 0  # bumped when something other than the record changes how rows look
         self._theme_generation = theme.GENERATION
         self._widths: dict[str, int] = {}  # the shown columns and their widths
@@ -341,13 +345,12 @@ class TablePane(Vertical, Generic[R]):
             return self._widths or {c.key: c.least for c in self.COLUMNS}
         naturals: dict[str, int] = {}
         columns = []
+        widths = [self._widths_of(key, cells) for key, cells in rows.items()]
         for i, col in enumerate(self.COLUMNS):
             if col.flexible:
                 columns.append(col)
                 continue
-            widest = 0
-            for cells in rows.values():
-                widest = max(widest, cell_len(cells[i].plain))
+            widest = max((w[i] for w in widths), default=0)
             if col.hide_empty and not widest:
                 continue
             columns.append(col)
@@ -453,8 +456,15 @@ class TablePane(Vertical, Generic[R]):
         if cached is not None and cached[0] is record and cached[1] == self._epoch:
             return cached[2]
         cells = self.cells(record, now)
-        self._cells[key] = (record, self._epoch, cells)
+        self._cells[key] = (record, self._epoch, cells, tuple(cell_len(c.plain) for c in cells))
         return cells
+
+    def _widths_of(self, key: str, cells: tuple) -> tuple:
+        """Each cell's width (kept with the cached cells: the columns are refitted on every sync)."""
+        cached = self._cells.get(key)
+        if cached is not None and cached[2] is cells:
+            return cached[3]
+        return tuple(cell_len(c.plain) for c in cells)
 
     def restyle(self) -> None:
         """Something a row's look depends on (besides the record) changed: redraw."""
