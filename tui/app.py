@@ -55,7 +55,7 @@ from store import Store
 from store.views import ApprovalRow, ConflictRow
 from tui import settings, terminal, theme
 from tui.changes import touched_by
-from tui.format import aid, cid, ellipsize, lid, tid
+from tui.format import aid, cid, ellipsize, tid
 from tui.messages import (
     ActionDone,
     ActionFailed,

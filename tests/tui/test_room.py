@@ -31,7 +31,6 @@ from tui_helpers import (
     wait_for,
 )
 from tui import theme
-from tui.app import TowerApp
 from tui.screens.confirm import ConfirmDialog
 from tui.screens.detail import DetailScreen
 from tui.screens.help import HelpScreen
