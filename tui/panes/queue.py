@@ -74,7 +74,8 @@ class QueuePane(TablePane[TaskRow]):
     def follows(self, before: TaskRow, after: TaskRow) -> bool:
         # a selected task that finishes sinks to the done section: the cursor stays with
         # the work in progress instead of following it there and hiding the leased ones
-        return _RANK[shown_status(before)] == _RANK[shown_status(after)]
+        finished = _RANK["done"]
+        return not (_RANK[shown_status(after)] == finished and _RANK[shown_status(before)] < finished)
 
     def search_text(self, t: TaskRow) -> str:
         return " ".join(
