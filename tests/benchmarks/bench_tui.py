@@ -218,7 +218,8 @@ def child_writer(db: str, rate: float, count: int) -> None:
 # -- live latency and keys -----------------------------------------------------------------
 
 
-async def measure_live(db: Path, rate: float, samples: int, size: tuple[int, int] = SIZE) -> dict:
+async def measure_live(db: Path, rate: float, samples: int, size: tuple[int, int] = SIZE,
+                       min_keys: int = 60) -> dict:
     from textual import events
 
     from tui.app import TowerApp
@@ -280,7 +281,10 @@ async def measure_live(db: Path, rate: float, samples: int, size: tuple[int, int
             reader = asyncio.create_task(read_commits())
             keys = "jjjjjkkkkk"
             k = 0
-            while writer.returncode is None and len(committed) < count:
+            # keys go on until enough were timed, also after the writer is done (then the
+            # screen is idle between keys: both cases count)
+            while ((writer.returncode is None and len(committed) < count) or len(key_times) < min_keys) \
+                    and k < 4 * min_keys + count:
                 await asyncio.sleep(0.1)
                 key = keys[k % len(keys)]
                 k += 1
