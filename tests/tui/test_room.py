@@ -686,9 +686,7 @@ class TestDamageAndHostileText:
                 return await real(seqs)
 
             app.store.audit_events = counting
-            await pilot.press("5", "home")
-            for _ in range(45):
-                await pilot.press("j")
+            await pilot.press("5", "home", "pagedown", "pagedown", *"jjjjjjjj")
             await wait_for(pilot, lambda: "seq 40 missing — run `tower audit verify`" in screen_text(app))
             before = len(calls)
             for _ in range(30):
@@ -723,3 +721,6 @@ class TestDamageAndHostileText:
             assert "[red]red[/red]" in screen_text(app)
             await pilot.press("escape")
             assert app.is_running
+            await pilot.press("5", "slash", *"[b]x[/b]", "enter")  # typed text shows as typed too
+            await wait_for(pilot, lambda: app.audit_tail.filter_text == "[b]x[/b]")
+            assert "filter “[b]x[/b]”" in screen_text(app)

@@ -37,7 +37,7 @@ from core.models import AuditEvent
 from tui import theme
 from core.display import printable_line
 from tui.format import aid, iso_clock_time, lid, plural, tid
-from tui.panes.base import FilterInput, focus_now
+from tui.panes.base import FilterInput, escape_markup, focus_now
 
 _FIRST_KEYS = ("title", "summary", "reason", "kind", "message", "paths")
 _SKIP_KEYS = {"conflict"}
@@ -548,7 +548,8 @@ class AuditPane(Vertical):
         if tail.seqs is not None:
             shown = len(tail.seqs)
             cap = " (latest)" if shown >= SEARCH_LIMIT else ""
-            parts.append(f"filter “{tail.filter_text}”: {plural(shown, 'match', 'matches')}{cap} · esc clears")
+            typed = escape_markup(printable_line(tail.filter_text))  # a border title is markup
+            parts.append(f"filter “{typed}”: {plural(shown, 'match', 'matches')}{cap} · esc clears")
         subtitle = " · ".join(parts)
         if subtitle != self.border_subtitle:
             self.border_subtitle = subtitle
