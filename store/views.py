@@ -201,6 +201,20 @@ class ViewVerbs(StoreBase):
             )
         return [ApprovalRow(*r) for r in rows]
 
+    async def approval_sources(self, ids: Iterable[int]) -> dict[int, str]:
+        """Which hook filed each of these approvals (its detail's ``source``, e.g.
+        ``claude-code``), for those a hook filed: the control room shows when the
+        hook stops waiting. A detail that is not valid JSON names no source."""
+        marks, values = _marks(ids)
+        if not values:
+            return {}
+        rows = await self._fetchall(
+            "SELECT id, CASE WHEN json_valid(detail) THEN json_extract(detail, '$.source') END FROM approvals"
+            f" WHERE id IN ({marks})",
+            values,
+        )
+        return {r[0]: r[1] for r in rows if isinstance(r[1], str) and r[1]}
+
     async def view_conflicts(self, ids: Iterable[int] | None = None) -> list[ConflictRow]:
         """Open conflicts (``ids=None``), or these conflicts whatever their status."""
         if ids is None:

@@ -41,6 +41,11 @@ class Clock:
         self.now += seconds
 
 
+def toasts(app) -> list:
+    """The notifications on screen now (title, message)."""
+    return [(n.title, n.message) for n in app._notifications]
+
+
 def make_app(db: Path, clock: Callable[[], float] = time.time, **kwargs) -> TowerApp:
     """The app on ``db``. Live tests keep the wall clock: the ``tower`` processes they
     start reap leases by the wall clock. Snapshots pass a frozen one."""
@@ -122,12 +127,16 @@ async def ready(pilot) -> None:
     await pilot.pause()
 
 
-async def run_cli(db: Path, *args: str, cwd: Path | None = None) -> dict:
-    """Run the real ``tower`` command line in a separate process (as an agent would)."""
+async def run_cli(db: Path, *args: str, cwd: Path | None = None, agent: str | None = "agent-x") -> dict:
+    """Run the real ``tower`` command line in a separate process (as an agent would;
+    ``agent=None``: as a person in another shell)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOWER_")}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    if agent is not None:
+        env["TOWER_AGENT"] = agent
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tui.cli", "--db", str(db), "--json", *args,
-        cwd=str(cwd or db.parent), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOWER_AGENT": "agent-x"},
+        cwd=str(cwd or db.parent), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
     )
     out, err = await proc.communicate()
     assert out, err.decode()
