@@ -13,11 +13,12 @@ from __future__ import annotations
 from store.approvals import ApprovalVerbs
 from store.audit_log import AuditVerbs
 from store.conflicts import ConflictVerbs
+from store.sessions import SessionVerbs
 from store.tasks import TaskVerbs
 from store.views import ViewVerbs
 
 
-class Store(TaskVerbs, ApprovalVerbs, ConflictVerbs, AuditVerbs, ViewVerbs):
+class Store(TaskVerbs, ApprovalVerbs, ConflictVerbs, AuditVerbs, ViewVerbs, SessionVerbs):
     """The store: open with ``async with Store(path)``; ``create=True`` for ``tower init``."""
 
 
