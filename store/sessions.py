@@ -92,22 +92,25 @@ def this_host() -> str:
     return _HOST[0]
 
 
-def process_start(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
-    stat = _proc_stat(pid)
-    return stat[1] if stat else None
+class ProcInfo(NamedTuple):
+    comm: str
+    state: str
+    ppid: int
+    start: int  # clock ticks after boot: a reused pid has another
 
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
+def proc_info(pid: int) -> ProcInfo | None:
+    """A process's name, state, parent and start time from ``/proc`` (Linux); None if unknown."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
-            text = fh.read().decode("ascii", "replace")
-    except OSError:
+            text = fh.read().decode("utf-8", "replace")
+    except (OSError, ValueError):
         return None
-    # the command name is in parentheses and may hold spaces or parentheses itself
-    fields = text[text.rfind(")") + 2:].split()
+    # the name is in parentheses and may hold spaces or parentheses itself
+    head, _, tail = text.rpartition(")")
+    fields = tail.split()
     try:
-        return fields[0], int(fields[19])
+        return ProcInfo(head[head.index("(") + 1:], fields[0], int(fields[1]), int(fields[19]))
     except (IndexError, ValueError):
         return None
 
@@ -125,13 +128,12 @@ def process_alive(pid: int, start: int | None = None) -> bool:
         return False
     except (PermissionError, OSError, OverflowError):
         pass
-    stat = _proc_stat(pid)
-    if stat is None:
+    info = proc_info(pid)
+    if info is None:
         return True
-    state, started = stat
-    if state in ("Z", "X"):
+    if info.state in ("Z", "X"):
         return False
-    return start is None or started == start
+    return start is None or info.start == start
 
 
 # -- rows ----------------------------------------------------------------------

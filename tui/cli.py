@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "audit": "tui.commands.audit:audit",
     "watch": "tui.commands.watch:watch",
     "hook": "tui.commands.hook:hook",
+    "agent": "tui.commands.agents:agent",
     "demo": "tui.commands.demo:demo",
 }
 

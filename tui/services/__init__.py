@@ -1,0 +1,1 @@
+"""Plain services the command line and the control room share (no Textual, no click)."""
