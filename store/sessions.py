@@ -207,7 +207,7 @@ _SESSION_SELECT = """
 SELECT s.id, s.kind, s.session, s.agent, s.worktree, s.lease_id, s.host, s.pid, s.pid_start,
        s.started_at, s.last_event, s.last_event_at, s.last_tool, s.last_target, s.state,
        s.state_since, s.waiting_for, s.waiting_reason, s.rev,
-       l.status AS lease_status, l.task_id,
+       l.status AS lease_status, l.expires_at AS lease_expires, l.task_id,
        w.status AS wait_status,
        p.id AS pending_id, p.created_at AS pending_at, p.summary AS pending_summary
 FROM agent_sessions s
@@ -248,7 +248,7 @@ def derive(r: sqlite3.Row | dict, now: float, stall_after: float, end_after: flo
     pid = r["pid"]
     if pid is not None and r["host"] == (host or this_host()) and not alive(pid, r["pid_start"]):
         return Derived("ended", r["last_event_at"], None, f"process {pid} is gone")
-    lease_active = r["lease_status"] == "active"
+    lease_active = _lease_active(r, now)
     if r["waiting_for"] is not None and r["wait_status"] == "pending":
         return Derived("waiting", r["state_since"], r["waiting_for"], r["waiting_reason"])
     if lease_active and r["pending_id"] is not None:
@@ -272,8 +272,13 @@ def derive(r: sqlite3.Row | dict, now: float, stall_after: float, end_after: flo
     return Derived(state, since, None, None)
 
 
-def _row(r, d: Derived) -> SessionRow:
-    lease_active = r["lease_status"] == "active"
+def _lease_active(r, now: float) -> bool:
+    # a lease past its expiry is as good as reaped: the next lease verb will reap it
+    return r["lease_status"] == "active" and r["lease_expires"] > now
+
+
+def _row(r, d: Derived, now: float) -> SessionRow:
+    lease_active = _lease_active(r, now)
     return SessionRow(
         id=r["id"], kind=r["kind"], session=r["session"], agent=r["agent"], worktree=r["worktree"],
         lease_id=r["lease_id"] if lease_active else None, last_lease_id=r["lease_id"],
@@ -295,7 +300,7 @@ WITH here(wt) AS (
                      ORDER BY length(path) DESC LIMIT 1))),
 cand AS (
     SELECT id, agent, task_id FROM leases
-    WHERE status = 'active' AND worktree = (SELECT wt FROM here)
+    WHERE status = 'active' AND expires_at > :now AND worktree = (SELECT wt FROM here)
       AND (coalesce(:agent, (SELECT agent FROM agent_sessions WHERE kind = :kind AND session = :session))
            IS NULL OR agent = coalesce(:agent, (SELECT agent FROM agent_sessions
                                                WHERE kind = :kind AND session = :session)))
@@ -307,7 +312,8 @@ SELECT here.wt AS here,
        (SELECT status FROM approvals WHERE id = :waiting_for) AS new_wait_status,
        s.id, s.agent, s.lease_id, s.host, s.pid, s.pid_start, s.last_tool, s.last_target,
        s.state, s.state_since, s.waiting_for, s.waiting_reason,
-       l.id AS lease_found, l.status AS lease_status, l.agent AS lease_agent, l.task_id AS lease_task,
+       l.id AS lease_found, l.status = 'active' AND l.expires_at > :now AS lease_active,
+       l.agent AS lease_agent, l.task_id AS lease_task,
        w.status AS wait_status
 FROM here
 LEFT JOIN agent_sessions s ON s.kind = :kind AND s.session = :session
@@ -390,7 +396,7 @@ class SessionVerbs(StoreBase):
     ) -> SessionChange:
         r = await self._fetchone(_LOOKUP, {
             "kind": kind, "session": session, "worktree": worktree, "cwd": cwd, "agent": agent,
-            "lease_id": lease_id, "waiting_for": waiting_for,
+            "lease_id": lease_id, "waiting_for": waiting_for, "now": now,
         })
         if lease_id is not None and r["lease_found"] is None:
             raise NotFound(f"no lease {format_id('lease', lease_id)}", code="lease_not_found")
@@ -419,7 +425,7 @@ class SessionVerbs(StoreBase):
 
         if lease_id is not None:
             lid, lease_agent, task_id = lease_id, r["lease_agent"], r["lease_task"]
-        elif exists and r["lease_status"] == "active":
+        elif exists and r["lease_active"]:
             lid, lease_agent, task_id = r["lease_id"], r["lease_agent"], r["lease_task"]
         elif r["wt_lease"] is not None:
             lid, lease_agent, task_id = r["wt_lease"], r["wt_lease_agent"], r["wt_lease_task"]
@@ -614,7 +620,7 @@ class SessionVerbs(StoreBase):
         end_after = end_after_default() if end_after is None else end_after
         now = self.clock()
         sql = _SESSION_SELECT if all else _SESSION_SELECT + " WHERE s.state != 'ended'"
-        rows = [_row(r, derive(r, now, stall_after, end_after)) for r in await self._fetchall(sql)]
+        rows = [_row(r, derive(r, now, stall_after, end_after), now) for r in await self._fetchall(sql)]
         if not all:
             rows = [r for r in rows if r.state != "ended"]
         return sorted(rows, key=sort_key)
@@ -628,7 +634,8 @@ class SessionVerbs(StoreBase):
         r = await self._fetchone(_SESSION_SELECT + " WHERE s.id = ?", (session_id,))
         if r is None:
             raise NotFound(f"no agent session {format_id('session', session_id)}", code="session_not_found")
-        return _row(r, derive(r, self.clock(), stall_after, end_after))
+        now = self.clock()
+        return _row(r, derive(r, now, stall_after, end_after), now)
 
     async def session_rev(self) -> int:
         """Grows with every write to a session: a live view re-reads when it moves."""
