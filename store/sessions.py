@@ -456,6 +456,15 @@ class SessionVerbs(StoreBase):
                  now, wait_id, reason),
             )
             await self._prune_sessions_locked(now - DEFAULT_RETENTION, keep=sid)
+        if kind != "cli" and lid is not None and lid != r["lease_id"] and (
+                lease_id is not None and r["lease_active"] or lid == r["wt_lease"]):
+            # the agent claimed from a shell before its hooks reported: its stand-in
+            # command-line session ends here, and this one carries on
+            await self._exec(
+                "UPDATE agent_sessions SET state = 'ended', state_since = ?, waiting_for = NULL,"
+                f" waiting_reason = ?, rev = {_NEXT_REV} WHERE kind = 'cli' AND lease_id = ? AND state != 'ended'",
+                (now, f"continued as {format_id('session', sid)} ({kind})", lid),
+            )
         if tool_call:
             closed = None
             if outcome is not None:

@@ -393,12 +393,21 @@ async def test_an_agent_with_hooks_is_one_session_whatever_it_runs(wt_store, clo
 
 
 async def test_the_hook_session_takes_the_worktrees_lease_claimed_before_it(wt_store, clock):
+    """Claimed from a shell, then the agent started: one live session, the agent's."""
     store = wt_store
     await store.add_task("t")
     lease = await store.claim_task(agent="agent@wt-agent", worktree="wt-agent")
+    assert [(r.kind, r.state) for r in await store.list_sessions()] == [("cli", "working")]
     await send(store, clock, "claude", "PreToolUse.Edit.json")
     row = await state_of(store, "claude-code", CLAUDE)
     assert (row.lease_id, row.agent, row.task_id) == (lease.lease_id, "agent@wt-agent", lease.task_id)
+    assert [(r.kind, r.state) for r in await store.list_sessions()] == [("claude-code", "working")]
+    stand_in = await state_of(store, "cli", "agent@wt-agent")
+    assert (stand_in.state, stand_in.waiting_reason) == ("ended", "continued as S2 (claude-code)")
+    clock.advance(10)
+    await store.heartbeat(lease.lease_id)  # later lease verbs are the agent's session's
+    assert (await state_of(store, "cli", "agent@wt-agent")).state == "ended"
+    assert (await state_of(store, "claude-code", CLAUDE)).lease_id == lease.lease_id
     # a session named for another agent does not take it
     await send(store, clock, "gemini", "BeforeAgent.json", agent="someone-else")
     assert (await state_of(store, "gemini", GEMINI)).lease_id is None
@@ -436,10 +445,10 @@ async def test_old_sessions_are_pruned_with_their_tool_calls(store, clock):
     clock.advance(DEFAULT_RETENTION + 1)
     changes = await store.sweep_sessions()
     left = {r.session: r.state for r in await store.list_sessions(all=True)}
-    # the one with an active lease is kept (stalled), the cli holder too; the rest are gone
-    assert left == {"holding": "stalled", "holder": "stalled"}
-    assert sorted((c.previous, c.state) for c in changes) == [("idle", "ended"), ("working", "stalled"),
-                                                              ("working", "stalled")]
+    # the one with an active lease is kept (stalled), and so is the stand-in session the holder's
+    # claim made before its hooks spoke (ended, but its lease is active); the rest are gone
+    assert left == {"holding": "stalled", "holder": "ended"}
+    assert sorted((c.previous, c.state) for c in changes) == [("idle", "ended"), ("working", "stalled")]
     assert (await store._fetchone("SELECT count(*) FROM agent_tool_calls WHERE target = 'x'"))[0] == 0
     await store.complete_task(lease.lease_id)
     clock.advance(DEFAULT_RETENTION + 1)
