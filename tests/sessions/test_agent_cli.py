@@ -155,3 +155,23 @@ def test_empty_and_uninitialised(tower, db_path, tmp_path):
     r = tower("agent", "list")
     assert (r.code, r.stdout.strip()) == (0, "no live agent sessions (--all shows ended ones)")
     assert tower("agent", "list", "--json").data == []
+
+
+def test_listing_agents_loads_neither_textual_nor_pydantic(seeded):
+    """`tower agent list` and `show` are commands a person or a script runs often: kept light."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, tower_env
+
+    for argv in (["agent", "list", "--all"], ["agent", "show", "S7"]):
+        code = (
+            "import sys\n"
+            f"sys.argv = ['tower', '--db', {str(seeded)!r}, *{argv!r}]\n"
+            "from tui.cli import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "print(sorted(m for m in ('textual', 'pydantic') if m in sys.modules))\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                             env=tower_env())
+        assert out.stdout.strip().splitlines()[-1] == "[]", (argv, out.stdout, out.stderr)
