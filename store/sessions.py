@@ -577,7 +577,7 @@ class SessionVerbs(StoreBase):
                     await self._exec(
                         f"UPDATE agent_sessions SET state = ?, state_since = ?, waiting_for = NULL,"
                         f" waiting_reason = ?, rev = {_NEXT_REV} WHERE id = ?",
-                        (target.state, now, target.reason, r["id"]),
+                        (target.state, target.since, target.reason, r["id"]),
                     )
                     await self._audit(
                         "agent.state", actor=actor, task_id=r["task_id"], lease_id=r["lease_id"],
@@ -605,7 +605,7 @@ class SessionVerbs(StoreBase):
                 why = d.reason
             else:
                 why = f"no event for {int(quiet)}s and no active lease"
-            return Derived(d.state, now, None, why)
+            return Derived(d.state, d.since, None, why)
         if stored == "stalled" and d.state not in ("stalled", "waiting"):
             return Derived(d.state, now, None, "its lease is no longer active")
         return None

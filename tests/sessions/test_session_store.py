@@ -153,7 +153,7 @@ async def test_stalled_is_seen_without_any_event_and_written_once_by_the_sweep(w
     assert [(c.state, c.previous) for c in changes] == [("stalled", "working")]
     assert await store.sweep_sessions() == []  # once per transition
     row = await state_of(store, "claude-code", CLAUDE)
-    assert (row.state, row.stored_state) == ("stalled", "stalled")
+    assert (row.state, row.stored_state, row.state_since) == ("stalled", "stalled", last + 300)
     assert (await transitions(store))[-1] == (CLAUDE, "working", "stalled")
 
     await send(store, clock, "claude", "PostToolUse.Bash.json")  # it was only slow
