@@ -29,7 +29,7 @@ def event_of(name: str) -> str:
 
 
 @pytest.fixture
-async def wt_store(store, tmp_path):
+async def wt_store(store):
     """The store with the sandbox worktree the fixtures ran in registered as ``wt-agent``."""
     await store.add_worktree("wt-agent", "/tmp/sandbox/wt-agent")
     return store
