@@ -236,7 +236,8 @@ def derive(r: sqlite3.Row | dict, now: float, stall_after: float, end_after: flo
       lease (an agent on the command line waiting in ``tower approval request
       --wait`` shows this way too). A wait whose approval was decided is over
       even if the hook never said so. Waiting on the agent's own prompt stays
-      waiting: a person is what it needs.
+      waiting (a person is what it needs) while its process is known to run or
+      it holds a lease; otherwise ``end_after`` of silence ends it too.
     - ``stalled``: an active lease and no event for ``stall_after``.
     - ``ended``: no active lease and no event for ``end_after`` (agents that
       send no end event: Codex, the command line, a killed terminal).
@@ -246,7 +247,8 @@ def derive(r: sqlite3.Row | dict, now: float, stall_after: float, end_after: flo
     if stored == "ended":
         return Derived("ended", r["state_since"], None, r["waiting_reason"])
     pid = r["pid"]
-    if pid is not None and r["host"] == (host or this_host()) and not alive(pid, r["pid_start"]):
+    watched = pid is not None and r["host"] == (host or this_host())
+    if watched and not alive(pid, r["pid_start"]):
         return Derived("ended", r["last_event_at"], None, f"process {pid} is gone")
     lease_active = _lease_active(r, now)
     if r["waiting_for"] is not None and r["wait_status"] == "pending":
@@ -257,11 +259,11 @@ def derive(r: sqlite3.Row | dict, now: float, stall_after: float, end_after: flo
     state, since = stored, r["state_since"]
     if state == "waiting" and r["waiting_for"] is not None:
         state = "working"  # its approval was decided: the hook just did not say so
-    if state == "waiting":
+    quiet_since = r["last_event_at"]
+    if state == "waiting" and (watched or lease_active or now - quiet_since < end_after):
         return Derived("waiting", since, None, r["waiting_reason"])
     if r["kind"] == "cli":
         state = "working" if lease_active else "idle"
-    quiet_since = r["last_event_at"]
     if lease_active and now - quiet_since >= stall_after:
         stalled_at = quiet_since + stall_after
         return Derived("stalled", since if stored == "stalled" else stalled_at, None, None)

@@ -116,6 +116,8 @@ async def test_waiting_at_the_agents_own_prompt_then_back_to_work(wt_store, cloc
     clock.advance(600)  # a person away for ten minutes: still waiting for them, not stalled
     row = await state_of(store, "claude-code", perm)
     assert (row.state, row.state_since) == ("waiting", since)
+    clock.advance(1200)  # 30 minutes and nothing known of its process or lease: no longer believed
+    assert (await state_of(store, "claude-code", perm)).state == "ended"
     data = payload("claude", "PostToolUse.Bash.json") | {"session_id": perm}
     await record(store, session_event("claude-code", data))
     row = await state_of(store, "claude-code", perm)
@@ -231,6 +233,14 @@ async def test_a_reused_pid_is_not_the_agent(wt_store, clock):
     assert (await state_of(store, "codex", CODEX)).state == "ended"  # our pid, but not started then
     await send(store, clock, "gemini", "BeforeAgent.json", pid=os.getpid())  # start unknown: alive
     assert (await state_of(store, "gemini", GEMINI)).state == "working"
+
+
+async def test_a_live_agent_waits_at_its_prompt_as_long_as_it_takes(wt_store, clock):
+    store = wt_store
+    await send(store, clock, "claude", "PermissionRequest.Bash.json", pid=os.getpid())
+    clock.advance(4 * 3600)
+    row = await state_of(store, "claude-code", "2fddda3b-0c47-4e9b-8293-10b6488a60eb")
+    assert row.state == "waiting"
 
 
 async def test_a_pid_of_another_host_is_not_checked(wt_store, clock):
