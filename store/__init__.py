@@ -14,11 +14,12 @@ from store.approvals import ApprovalVerbs
 from store.audit_log import AuditVerbs
 from store.channels import ChannelVerbs
 from store.conflicts import ConflictVerbs
+from store.sessions import SessionVerbs
 from store.tasks import TaskVerbs
 from store.views import ViewVerbs
 
 
-class Store(TaskVerbs, ApprovalVerbs, ConflictVerbs, AuditVerbs, ViewVerbs, ChannelVerbs):
+class Store(TaskVerbs, ApprovalVerbs, ConflictVerbs, AuditVerbs, ViewVerbs, ChannelVerbs, SessionVerbs):
     """The store: open with ``async with Store(path)``; ``create=True`` for ``tower init``."""
 
 

@@ -202,6 +202,57 @@ MIGRATIONS: list[str] = [
     CREATE INDEX approvals_by_status ON approvals(status, id);
     CREATE UNIQUE INDEX approvals_one_per_key ON approvals(requested_by, idem_key) WHERE idem_key IS NOT NULL;
     """,
+    # 4: agent sessions (store/sessions.py). One row per agent session, holding
+    # its latest state; ``stalled`` is written only by the sweep (it is also
+    # computed at read time). ``rev`` grows with every write, so a live view
+    # reads only the rows changed since it last looked. The tool calls keep the
+    # last 50 per session: the trigger prunes in the inserting transaction.
+    """
+    CREATE TABLE agent_sessions (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind           TEXT NOT NULL
+                       CHECK (kind IN ('claude-code','codex','gemini','copilot','cursor','cli')),
+        session        TEXT NOT NULL,
+        agent          TEXT,
+        worktree       TEXT,
+        lease_id       INTEGER REFERENCES leases(id),
+        host           TEXT,
+        pid            INTEGER,
+        pid_start      INTEGER,
+        started_at     REAL NOT NULL,
+        last_event     TEXT NOT NULL,
+        last_event_at  REAL NOT NULL,
+        last_tool      TEXT,
+        last_target    TEXT,
+        state          TEXT NOT NULL
+                       CHECK (state IN ('working','waiting','idle','stalled','ended')),
+        state_since    REAL NOT NULL,
+        waiting_for    INTEGER REFERENCES approvals(id),
+        waiting_reason TEXT,
+        rev            INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX agent_sessions_key ON agent_sessions(kind, session);
+    CREATE INDEX agent_sessions_rev ON agent_sessions(rev);
+    CREATE INDEX agent_sessions_quiet ON agent_sessions(last_event_at);
+    CREATE INDEX agent_sessions_live_by_worktree ON agent_sessions(worktree) WHERE state != 'ended';
+
+    CREATE TABLE agent_tool_calls (
+        id         INTEGER PRIMARY KEY,
+        session_id INTEGER NOT NULL REFERENCES agent_sessions(id) ON DELETE CASCADE,
+        at         REAL NOT NULL,
+        event      TEXT NOT NULL,
+        tool       TEXT,
+        target     TEXT,
+        outcome    TEXT
+    );
+    CREATE INDEX agent_tool_calls_by_session ON agent_tool_calls(session_id, id);
+    CREATE TRIGGER agent_tool_calls_bounded AFTER INSERT ON agent_tool_calls
+    BEGIN
+        DELETE FROM agent_tool_calls WHERE session_id = NEW.session_id AND id <= (
+            SELECT id FROM agent_tool_calls WHERE session_id = NEW.session_id
+            ORDER BY id DESC LIMIT 1 OFFSET 50);
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

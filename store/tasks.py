@@ -700,6 +700,7 @@ class TaskVerbs(StoreBase):
                 "UPDATE worktrees SET last_seen = ?, agent = coalesce(?, agent) WHERE name = ?",
                 (now, agent, worktree),
             )
+        await self._agent_seen(worktree, agent, now)  # store/sessions.py: the agent's session
 
     # -- helpers -------------------------------------------------------------
 

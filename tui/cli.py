@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "hook": "tui.commands.hook:hook",
     "guard": "tui.commands.guard:guard",
     "mcp": "tui.commands.mcp:mcp",
+    "agent": "tui.commands.agents:agent",
     "demo": "tui.commands.demo:demo",
 }
 

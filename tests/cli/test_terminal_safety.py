@@ -136,6 +136,7 @@ def test_no_human_output_passes_control_characters(hostile_repo):
         ("claim", "L2", f"/elsewhere/{HOSTILE}"), ("approval", "request", "--kind", HOSTILE, "--summary", "s"),
         ("watch", "--rebaseline", HOSTILE),
         ("guard", "check"), ("guard", "check", "--staged"),
+        ("agent", "list", "--all"), ("agent", "show", "S1"), ("agent", "show", HOSTILE),
     ]
     writes: list[tuple[str, ...]] = [  # in this order: each may use what the one before made
         ("init",),
