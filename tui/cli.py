@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "watch": "tui.commands.watch:watch",
     "hook": "tui.commands.hook:hook",
     "demo": "tui.commands.demo:demo",
+    "serve": "tui.commands.serve:serve",
 }
 
 
