@@ -711,9 +711,10 @@ reason = "piping a download into a shell runs unreviewed code"
 
 [[rule]]
 tool = "Bash"
-command_regex = ['\btower\b[^;&|]*\bapproval\s+(approve|reject)\b', '\btower\b[^;&|]*\bhook\s+(un)?install\b']
+command_regex = ['\btower\b[^;&|]*\bapproval\s+(approve|reject)\b', '\btower\b[^;&|]*\bhook\s+(un)?install\b',
+                 '\btower(\s+--?\w[\w-]*(=\S+|\s+[^-\s]\S*)?)*\s+serve\b']
 decision = "deny"
-reason = "an agent may not decide Tower approvals or change Tower's hook"
+reason = "an agent may not decide Tower approvals, serve the control room or change Tower's hook"
 
 # -- ask a person ---------------------------------------------------------------
 

@@ -196,7 +196,7 @@ class Guard:
         public = urlsplit(self.public_url).hostname if self.public_url else None
         return public is not None and hostname == public.lower()
 
-    def origin_allowed(self, origin: str | None, host_header: str | None) -> bool:
+    def origin_allowed(self, origin: str | None, host_header: str | None, scheme_served: str = "http") -> bool:
         """Cross-site websocket hijacking: the websocket's Origin must be the page's own.
 
         Browsers always send Origin on a websocket and a page cannot forge it; a
@@ -222,8 +222,10 @@ class Guard:
             if pub.hostname and scheme == pub_scheme:
                 if mine == (pub.hostname.lower(), pub.port or _DEFAULT_PORTS.get(pub_scheme)):
                     return True
-        # The page was served under the Host the browser sent; a TLS proxy that
-        # keeps Host makes the default port the Origin's scheme's.
+        # Otherwise the page's origin is the scheme it was served over and the
+        # Host the browser sent (a TLS proxy in front needs --public-url).
+        if scheme != scheme_served:
+            return False
         page = _hostport(host_header or "", _DEFAULT_PORTS[scheme])
         return page is not None and page == mine
 
@@ -251,17 +253,20 @@ def child_command(db: Path | str, *, person: str, watch: bool) -> str:
 
 
 def _die_with_parent(parent: int) -> None:
-    """Linux: SIGTERM this process when the server dies, so no control room outlives it.
+    """Linux: have the kernel kill this process when the server dies, so no control room outlives it.
 
-    A served app only loses its stdin when the server dies, and Textual's web
-    driver then stops reading but keeps running (and would keep the watcher's lock).
+    A served app only loses its stdin and stdout when the server dies: Textual's
+    web driver then stops reading but keeps running (polling the store, holding
+    the watcher's lock), and its orderly exit blocks on the dead pipe, so the
+    signal is SIGKILL. Nothing is lost by it: every write is one SQLite
+    transaction, and nobody is left to see the screen.
     """
     if sys.platform.startswith("linux"):
         import ctypes
 
         try:
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
     if os.getppid() != parent:  # the server died before the line above
@@ -388,7 +393,7 @@ def build_app(config: ServeConfig, guard: Guard) -> Any:
             return refuse(401, "401: open the URL that `tower serve` printed (it holds the token)")
         is_ws = request.path == ws_path
         if is_ws:
-            if not guard.origin_allowed(request.headers.get("Origin"), request.headers.get("Host")):
+            if not guard.origin_allowed(request.headers.get("Origin"), request.headers.get("Host"), request.scheme):
                 log.warning("refused a websocket from origin %s", printable(request.headers.get("Origin", "")))
                 return refuse(403, "403: cross-origin websocket refused")
             if len(sessions) >= config.max_sessions:
