@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -119,6 +120,10 @@ async def start_server(db: Path, *args: str, env: dict | None = None, timeout: f
         proc.kill()
         await proc.wait()
         raise
+    if line.startswith("{"):  # --json: one object, once listening
+        body = json.loads(line)
+        assert body["ok"] and body["data"]["person"] == f"person:{PERSON}", body
+        line = body["data"]["url"]
     m = re.search(r"https?://\S+", line)
     if not m:
         err = (await proc.stderr.read()).decode()

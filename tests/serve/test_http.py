@@ -196,3 +196,36 @@ async def test_no_control_room_outlives_the_server(serve_db, how):
             await asyncio.wait_for(reader, 20)
     finally:
         await server.stop()
+
+
+async def test_max_sessions_bounds_the_control_rooms(serve_db):
+    server = await start_server(serve_db, "--max-sessions", "1")
+    try:
+        async with aiohttp.ClientSession(cookies={server.cookie_name: server.token}) as http:
+            async with http.ws_connect(server.base + "/ws?width=80&height=24") as ws:
+                assert (await asyncio.wait_for(ws.receive(), 30)).type == aiohttp.WSMsgType.BINARY
+                assert await ws_status(server, cookies={server.cookie_name: server.token}) == 503
+                assert len(server.children()) == 1
+    finally:
+        await server.stop()
+
+
+async def test_allow_remote_serves_on_every_address_with_a_warning_and_the_token_still_required(serve_db):
+    server = await start_server(serve_db, "--host", "0.0.0.0", "--allow-remote", "--json")
+    try:
+        line = await server.wait_log(r"warning")
+        assert "the token is the only protection" in line and "TLS" in line
+        assert server.url.startswith("http://0.0.0.0:")
+        local = server.base.replace("0.0.0.0", "127.0.0.1")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(local + "/", allow_redirects=False) as resp:
+                assert resp.status == 401
+            # Any Host name is answered here (the machine's names are not known), with the token only.
+            async with http.get(local + "/", headers={"Host": "tower.lan"}, allow_redirects=False) as resp:
+                assert resp.status == 401
+            async with http.get(local + "/", headers={"Host": "tower.lan"}, allow_redirects=False,
+                                cookies={server.cookie_name: server.token}) as resp:
+                assert resp.status == 200
+                assert '"ws://tower.lan/ws"' in await resp.text()
+    finally:
+        await server.stop()
