@@ -165,7 +165,9 @@ class Context:
         self.events = browser.listen(session)
         self.documents: list[dict] = []  # {"url", "status"} of each document response
         self.websockets: list[str] = []  # URLs of websockets the page created
-        self.handshakes: list[int] = []  # statuses of websocket handshake responses
+        self.requests: dict[str, str] = {}  # requestId -> URL of every request the page made
+        self.blocked: dict[str, str] = {}  # requestId -> why the browser blocked it ("csp", ...)
+        self.console: list[str] = []  # console messages and browser log entries (CSP violations among them)
         self._screen_decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.screen_text = ""  # all text the page's terminal was sent, escapes dropped
         self._changed = asyncio.Event()
@@ -175,6 +177,7 @@ class Context:
         await self.send("Page.enable")
         await self.send("Network.enable")
         await self.send("Runtime.enable")
+        await self.send("Log.enable")
 
     async def send(self, method: str, params: dict | None = None, timeout: float = 30) -> dict:
         return await self.browser.send(method, params, self.session, timeout)
@@ -187,8 +190,14 @@ class Context:
                 self.documents.append({"url": params["response"]["url"], "status": params["response"]["status"]})
             elif method == "Network.webSocketCreated":
                 self.websockets.append(params["url"])
-            elif method == "Network.webSocketHandshakeResponseReceived":
-                self.handshakes.append(params["response"]["status"])
+            elif method == "Network.requestWillBeSent":
+                self.requests[params["requestId"]] = params["request"]["url"]
+            elif method == "Network.loadingFailed" and params.get("blockedReason"):
+                self.blocked[params["requestId"]] = params["blockedReason"]
+            elif method == "Runtime.consoleAPICalled":
+                self.console.append(" ".join(str(a.get("value", a.get("description", ""))) for a in params["args"]))
+            elif method == "Log.entryAdded":
+                self.console.append(params["entry"].get("text", ""))
             elif method == "Network.webSocketFrameReceived":
                 frame = params["response"]
                 data = frame["payloadData"]

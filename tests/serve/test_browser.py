@@ -68,6 +68,9 @@ async def test_the_person_sees_the_queue_and_approves_and_the_waiting_agent_goes
         events = run_tower("--db", str(serve_db), "audit", "tail", "-n", "50", "--json").data
         approved = [e for e in events if e["event"] == "approval.approved"]
         assert [e["actor"] for e in approved] == [f"person:{PERSON}"]
+        # The page asked nothing of any other origin (the template's web font is stopped by the CSP).
+        foreign = {rid: url for rid, url in page.requests.items() if not url.startswith(server.base + "/")}
+        assert all(page.blocked.get(rid) == "csp" for rid in foreign), (foreign, page.blocked)
         await page.screenshot(tmp_path / "served.png")
         await page.close()
     finally:

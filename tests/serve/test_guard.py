@@ -36,6 +36,12 @@ def test_the_token_is_taken_from_the_url_the_cookie_or_a_bearer_header():
     assert g.token_source({}, {}, None) is None
 
 
+def test_the_cookie_is_strict_httponly_per_port_and_secure_behind_https():
+    assert guard().cookie_header() == f"tower_serve_8765={TOKEN}; Path=/; HttpOnly; SameSite=Strict"
+    secure = Guard(TOKEN, 9000, loopback_only=True, public_url="https://t.example", secure_cookie=True)
+    assert secure.cookie_header() == f"tower_serve_9000={TOKEN}; Path=/; HttpOnly; SameSite=Strict; Secure"
+
+
 @pytest.mark.parametrize("origin, host, ok", [
     ("http://127.0.0.1:8765", "127.0.0.1:8765", True),
     ("http://localhost:8765", "localhost:8765", True),
