@@ -722,9 +722,10 @@ command_regex = [
   '\btower\b[^;&|]*\bconflict\s+ack\b',
   '\btower\b[^;&|]*\bwatch\b[^;&|]*\s--rebaseline\b',
   '\btower\b[^;&|]*\bhook\s+(un)?install\b',
+  '\btower(\s+--?\w[\w-]*(=\S+|\s+[^-\s]\S*)?)*\s+serve\b',
 ]
 decision = "deny"
-reason = "only a person decides Tower approvals, acknowledges conflicts, rebaselines the watcher or changes Tower's hook"
+reason = "only a person decides Tower approvals, acknowledges conflicts, rebaselines the watcher, serves the control room or changes Tower's hook"
 
 # -- ask a person ---------------------------------------------------------------
 

@@ -491,8 +491,12 @@ _RUNNERS = frozenset({"uv", "uvx", "poetry", "pdm", "pipenv", "hatch", "rye", "p
 _PERSON_ONLY = {("approval", "approve"), ("approval", "reject"), ("conflict", "ack"), ("hook", "install"),
                 ("hook", "uninstall")}
 
-GUARD_REASON = ("only a person decides Tower approvals, acknowledges conflicts, rebaselines the watcher or"
-                " changes Tower's hook: run it yourself in your own shell, or in the control room")
+GUARD_REASON = ("only a person decides Tower approvals, acknowledges conflicts, rebaselines the watcher,"
+                " serves the control room or changes Tower's hook: run it yourself in your own shell,"
+                " or in the control room")
+# commands that are person-only as a whole (`tower serve` hands out the control room)
+_PERSON_ONLY_COMMANDS = frozenset({"serve"})
+_VALUE_OPTIONS = frozenset({"--db", "--agent", "--worktree"})
 
 
 @dataclass
@@ -678,8 +682,13 @@ def _guard(values: list[str]) -> str | None:
     if tower_at is None:
         return None
     watch_at = None
+    command_seen = False
     for k in range(tower_at + 1, len(values)):
         v = values[k]
+        if not command_seen and not v.startswith("-") and values[k - 1] not in _VALUE_OPTIONS:
+            command_seen = True
+            if v in _PERSON_ONLY_COMMANDS:
+                return GUARD_REASON
         if k + 1 < len(values) and (v, values[k + 1]) in _PERSON_ONLY:
             return GUARD_REASON
         if v == "watch" and watch_at is None:

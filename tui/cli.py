@@ -43,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "mcp": "tui.commands.mcp:mcp",
     "agent": "tui.commands.agents:agent",
     "demo": "tui.commands.demo:demo",
+    "serve": "tui.commands.serve:serve",
 }
 
 

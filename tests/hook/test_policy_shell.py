@@ -61,6 +61,8 @@ PERSON_ONLY = [
     "tower watch '--rebaseline' main",
     "tower watch --rebaseline=main",
     "tower hook 'uninstall' claude-code",
+    "tower serve",
+    "tower --db x.db 'serve' --port 9000",
     "/bin/rm -rf /",
     "sudo /bin/rm -rf ~",
     "bash -c 'rm -rf /'",
@@ -77,6 +79,7 @@ def test_quoting_and_wrapping_do_not_get_past_a_deny(policy, command):
 
 @pytest.mark.parametrize("command", [
     "tower approval 'approve' A1", "python -m tui.cli conflict ack C1", "sh -c 'tower watch --rebaseline x'",
+    "tower --agent me serve --host 0.0.0.0",
 ])
 def test_the_person_only_verbs_are_denied_whatever_the_policy_file_says(command):
     anything_goes = parse_policy('default = "allow"\n[[rule]]\ntool = "Bash"\ncommand = "*"\ndecision = "allow"\n')
