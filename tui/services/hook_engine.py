@@ -104,13 +104,33 @@ def decide(raw: bytes, started: float, deadline: float | None = None,
     ``deadline``: seconds after ``started`` when Claude Code kills the hook (the
     installed ``--deadline``); a person is waited for until shortly before it.
     """
-    from core.gitrepo import discover
-    from tui import hookguard
-
     try:
         call = parse_input(raw)
     except HookInputError as exc:
         return "deny", f"Tower hook: unusable input: {exc}"
+    return decide_call(call, started, deadline, limits)
+
+
+def find_db(cwd: Path) -> Path | None:
+    """The store a call made in ``cwd`` answers to (``--db``/``TOWER_DB``, else the repository's)."""
+    from core.gitrepo import discover
+
+    db = _explicit_db()
+    if db is not None:
+        return db
+    repo = discover(cwd) if cwd.is_dir() else None
+    return repo.store_dir / DB_NAME if repo is not None else None
+
+
+def decide_call(call: HookInput, started: float, deadline: float | None = None,
+                limits: Limits | None = None, *, ask_person: bool = False) -> tuple[str, str]:
+    """One normalised call -> (allow|deny|ask, reason).
+
+    ``ask_person``: the agent is asking its user (a permission event): anything
+    the policy does not deny becomes a Tower approval a person decides.
+    """
+    from core.gitrepo import discover
+    from tui import hookguard
 
     cwd = Path(call.cwd) if call.cwd else Path.cwd()
     repo = discover(cwd) if cwd.is_dir() else None
@@ -144,6 +164,9 @@ def decide(raw: bytes, started: float, deadline: float | None = None,
     rel = _relative(call.read_path, root, cwd) if call.read_path else None
     with hookguard.budget(limits.budget):
         verdict = policy.decide(call.tool_name, command=call.command, path=rel, cwd=str(cwd))
+    if ask_person and verdict.decision != "deny":
+        why = f"{AGENT} asks permission: {verdict.reason}"
+        return _with_store(db, limits, call, lambda s, c: _ask(s, c, call, policy, why, rel, root, wait))
     if verdict.decision != "ask":
         return _plain(verdict.decision), verdict.reason
     return _with_store(db, limits, call, lambda s, c: _ask(s, c, call, policy, verdict.reason, rel, root, wait))
@@ -210,6 +233,12 @@ def _with_store(db: Path, limits: Limits, call: HookInput, body) -> tuple[str, s
                 return await body(store, catcher)
 
     return asyncio.run(main())
+
+
+def agent_name_or(kind: str, session: str | None) -> str:
+    from tui.clikit import agent_name
+
+    return agent_name() or (f"{kind}:{session[:8]}" if session else kind)
 
 
 def _caller(call: HookInput) -> str:
