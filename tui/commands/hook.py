@@ -29,7 +29,7 @@ from tui.services import hook_engine
 from tui.services.hook_engine import Limits, Wait, _where, decide, session_lease  # noqa: F401
 from tui.clikit import common_options, emit, opt
 
-AGENTS = ("claude-code",)
+AGENTS = ("claude-code", "codex", "gemini", "copilot", "cursor")
 
 
 @click.group()
@@ -373,6 +373,9 @@ def hook_install(kind, local) -> None:
     """
     from core.hook import hook_command, install_entry
 
+    if kind != "claude-code":
+        _install_other(kind)
+        return
     policy = _policy_for_install()  # a bad policy file stops here, naming its line
     db = _explicit_db()
     timeout = policy.hook_timeout()
@@ -400,6 +403,9 @@ def hook_uninstall(kind, local) -> None:
     """Remove Tower's hook from a worktree's .claude/settings.json, and nothing else."""
     from core.hook import remove_entry
 
+    if kind != "claude-code":
+        _uninstall_other(kind)
+        return
     path = _settings_path(local)
     settings = _read_settings(path)
     try:
@@ -410,6 +416,118 @@ def hook_uninstall(kind, local) -> None:
         _write_atomically(path, settings)
     emit({"settings": str(path), "removed": removed},
          f"removed Tower's hook from {path}" if removed else f"Tower's hook is not in {path}")
+
+
+_FILES = {"codex": (".codex", "hooks.json"), "gemini": (".gemini", "settings.json"),
+          "copilot": (".github/hooks", "tower.json"), "cursor": (".cursor", "hooks.json")}
+
+
+def _agent_file(kind: str) -> tuple[Path, Path]:
+    """(the hook file, the worktree it serves); Codex reads the MAIN worktree's .codex/hooks.json."""
+    from core.gitrepo import discover
+
+    root = _target_root()
+    base = root
+    if kind == "codex":
+        info = discover(root)
+        if info is not None:
+            base = info.common_dir.parent  # the main worktree (common dir is its .git)
+    folder, name = _FILES[kind]
+    return base / folder / name, root
+
+
+def _codex_config() -> Path:
+    home = os.environ.get("CODEX_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".codex"
+
+
+def _install_other(kind: str) -> None:
+    from tui.services import hook_install
+
+    _policy_for_install()  # a bad policy file stops here, naming its line
+    db = _explicit_db()
+    path, root = _agent_file(kind)
+    settings = _read_settings(path)
+    # the hook stops waiting for a person a margin before the agent kills it
+    deadline = hook_install.TIMEOUT_S[kind]
+    try:
+        changed = hook_install.install(settings, kind, _tower_program(), str(db) if db else None, deadline)
+    except ValueError as exc:
+        raise BadInput(f"{path}: {exc}; fix it first") from None
+    if changed:
+        _write_atomically(path, settings)
+    data = {"settings": str(path), "changed": changed, "timeout": deadline, "deadline": deadline}
+    if kind == "codex":
+        (root / ".codex").mkdir(exist_ok=True)  # without it Codex loads no project hooks in a linked worktree
+        config = _codex_config() / "config.toml"
+        text = config.read_text(encoding="utf-8") if config.exists() else ""
+        records = hook_install.codex_trust_records(path, settings)
+        new = hook_install.set_codex_trust(text, path, records, root)
+        if new != text:
+            config.parent.mkdir(parents=True, exist_ok=True)
+            _write_text_atomically(config, new)
+        data["codex_config"] = str(config)
+        data["trusted"] = len(records)
+    emit(data, f"{'installed' if changed else 'already installed:'} Tower's {kind} hooks in {path}")
+
+
+def _uninstall_other(kind: str) -> None:
+    from tui.services import hook_install
+
+    path, root = _agent_file(kind)
+    settings = _read_settings(path)
+    removed = hook_install.uninstall(settings, kind)
+    if removed:
+        _write_atomically(path, settings)
+    if kind == "codex":
+        config = _codex_config() / "config.toml"
+        if config.exists():
+            text = config.read_text(encoding="utf-8")
+            new = hook_install.set_codex_trust(text, path, {}, None)
+            if new != text:
+                _write_text_atomically(config, new)
+    emit({"settings": str(path), "removed": removed},
+         f"removed Tower's {kind} hooks from {path}" if removed else f"Tower's {kind} hooks are not in {path}")
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _agent_warnings() -> list[str]:
+    """Each installed agent's entries: a Codex trust record missing or stale is a silent fail-open."""
+    from core.gitrepo import discover
+    from tui.services import hook_install
+
+    if not (opt("worktree") or os.environ.get("TOWER_WORKTREE")) and discover(Path.cwd()) is None:
+        return []
+    out = []
+    for kind in _FILES:
+        path, _root = _agent_file(kind)
+        if not path.exists():
+            continue
+        try:
+            settings = _read_settings(path)
+        except BadInput as exc:
+            out.append(f"cannot check the {kind} hooks: {exc.message}")
+            continue
+        if not hook_install.installed(settings, kind):
+            continue
+        if kind == "codex":
+            config = _codex_config() / "config.toml"
+            text = config.read_text(encoding="utf-8") if config.exists() else ""
+            stale = hook_install.codex_stale(text, hook_install.codex_trust_records(path, settings))
+            if stale:
+                out.append(f"{len(stale)} Tower Codex hook(s) in {path} are not trusted in {config}: Codex skips"
+                           " them without a word; run `tower hook install codex` again")
+    return out
 
 
 def _deadline_warnings(policy) -> list[str]:
@@ -470,7 +588,7 @@ def hook_check(tool, command, path, defaults) -> None:
         return
 
     policy = load_policy(db_path().parent / POLICY_NAME)
-    warnings = _rule_warnings(policy) + _deadline_warnings(policy)
+    warnings = _rule_warnings(policy) + _deadline_warnings(policy) + _agent_warnings()
     data: dict = {"policy": policy.source, "exists": policy.exists, "rules": len(policy.rules),
                   "default": policy.default, "ask_timeout": policy.ask_timeout,
                   "on_timeout": policy.ask_on_timeout, "warnings": warnings}
