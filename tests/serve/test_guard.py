@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, run_tower
+from tests.conftest import ROOT, run_tower, tower_env
 from tui.services.serve import (Guard, Refusal, ServeConfig, check_config, child_command, is_loopback_host,
                                 new_token, tokens_equal)
 
@@ -178,3 +178,14 @@ def test_the_default_policy_denies_agents_tower_serve(store_db):
     for command in ("tower task add 'serve static files'", "tower task list"):
         r = run_tower("--db", str(store_db), "hook", "check", "--command", command)
         assert r.stdout.splitlines()[-1].startswith("allow:"), (command, r.stdout)
+
+
+def test_a_session_s_errors_reach_the_server_s_terminal_escaped(tmp_path):
+    """textual-serve copies a session's stderr to the person's terminal: stored text must not act on it."""
+    db = tmp_path / "x\x1b]0;pwned\x07.db"  # a name that reaches the error message
+    code = ("import sys\nfrom tui.services.serve import child_main\n"
+            f"child_main(['--db', {str(db)!r}, '--person', 'p', '--parent', str(__import__('os').getppid())])\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                       env={**tower_env(), "TOWER_AGENT": "mallory"})
+    assert r.returncode == 3, r.stderr
+    assert "\x1b" not in r.stderr and "\\e]0;pwned" in r.stderr

@@ -273,6 +273,20 @@ def _die_with_parent(parent: int) -> None:
         sys.exit(0)
 
 
+class _PrintableLines:
+    """A text stream that escapes control characters in every line written to it."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write("\n".join(printable(line) for line in text.split("\n")))
+        return len(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def child_main(argv: list[str]) -> None:
     """``python -m tui.services.serve --db DB --person LOGIN --parent PID [--no-watch]``: one served session."""
     import argparse
@@ -290,6 +304,9 @@ def child_main(argv: list[str]) -> None:
     for name in AGENT_ENV:
         os.environ.pop(name, None)
     os.environ["LOGNAME"] = os.environ["USER"] = args.person
+    # textual-serve copies a session's stderr to the server's terminal as is:
+    # stored text (agents') in an error must not reach it raw.
+    sys.stderr = _PrintableLines(sys.stderr)
     from tui.cli import main
 
     main(["--db", args.db, *(["--no-watch"] if args.no_watch else [])])
