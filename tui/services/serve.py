@@ -288,7 +288,10 @@ class _PrintableLines:
 
 
 def child_main(argv: list[str]) -> None:
-    """``python -m tui.services.serve --db DB --person LOGIN --parent PID [--no-watch]``: one served session."""
+    """``python -m tui.services.serve --db DB --person LOGIN --parent PID [--no-watch]``: one served session.
+
+    Runs the real control room (``tui.app.run_app``, what ``tower`` runs) on the store.
+    """
     import argparse
 
     parser = argparse.ArgumentParser(prog="tower serve (session)")
@@ -307,9 +310,20 @@ def child_main(argv: list[str]) -> None:
     # textual-serve copies a session's stderr to the server's terminal as is:
     # stored text (agents') in an error must not reach it raw.
     sys.stderr = _PrintableLines(sys.stderr)
-    from tui.cli import main
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    # run_app, not `tower` itself: the command line refuses to open the control
+    # room without a terminal, and here the terminal is textual-serve's pipe
+    # (TEXTUAL_DRIVER is its web driver).
+    from tui.app import run_app
+    from tui.clikit import report
 
-    main(["--db", args.db, *(["--no-watch"] if args.no_watch else [])])
+    try:
+        code = run_app(Path(args.db), watch=not args.no_watch)
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:  # noqa: BLE001 - one line and the contract's exit code, never a traceback
+        code = report(exc)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 # -- the server -------------------------------------------------------------------------------
