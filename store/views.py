@@ -236,8 +236,11 @@ class ViewVerbs(StoreBase):
         marks, values = _marks(seqs)
         if not values:
             return []
-        rows = await self._fetchall(f"SELECT * FROM audit WHERE seq IN ({marks}) ORDER BY seq", values)
-        return [event_from_row(r) for r in rows]
+        from store.audit_log import AUDIT_CELLS, event_from_cells
+
+        # every cell read in a form that cannot fail: one damaged row must not blank the pane
+        rows = await self._fetchall(f"SELECT {AUDIT_CELLS} FROM audit WHERE seq IN ({marks}) ORDER BY seq", values)
+        return [event_from_cells(r) for r in rows]
 
     async def audit_search(self, text: str, *, limit: int = 10_000) -> list[int]:
         """Seqs of the latest ``limit`` audit events mentioning ``text`` (case-insensitive),
