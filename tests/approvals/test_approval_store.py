@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -20,16 +19,25 @@ async def two(tmp_path: Path):
         yield a, b
 
 
-async def test_decision_reaches_the_waiter_within_half_a_second(two):
+async def test_a_parked_waiter_is_woken_by_the_decision(two):
+    """The waiter is parked on the change signal (not still reading) when the other
+    connection decides; the decision wakes it. Latency is measured in `make bench`
+    (bench_hook: decision -> waiter p50/p95), not asserted here."""
     waiter, decider = two
     req = await waiter.request_approval(kind="command", summary="x")
+    parked = asyncio.Event()
+    real_wait = waiter.wait_for_change
+
+    async def wait_for_change(*args, **kwargs):
+        parked.set()
+        return await real_wait(*args, **kwargs)
+
+    waiter.wait_for_change = wait_for_change
     task = asyncio.create_task(waiter.wait_for_decision(req.id, timeout=30))
-    await asyncio.sleep(0.2)  # the waiter is parked on the change signal
+    await asyncio.wait_for(parked.wait(), 10)
     assert not task.done()
-    t0 = time.monotonic()
     await decider.decide_approval(req.id, approve=True, actor="alice")
-    got = await asyncio.wait_for(task, 5)
-    assert time.monotonic() - t0 < 0.5
+    got = await asyncio.wait_for(task, 10)
     assert (got.status, got.decided_by) == ("approved", "alice")
 
 

@@ -214,16 +214,3 @@ def test_same_key_twice_returns_one_approval(procs, db, tmp_path, tower):
     listed = tower("--json", "approval", "list").data
     assert sorted(x["key"] for x in listed if x["key"]) == ["k-1", "k-2"]
 
-
-def test_the_waiter_sees_a_decision_quickly(procs, db, tmp_path, tower):
-    """The decision reaches the waiter through the change signal, not a slow sleep loop."""
-    proc, aid = request(procs, db, tmp_path, "--timeout", "60")
-    pending_approval(db)
-    t0 = time.monotonic()
-    assert tower("approval", "approve", aid).code == 0
-    decided_at = time.monotonic()
-    code, out, _ = finish(proc)
-    assert code == 0
-    # the decider's own start-up is in t0..decided_at; the waiter has ~50 ms polling plus its exit
-    assert time.monotonic() - decided_at < 2.0, time.monotonic() - t0
-    assert json.loads(out)["data"]["status"] == "approved"
