@@ -17,12 +17,14 @@ from tui_helpers import (
     aiosqlite_threads,
     create_store,
     make_app,
+    palette_offers,
     python,
     ready,
     seed_audit,
     seed_busy,
     run_cli,
     screen_text,
+    threads_ended,
     wait_for,
 )
 from tui.app import TowerApp
@@ -144,7 +146,7 @@ class TestDecisions:
 
             app.store.decide_approval = slow_decide
             await pilot.press("3", "a")
-            await pilot.pause(0.2)
+            await wait_for(pilot, lambda: app.approvals_pane.in_flight.get(1) == "approving…", what="in flight")
             # not committed yet: shown in flight, not as approved
             assert app.approvals_pane.records["A1"].status == "pending"
             assert app.approvals_pane.in_flight.get(1) == "approving…"
@@ -438,7 +440,7 @@ class TestScreens:
             await ready(pilot)
             await pilot.press("ctrl+p")
             await pilot.press(*"retry task T5")
-            await pilot.pause(0.5)
+            await palette_offers(pilot, "T5")
             await pilot.press("enter")
             await wait_for(pilot, lambda: app.queue_pane.records["T5"].status == "pending", what="T5 retried")
             assert (await read(db, lambda s: s.get_task(5))).status == "pending"
@@ -475,11 +477,7 @@ class TestLifecycle:
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
             await pilot.press("enter")
         assert app.store._conn is None
-        for _ in range(100):
-            if set(aiosqlite_threads()) <= before:
-                break
-            await asyncio.sleep(0.01)
-        assert set(aiosqlite_threads()) <= before
+        assert threads_ended(before)
 
     async def test_a_missing_store_is_shown_not_a_crash(self, tmp_path):
         app = make_app(tmp_path / "nowhere" / "tower.db")
@@ -535,8 +533,4 @@ class TestWatcher:
             assert len(set(aiosqlite_threads()) - before) == 1  # the watcher shares the app's connection
             await pilot.press("q")
         assert app.store._conn is None
-        for _ in range(300):
-            if set(aiosqlite_threads()) <= before:
-                break
-            await asyncio.sleep(0.01)
-        assert set(aiosqlite_threads()) <= before
+        assert threads_ended(before)

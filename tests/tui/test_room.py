@@ -21,6 +21,7 @@ from tui_helpers import (
     Clock,
     create_store,
     make_app,
+    palette_offers,
     python,
     ready,
     run_cli,
@@ -159,7 +160,7 @@ class TestConfirmations:
 
             await pilot.press("ctrl+p")
             await pilot.press(*"approve a2")
-            await pilot.pause(0.5)
+            await palette_offers(pilot, "A2")
             await pilot.press("enter")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation")
             assert "Approve A2: Merge agent-b into main" in screen_text(app)
@@ -169,7 +170,7 @@ class TestConfirmations:
 
             await pilot.press("ctrl+p")
             await pilot.press(*"approve a2")
-            await pilot.pause(0.5)
+            await palette_offers(pilot, "A2")
             await pilot.press("enter")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
             await pilot.press("enter")
@@ -182,7 +183,7 @@ class TestConfirmations:
         async with app.run_test(size=SIZE) as pilot:
             await ready(pilot)
             await pilot.press("ctrl+p", *"cancel task t8")
-            await pilot.pause(0.5)
+            await palette_offers(pilot, "T8")
             await pilot.press("enter")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
             assert "Cancel T8: Profile the cold start" in screen_text(app)
@@ -190,7 +191,7 @@ class TestConfirmations:
             await pilot.pause(0.2)
             assert (await read(db, lambda s: s.get_task(8))).status == "pending"
             await pilot.press("ctrl+p", *"cancel task t8")
-            await pilot.pause(0.5)
+            await palette_offers(pilot, "T8")
             await pilot.press("enter")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
             await pilot.press("enter")

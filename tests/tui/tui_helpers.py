@@ -171,3 +171,28 @@ def aiosqlite_threads() -> list[threading.Thread]:
     """The live connection threads of aiosqlite (non-daemon: one left open hangs the exit)."""
     return [t for t in threading.enumerate() if t.is_alive() and "_connection_worker_thread" in t.name]
 
+
+def threads_ended(before: set[threading.Thread], timeout: float = 10.0) -> bool:
+    """Whether every aiosqlite thread started since ``before`` ends within ``timeout``:
+    a closed connection's thread finishes its queue and returns (joined, not polled)."""
+    deadline = time.monotonic() + timeout
+    for thread in set(aiosqlite_threads()) - before:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return set(aiosqlite_threads()) <= before
+
+
+async def palette_offers(pilot, text: str, timeout: float = 10.0) -> None:
+    """Wait until the command palette's search has run and its highlighted command
+    mentions ``text`` (the search is asynchronous: Enter before it ends picks another)."""
+    from textual.command import CommandList
+
+    def highlighted() -> str:
+        try:
+            commands = pilot.app.screen.query_one(CommandList)
+        except Exception:
+            return ""
+        option = commands.highlighted_option
+        return str(option.prompt) if option is not None else ""
+
+    await wait_for(pilot, lambda: text.lower() in highlighted().lower(), timeout, what=f"the palette offering {text!r}")
+

@@ -33,9 +33,15 @@ def agent_roles(count: int) -> list[str]:
 class Agents:
     """The simulated agents' processes: each in its own session, so stopping one stops its children."""
 
-    def __init__(self, demo, speed: float, ttl: float, logs: Path) -> None:
+    def __init__(self, logs: Path) -> None:
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs = logs
+
+    def start(self, demo, speed: float, ttl: float) -> None:
+        """Start one agent per worktree. Each is recorded as soon as it runs, so a
+        signal that lands half-way (the guard turns it into KeyboardInterrupt here)
+        still lets ``stop`` end the ones already started."""
+        logs = self.logs
         logs.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if k not in ("TOWER_DB", "TOWER_AGENT", "TOWER_WORKTREE")}
         root = str(Path(__file__).resolve().parents[2])
@@ -185,7 +191,8 @@ def demo(ctx, agents, speed, keep, headless, duration, json_output) -> None:
             click.echo(f"setting up a demo repository in {base} …", err=True)
         repo = seed.create(base, agents)
         ttl = max(4.0, 15.0 / speed)
-        procs = Agents(repo, speed, ttl, base / "logs")
+        procs = Agents(base / "logs")
+        procs.start(repo, speed, ttl)
         if headless:
             until = time.monotonic() + duration
             finished = asyncio.run(supervise(repo.db, until, repo.worktrees))
