@@ -1,8 +1,8 @@
 """The real agents read what `tower mcp install` wrote, and connect to the server.
 
-Needs the agents' npm packages (`npm install @anthropic-ai/claude-code @openai/codex
-@google/gemini-cli` in a folder named by TOWER_AGENTS_NODE_MODULES, its
-node_modules); skipped without them. No model is needed: `claude mcp list` and
+Needs the pinned agent binaries of scripts/install-agents.sh (`.agents/` or
+$TOWER_AGENTS_DIR, found as tests/agents finds them): skipped without them, failed
+under TOWER_REQUIRE_AGENTS=1 (CI). No model is needed: `claude mcp list` and
 `gemini mcp list` start each configured server and report whether it connected;
 `codex mcp get --json` shows how Codex parsed the entry.
 """
@@ -16,19 +16,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.agents.harness import find_binary
 from tests.conftest import run_tower, tower_env
 
 pytestmark = pytest.mark.slow
 
-MODULES = Path(os.environ.get("TOWER_AGENTS_NODE_MODULES", "/nonexistent"))
-CLAUDE = MODULES / "@anthropic-ai" / "claude-code-linux-x64" / "claude"
-CODEX = MODULES / "@openai" / "codex-linux-x64" / "vendor" / "x86_64-unknown-linux-musl" / "bin" / "codex"
-GEMINI = MODULES / ".bin" / "gemini"
 
 
-def need(binary: Path) -> None:
-    if not binary.exists():
-        pytest.skip(f"{binary.name} not installed (set TOWER_AGENTS_NODE_MODULES)")
+def need(kind: str) -> Path:
+    path, why = find_binary(kind)
+    if path is None:
+        if os.environ.get("TOWER_REQUIRE_AGENTS") == "1":
+            pytest.fail(f"TOWER_REQUIRE_AGENTS=1 but {why}")
+        pytest.skip(why)
+    return path
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def worktree(repo: Path) -> Path:
 
 
 def test_claude_code_connects_to_the_installed_server(worktree, tmp_path):
-    need(CLAUDE)
+    CLAUDE = need("claude")
     assert run_tower("mcp", "install", "claude-code", cwd=worktree).code == 0
     home = tmp_path / "home"
     (home / ".claude").mkdir(parents=True)
@@ -52,7 +53,7 @@ def test_claude_code_connects_to_the_installed_server(worktree, tmp_path):
 
 
 def test_gemini_cli_connects_to_the_installed_server(worktree, tmp_path):
-    need(GEMINI)
+    GEMINI = need("gemini")
     assert run_tower("mcp", "install", "gemini", cwd=worktree).code == 0
     home = tmp_path / "home"
     (home / ".gemini").mkdir(parents=True)
@@ -67,7 +68,7 @@ def test_gemini_cli_connects_to_the_installed_server(worktree, tmp_path):
 
 
 def test_codex_reads_the_installed_entry(worktree, tmp_path):
-    need(CODEX)
+    CODEX = need("codex")
     assert run_tower("mcp", "install", "codex", cwd=worktree).code == 0
     home = tmp_path / "codex-home"
     home.mkdir()
