@@ -6,13 +6,25 @@ bump, so a crash mid-migration leaves the old version intact.
 
 Times are REAL epoch seconds (the store compares them); ids are
 ``AUTOINCREMENT`` so a deleted row's id is never handed out again.
+
+One list for every backend: step N brings any backend to schema version N.
+Each step holds its SQLite text and its Postgres text; the Postgres texts are
+the blocks of docs/postgres.md until that backend lands (``None`` here).
 """
 
 from __future__ import annotations
 
-MIGRATIONS: list[str] = [
+from typing import NamedTuple
+
+
+class Migration(NamedTuple):
+    sqlite: str
+    postgres: str | None = None
+
+
+MIGRATIONS: list[Migration] = [
     # 1: the whole model
-    """
+    Migration(sqlite="""
     CREATE TABLE tasks (
         id           INTEGER PRIMARY KEY AUTOINCREMENT,
         title        TEXT NOT NULL,
@@ -145,14 +157,14 @@ MIGRATIONS: list[str] = [
         entry_hash  TEXT NOT NULL,
         signature   TEXT NOT NULL
     );
-    """,
+    """),
     # 2: the watcher's baselines. A row exists while a file of a worktree differs
     # from its baseline -- the content the watcher first knew for it -- and keeps
     # that baseline (base_hash NULL: the file did not exist). A file without a
     # row is at its baseline, so the table stays as small as the set of changed
     # files. ``id`` numbers the episode: a file reverted and changed again gets a
     # new row (acknowledged conflicts stay silent only for their own episode).
-    """
+    Migration(sqlite="""
     CREATE TABLE changed_files (
         id         INTEGER PRIMARY KEY AUTOINCREMENT,
         worktree   TEXT NOT NULL,
@@ -164,7 +176,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE UNIQUE INDEX changed_files_key ON changed_files(worktree, path);
     CREATE INDEX changed_files_by_path ON changed_files(path);
-    """,
+    """),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -33,9 +33,9 @@ from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerState
 
 from core.errors import TowerError
-from core.models import Approval, Counts
+from core.models import Approval as ApprovalRow
+from core.models import Counts
 from store import Store
-from store.views import ApprovalRow
 from tui import theme
 from tui.changes import touched_by
 from tui.format import aid, cid, tid
@@ -93,12 +93,6 @@ def default_actor() -> str:
         return f"person:{getpass.getuser()}"
     except Exception:  # no login name in some containers
         return "person"
-
-
-def approval_row(a: Approval) -> ApprovalRow:
-    ts = lambda v: v.timestamp() if v is not None else None  # noqa: E731
-    return ApprovalRow(a.id, a.kind, a.summary, a.status, a.requested_by, a.worktree, a.lease_id, a.task_id,
-                       a.created_at.timestamp(), ts(a.decided_at), a.decided_by, a.reason)
 
 
 class TowerApp(App[None]):
@@ -670,7 +664,7 @@ class TowerApp(App[None]):
             self.post_message(ActionFailed(exc.message, approval_id=approval_id))
             return
         # the committed row, straight away; the store worker follows with the audit event
-        self.post_message(ApprovalsChanged([approval_row(approval)]))
+        self.post_message(ApprovalsChanged([approval]))
         verdict = "approved" if approval.status == "approved" else f"rejected: {approval.reason}"
         self.post_message(ActionDone(f"{aid(approval_id)} {verdict}", approval_id=approval_id))
         self.wake()

@@ -215,15 +215,9 @@ def parse(kind: str, text: str) -> int:
 
 
 def to_data(value: Any) -> Any:
-    if hasattr(value, "to_json"):  # plain rows that skip pydantic on the agents' path
-        return value.to_json()
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, list):
-        return [to_data(v) for v in value]
-    if isinstance(value, dict):
-        return {k: to_data(v) for k, v in value.items()}
-    return value
+    from core.models import to_json
+
+    return to_json(value)
 
 
 def json_line(obj: Any) -> str:
@@ -312,8 +306,10 @@ def report(exc: BaseException) -> int:
     )
 
 
-def short(ts) -> str:
-    """A timestamp for humans: local time, seconds."""
+def short(ts: float | None) -> str:
+    """A timestamp (epoch seconds) for humans: local time, seconds."""
     if ts is None:
         return "-"
-    return ts.astimezone().strftime("%H:%M:%S")
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts).astimezone().strftime("%H:%M:%S")

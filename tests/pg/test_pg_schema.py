@@ -47,8 +47,8 @@ def conn(pg_database):
 
 def _sqlite_schema() -> tuple[dict, set]:
     db = sqlite3.connect(":memory:")
-    for script in MIGRATIONS:
-        db.executescript(script)
+    for step in MIGRATIONS:
+        db.executescript(step.sqlite)
     tables = {}
     for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"):
         tables[name] = {r[1]: (r[2], bool(r[3]) or bool(r[5])) for r in db.execute(f"PRAGMA table_info({name})")}

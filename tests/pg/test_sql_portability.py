@@ -26,8 +26,8 @@ def _pg_sql(sql: str) -> str:
 class Both:
     def __init__(self, pg: psycopg.Connection) -> None:
         self.lite = sqlite3.connect(":memory:", isolation_level=None)
-        for script in MIGRATIONS:
-            self.lite.executescript(script)
+        for step in MIGRATIONS:
+            self.lite.executescript(step.sqlite)
         self.pg = pg
 
     def run(self, sql: str, params: tuple = ()) -> tuple[list, list]:

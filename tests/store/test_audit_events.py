@@ -54,8 +54,8 @@ async def test_refused_verb_appends_nothing(store):
 async def test_rolled_back_transaction_leaves_no_audit(store, db_path):
     before = await store.audit_head()
     with pytest.raises(RuntimeError):
-        async with store.transaction():
-            await store._audit("test.event")
+        async with store.transaction() as tx:
+            await store._audit(tx, "test.event")
             raise RuntimeError("boom")
     assert await store.audit_head() == before
     raw = sqlite3.connect(db_path)

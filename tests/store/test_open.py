@@ -19,7 +19,7 @@ def digest(path) -> str:
 
 async def test_created_store_uses_wal_full_sync_and_schema_version(db_path):
     async with Store(db_path, create=True) as s:
-        conn = s.conn
+        conn = s.backend.conn
         assert (await (await conn.execute("PRAGMA journal_mode")).fetchone())[0] == "wal"
         assert (await (await conn.execute("PRAGMA synchronous")).fetchone())[0] == 2  # FULL
         assert (await (await conn.execute("PRAGMA foreign_keys")).fetchone())[0] == 1

@@ -24,8 +24,8 @@ async def test_cancelling_a_verb_anywhere_never_leaves_the_write_lock_held(db_pa
                 await task
             except asyncio.CancelledError:
                 pass
-            await store.data_version()  # runs after anything the cancelled verb queued
-            assert not store.conn.in_transaction, f"left in a transaction after {ticks} ticks"
+            await store.backend.data_version()  # runs after anything the cancelled verb queued
+            assert not store.backend.conn.in_transaction, f"left in a transaction after {ticks} ticks"
             await other.add_task("from another connection")  # would time out if the lock were held
         titles = [t.title for t in await other.list_tasks()]
         assert titles.count("from another connection") == 40

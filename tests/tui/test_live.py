@@ -470,7 +470,7 @@ class TestLifecycle:
             assert set(aiosqlite_threads()) - before  # the app's one connection
             await pilot.press("5", "home")  # start some reads too
             await pilot.press("q")
-        assert app.store._conn is None
+        assert not app.store.is_open
         for _ in range(100):
             if set(aiosqlite_threads()) <= before:
                 break
@@ -484,7 +484,7 @@ class TestLifecycle:
             assert "cannot open the store" in app.store_error
             assert app.alert_bar.display
             await pilot.press("3", "a", "5", "f")  # nothing to do, nothing breaks
-        assert app.store._conn is None
+        assert not app.store.is_open
 
     async def test_a_broken_store_mid_session_is_shown_then_recovers(self, db):
         await seed_busy(db)
@@ -530,7 +530,7 @@ class TestWatcher:
             assert 1 in app.leases_pane.conflicted
             assert len(set(aiosqlite_threads()) - before) == 1  # the watcher shares the app's connection
             await pilot.press("q")
-        assert app.store._conn is None
+        assert not app.store.is_open
         for _ in range(300):
             if set(aiosqlite_threads()) <= before:
                 break

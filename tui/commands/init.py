@@ -15,11 +15,7 @@ def init() -> None:
     path = db_path()
 
     async def body(s):
-        # decided under the write lock: of several inits racing, exactly one starts the log
-        async with s.transaction():
-            created = await s._fetchone("SELECT 1 FROM audit LIMIT 1") is None
-            if created:
-                await s._audit("store.initialised", actor=person(), details={"path": str(path)})
+        created = await s.start_log(actor=person(), details={"path": str(path)})
         info = repo()
         registered = []
         if info is not None:

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from rich.text import Text
 
-from store.views import LeaseRow
+from core.models import Lease as LeaseRow
 from tui import theme
 from tui.format import duration, lid, tid
 from tui.panes.base import Col, TablePane, cell

@@ -27,8 +27,8 @@ KINDS = {"task": tid, "lease": lid, "approval": aid, "conflict": cid, "audit": l
 def _ts(value: Any) -> str:
     if value is None:
         return "-"
-    if hasattr(value, "timestamp"):
-        return full_time(value.timestamp())
+    if isinstance(value, (int, float)):
+        return full_time(value)
     return str(value)
 
 
