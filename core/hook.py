@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ FILE_TOOLS: dict[str, str] = {
 PATH_FIELDS = ("file_path", "notebook_path", "path")
 
 _REASON_LIMIT = 2000
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _DETAIL_LIMIT = 2000
 
 
@@ -96,6 +98,11 @@ def parse_input(raw: bytes | str) -> HookInput:
     tool_input = data.get("tool_input", {})
     if not isinstance(tool_input, dict):
         raise HookInputError("tool_input is not an object")
+    bad = _lone_surrogate([tool, data.get("cwd"), tool_input])
+    if bad is not None:
+        # JSON allows "\udcff"; no real command or path holds it, and what would run is unknowable
+        raise HookInputError(f"the call holds a lone surrogate ({bad}), which is not valid Unicode:"
+                             " Tower cannot tell what would run")
 
     def text(key: str) -> str | None:
         value = data.get(key)
@@ -114,6 +121,23 @@ def parse_input(raw: bytes | str) -> HookInput:
         hook_event_name=text("hook_event_name"),
         extra={k: v for k, v in data.items() if k not in known},
     )
+
+
+def _lone_surrogate(values: list[Any]) -> str | None:
+    """The first lone surrogate in these JSON values (keys included), as ``\\udcff``; None if none."""
+    stack = list(values)
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            found = _SURROGATE.search(value)
+            if found:
+                return f"\\u{ord(found.group()):04x}"
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return None
 
 
 def answer(decision: str, reason: str) -> dict[str, Any]:

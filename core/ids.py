@@ -10,7 +10,7 @@ import re
 
 from core.errors import BadInput
 
-PREFIXES = {"task": "T", "lease": "L", "approval": "A", "conflict": "C"}
+PREFIXES = {"task": "T", "lease": "L", "approval": "A", "conflict": "C", "session": "S"}
 _ID = re.compile(r"^\s*([A-Za-z]?)(\d{1,18})\s*$")
 
 

@@ -288,3 +288,29 @@ class Counts(Record):
     open_conflicts: int = 0
     audit_seq: int = 0
     audit_hash: str | None = None
+
+
+@record
+class AgentSession(Record):
+    """An agent session as a reader sees it (states derived at read time: store/sessions.py)."""
+
+    id: int = ref("session")
+    kind: str
+    session: str
+    agent: str | None
+    worktree: str | None
+    lease_id: int | None = ref("lease")  # the session's lease while it is active
+    state: str
+    last_tool: str | None
+    last_event_at: float = when()
+    waiting_for: int | None = ref("approval")  # a pending Tower approval
+    last_target: str | None
+    last_event: str
+    state_since: float = when()
+    waiting_reason: str | None
+    task_id: int | None = ref("task")
+    last_lease_id: int | None = ref("lease")  # the last lease it held, whatever its status
+    started_at: float = when()
+    pid: int | None
+    stored_state: str = local()
+    rev: int = local()

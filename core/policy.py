@@ -8,11 +8,15 @@ silently ignored. The format is documented in ``docs/approvals.md`` and in the
 comments of :data:`DEFAULT_POLICY`, which ``tower init`` writes.
 
 Matching, in short: ``[[rule]]`` tables are tried top to bottom and the first
-one whose conditions all match decides. A Bash command is looked up as a whole
-and part by part (split at ``;``, ``&&``, ``||``, ``|``, ``&`` and newlines);
-the strictest of those answers wins, so ``ls && rm -rf ~`` is never allowed by
-a rule for ``ls``. A command with command substitution or an output
-redirection to a file is never allowed by a rule alone.
+one whose conditions all match decides. A Bash command is judged on what the
+shell would run (``core/shell.py``): each of its simple commands, quotes
+removed, must be allowed on its own; more views of it (without wrappers such
+as ``command``/``env``/``sudo``, with the program's directory dropped, the
+commands inside substitutions and ``sh -c`` strings, globs expanded) can only
+make the answer stricter; and anything the reading did not understand is never
+allowed by a rule alone. Tower's person-only verbs (deciding approvals,
+acknowledging conflicts, rebaselining the watcher, changing the hook) are
+denied whatever the file says.
 """
 
 from __future__ import annotations
@@ -43,7 +47,15 @@ CLAUDE_HOOK_TIMEOUT = 600  # Claude Code's default timeout for a command hook, s
 # building the schema costs more than the rest of a policy-only call. Bump the
 # format whenever the schema or its normal form changes.
 CACHE_NAME = ".policy.cache.json"
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
+
+# A Bash command longer than this is denied unread: checking it is linear, but a
+# rule's regex may not be, and the hook must answer within its deadline.
+MAX_COMMAND_LENGTH = 64 * 1024
+
+# Actor names that belong to agents: they never decide approvals, acknowledge
+# conflicts or rebaseline the watcher (Tower's own defaults for unnamed agents).
+DEFAULT_AGENT_NAMES = ("agent@*", "claude-code", "claude-code:*")
 
 
 class PolicyError(BadInput):
@@ -121,12 +133,27 @@ def schema():
         without_lease: Decision = "deny"
         outside_repo: Decision = "deny"
 
+    class AgentsSpec(Strict):
+        names: list[str] = Field(default_factory=lambda: list(DEFAULT_AGENT_NAMES))
+
+        _listify = field_validator("names", mode="before")(_as_list)
+
+        @field_validator("names")
+        @classmethod
+        def _non_empty(cls, values: list[str]) -> list[str]:
+            for v in values:
+                if not v.strip():
+                    raise ValueError("names must not be empty")
+            return values
+
     class PolicySpec(Strict):
         version: Literal[1] = 1
         default: Decision = "ask"
         ask: AskSpec = Field(default_factory=AskSpec)
         writes: WritesSpec = Field(default_factory=WritesSpec)
-        rules: list[RuleSpec] = Field(default_factory=list, alias="rule")
+        agents: AgentsSpec = Field(default_factory=AgentsSpec)
+        # None: the file has no [[rule]] at all, and the built-in rules apply
+        rules: list[RuleSpec] | None = Field(default=None, alias="rule")
 
     return PolicySpec
 
@@ -154,6 +181,7 @@ class Rule:
     paths: tuple[str, ...]
     decision: str
     reason: str | None
+    builtin: bool = False
 
     def matches(self, tool: str, command: str | None, path: str | None) -> bool:
         if not any(fnmatch.fnmatchcase(tool, t) for t in self.tools):
@@ -174,13 +202,20 @@ class Rule:
         return True
 
     def where(self) -> str:
+        if self.builtin:
+            return f"built-in rule {self.number}"
         return f"rule {self.number}" + (f" (line {self.line})" if self.line else "")
+
+    def conditions(self) -> tuple:
+        return (self.tools, self.globs, tuple(r.pattern for r in self.regexes), self.paths)
 
 
 class Policy:
     """A validated policy, ready to decide calls. Build with :func:`load_policy`.
 
-    ``data`` is the validated file in its normal form (``PolicySpec.model_dump()``).
+    ``data`` is the validated file in its normal form (``PolicySpec.model_dump()``),
+    with ``rules`` filled in from the built-in policy when the file has no
+    ``[[rule]]`` (``data["builtin_rules"]`` then says so).
     """
 
     def __init__(self, data: dict[str, Any], *, source: str, rule_lines: dict[int, int] | None = None,
@@ -188,6 +223,7 @@ class Policy:
         self.data = data
         self.source = source
         self.exists = exists
+        self.builtin_rules = bool(data.get("builtin_rules"))
         self.rule_lines = dict(rule_lines or {})
         self.rules: list[Rule] = [
             Rule(
@@ -199,6 +235,7 @@ class Policy:
                 paths=tuple(r["paths"]),
                 decision=r["decision"],
                 reason=r["reason"],
+                builtin=self.builtin_rules,
             )
             for i, r in enumerate(data["rules"])
         ]
@@ -229,6 +266,15 @@ class Policy:
     def outside_repo(self) -> str:
         return self.data["writes"]["outside_repo"]
 
+    @property
+    def agent_names(self) -> tuple[str, ...]:
+        agents = self.data.get("agents") or {}
+        return tuple(agents.get("names", DEFAULT_AGENT_NAMES))
+
+    def is_agent(self, actor: str) -> bool:
+        """True when ``actor`` is an agent's name by the policy's ``[agents] names`` globs."""
+        return any(fnmatch.fnmatchcase(actor, g) for g in self.agent_names)
+
     def hook_timeout(self) -> int:
         """The timeout to give the hook entry in Claude Code's settings: above our own deadline.
 
@@ -238,25 +284,48 @@ class Policy:
         """
         return max(CLAUDE_HOOK_TIMEOUT, int(self.ask_timeout) + 60)
 
-    def decide(self, tool: str, *, command: str | None = None, path: str | None = None) -> Verdict:
-        """The verdict for a call of ``tool`` (with its Bash ``command`` / repo-relative ``path``)."""
+    def dropped_deny_rules(self) -> list[Rule]:
+        """The built-in deny rules this policy's own rules leave out (for `tower hook check`)."""
+        if self.builtin_rules:
+            return []
+        ours = {r.conditions() for r in self.rules if r.decision == "deny"}
+        return [r for r in default_policy().rules if r.decision == "deny" and r.conditions() not in ours]
+
+    def decide(self, tool: str, *, command: str | None = None, path: str | None = None,
+               cwd: str | None = None) -> Verdict:
+        """The verdict for a call of ``tool`` (with its Bash ``command`` / repo-relative ``path``).
+
+        ``cwd``: where a Bash command runs, to see what its globs match now.
+        """
         if command is None:
             return self._first(tool, None, path)
+        if len(command) > MAX_COMMAND_LENGTH:
+            return Verdict("deny", f"Tower: the command is {len(command):,} characters long; Tower checks"
+                                   f" commands of up to {MAX_COMMAND_LENGTH:,}: split it, or write long"
+                                   " content with the Write tool")
+        from core.shell import analyse
+
         whole = _squeeze(command)
-        parts, risky = split_command(command)
-        verdict = self._first(tool, whole, path)
-        for part in parts:
-            if part == whole:
-                continue
-            other = self._first(tool, part, path, part_of=True)
-            if STRICTNESS[other.decision] > STRICTNESS[verdict.decision]:
-                verdict = other
-        if verdict.decision == "allow" and risky:
+        seen = analyse(command, cwd)
+        verdict: Verdict | None = None
+        several = len(seen.allow) > 1
+        for text in seen.allow or [whole]:
+            verdict = _stricter(verdict, self._first(tool, text, path, part_of=several or text != whole))
+        # the other views only ever make the answer stricter, and only through a rule
+        for text in dict.fromkeys([whole, *seen.deny]):
+            other = self._first(tool, text, path, part_of=text != whole)
+            if other.rule is not None and other.decision != "allow":
+                verdict = _stricter(verdict, other)
+        if seen.guard is not None:
+            verdict = _stricter(verdict, Verdict("deny", f"Tower (built in, whatever the policy says):"
+                                                         f" {seen.guard}"))
+        assert verdict is not None
+        if verdict.decision == "allow" and seen.risky:
             fallback = self.default if self.default != "allow" else "ask"
             allowed = f"{self._rule(verdict).where()} allows it, but " if verdict.rule else ""
             return Verdict(
                 fallback,
-                f"Tower policy: {allowed}the command has {risky}, which no rule allows on its own: {fallback}",
+                f"Tower policy: {allowed}the command has {seen.risky}, which no rule allows on its own: {fallback}",
                 verdict.rule,
                 verdict.line,
             )
@@ -281,6 +350,12 @@ class Policy:
         return Verdict(self.default, f"Tower policy default: {self.default} (no rule matches {what})")
 
 
+def _stricter(current: Verdict | None, other: Verdict) -> Verdict:
+    if current is None or STRICTNESS[other.decision] > STRICTNESS[current.decision]:
+        return other
+    return current
+
+
 def _short(text: str, limit: int = 80) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -290,111 +365,12 @@ def _squeeze(command: str) -> str:
     return " ".join(command.replace("\\\n", " ").split())
 
 
-# -- splitting shell commands ------------------------------------------------------
-
-_SAFE_TARGETS = {"/dev/null", "/dev/stdout", "/dev/stderr"}
-
-
 def split_command(command: str) -> tuple[list[str], str | None]:
-    """Split a shell command into its simple commands; say what makes it risky.
+    """The simple commands of a shell command as written (whitespace collapsed), and the first
+    construct that makes it risky (see ``core/shell.py``), or None."""
+    from core.shell import split_simple
 
-    Returns ``(parts, risky)``: the parts between ``;``, ``&&``, ``||``, ``|``,
-    ``|&``, ``&`` and newlines outside quotes, whitespace-collapsed; and a
-    description of the first construct that lets a command do more than its
-    words say (command or process substitution, an output redirection to a
-    file), or None. A conservative lexer, not a shell parser: when unsure, it
-    reports risk.
-    """
-    s = command.replace("\\\n", " ")
-    n = len(s)
-    parts: list[str] = []
-    buf: list[str] = []
-    risky: str | None = None
-    quote: str | None = None
-    i = 0
-
-    def flush() -> None:
-        text = " ".join("".join(buf).split())
-        if text:
-            parts.append(text)
-        buf.clear()
-
-    def note(what: str) -> None:
-        nonlocal risky
-        if risky is None:
-            risky = what
-
-    while i < n:
-        c = s[i]
-        if quote == "'":
-            if c == "'":
-                quote = None
-            buf.append(c)
-            i += 1
-            continue
-        if c == "\\" and i + 1 < n:
-            buf.append(s[i : i + 2])
-            i += 2
-            continue
-        if quote == '"':
-            if c == '"':
-                quote = None
-            elif c == "`" or s.startswith("$(", i):
-                note("command substitution")
-            buf.append(c)
-            i += 1
-            continue
-        if c in "'\"":
-            quote = c
-            buf.append(c)
-            i += 1
-            continue
-        if c == "`" or s.startswith("$(", i):
-            note("command substitution")
-        elif s.startswith("<(", i) or s.startswith(">(", i):
-            note("process substitution")
-            buf.append(s[i : i + 2])
-            i += 2
-            continue
-        if c == ">" or s.startswith("&>", i):
-            j = i + (2 if c == "&" else 1)
-            if j < n and s[j] in ">|":
-                j += 1
-            if c == ">" and j < n and s[j] == "&":
-                # >&2, 2>&1, >&- : duplicating a descriptor writes no file
-                k = j + 1
-                while k < n and (s[k].isdigit() or s[k] == "-"):
-                    k += 1
-                if k == j + 1:
-                    note("an output redirection")
-                buf.append(s[i:k])
-                i = k
-                continue
-            k = j
-            while k < n and s[k] in " \t":
-                k += 1
-            start = k
-            while k < n and s[k] not in " \t\n;&|<>()":
-                k += 1
-            if s[start:k] not in _SAFE_TARGETS:
-                note("an output redirection to a file")
-            buf.append(s[i:k])
-            i = k
-            continue
-        if s.startswith("&&", i) or s.startswith("||", i) or s.startswith("|&", i):
-            flush()
-            i += 2
-            continue
-        if c in ";|&\n":
-            flush()
-            i += 1
-            continue
-        buf.append(c)
-        i += 1
-    flush()
-    if quote is not None:
-        note("an unterminated quote")
-    return parts, risky
+    return split_simple(command)
 
 
 # -- loading -----------------------------------------------------------------------
@@ -503,7 +479,15 @@ def parse_policy(text: str, source: str = POLICY_NAME, *, exists: bool = True) -
             f"policy {source} {at}: {field + ': ' if field else ''}{msg}", path=source, line=line
         ) from None
     rule_lines = {key[1]: n for key, n in lines.items() if len(key) == 2 and key[0] == "rule"}
-    return Policy(spec.model_dump(), source=source, rule_lines=rule_lines, exists=exists)
+    data = spec.model_dump()
+    if data["rules"] is None:
+        # no [[rule]] at all: a file that only tunes the timeout keeps the built-in rules
+        # (an explicit `rule = []` means no rules, and `tower hook check` warns about it)
+        builtin = default_policy()
+        data["rules"] = builtin.data["rules"]
+        data["builtin_rules"] = True
+        rule_lines = dict(builtin.rule_lines)
+    return Policy(data, source=source, rule_lines=rule_lines, exists=exists)
 
 
 def _last_line(text: str) -> int:
@@ -583,6 +567,7 @@ def load_policy(path: Path | str, *, cache: bool = True) -> Policy:
     return policy
 
 
+@functools.cache
 def default_policy() -> Policy:
     return parse_policy(DEFAULT_POLICY, "(built-in default)", exists=False)
 
@@ -636,19 +621,33 @@ DEFAULT_POLICY = r"""# Tower policy for the Claude Code hook (`tower hook claude
 #   tool           glob on the tool name: "Bash", "Read", "mcp__*" (default "*")
 #   command        shell-style glob on a Bash command: "*" matches anything,
 #                  spaces and slashes included, and the glob must match the
-#                  whole (whitespace-collapsed) command or one of its parts
+#                  whole of one simple command (see below)
 #   command_regex  Python regular expression, searched anywhere in the command
-#                  or one of its parts
+#                  or one of its simple commands
 #   paths          path glob, as in task scopes ("*.md", "src/**", ".env"), on
 #                  the repo-relative file_path / notebook_path / path of a call
 #   reason         text shown with the decision
 #
-# A Bash command is split at ; && || | & and newlines; the whole command and
-# each part are looked up separately and the strictest answer wins (deny > ask >
-# prompt > allow), so "ls && rm -rf ~" is not allowed by an "ls *" rule. A
-# command with $(...), backticks or an output redirection to a file is never
-# allowed by a rule alone: it gets the default instead ("ask" if the default is
-# "allow").
+# A Bash command is judged on what the shell would run. It is split at ; && ||
+# | & and newlines into simple commands, and each is matched with its quotes
+# removed ('git' "status" is git status). Every one must be allowed for the
+# command to be allowed, and the strictest answer wins (deny > ask > prompt >
+# allow), so "ls && rm -rf ~" is not allowed by an "ls *" rule. Rules are also
+# matched against what a command runs underneath (without env/command/sudo/
+# nohup/timeout…, with /bin/rm read as rm, the commands inside $(...) and
+# `sh -c '...'`, and the files its globs match now): those can only make the
+# answer stricter. A command with $VARIABLES, $(...), backticks, an output
+# redirection to a file, brace expansion, a here-document, a subshell or a
+# shell keyword (if, for, while…) is never allowed by a rule alone: it gets
+# the default instead ("ask" if the default is "allow"). Commands longer than
+# 64 KiB are denied.
+#
+# Whatever this file says, an agent never runs Tower's person-only verbs:
+# `tower approval approve|reject`, `tower conflict ack`, `tower watch
+# --rebaseline` and `tower hook install|uninstall` are denied (the rule below
+# says so too). A file with no [[rule]] at all keeps the built-in rules; a
+# file with rules replaces them (`tower hook check` warns about built-in deny
+# rules it leaves out).
 #
 # Write, Edit, MultiEdit and NotebookEdit also claim the file for the session's
 # lease: a file claimed by another worktree is denied whatever the rules say.
@@ -676,6 +675,13 @@ on_timeout = "deny"
 without_lease = "deny"
 # A file outside the repository, or inside .git.
 outside_repo = "deny"
+
+[agents]
+# Names (globs) that belong to agents. Deciding an approval, acknowledging a
+# conflict and rebaselining the watcher are a person's acts: refused when the
+# actor (--agent / TOWER_AGENT) matches one of these, holds a lease, or is the
+# request's own requester. Add the names your agents run under.
+names = ["agent@*", "claude-code", "claude-code:*"]
 
 # -- never --------------------------------------------------------------------
 
@@ -711,9 +717,15 @@ reason = "piping a download into a shell runs unreviewed code"
 
 [[rule]]
 tool = "Bash"
-command_regex = ['\btower\b[^;&|]*\bapproval\s+(approve|reject)\b', '\btower\b[^;&|]*\bhook\s+(un)?install\b']
+command_regex = [
+  '\btower\b[^;&|]*\bapproval\s+(approve|reject)\b',
+  '\btower\b[^;&|]*\bconflict\s+ack\b',
+  '\btower\b[^;&|]*\bwatch\b[^;&|]*\s--rebaseline\b',
+  '\btower\b[^;&|]*\bhook\s+(un)?install\b',
+  '\btower(\s+--?\w[\w-]*(=\S+|\s+[^-\s]\S*)?)*\s+serve\b',
+]
 decision = "deny"
-reason = "an agent may not decide Tower approvals or change Tower's hook"
+reason = "only a person decides Tower approvals, acknowledges conflicts, rebaselines the watcher, serves the control room or changes Tower's hook"
 
 # -- ask a person ---------------------------------------------------------------
 
@@ -747,7 +759,7 @@ command = [
 decision = "allow"
 reason = "read-only command"
 
-# Agents coordinate through Tower's command line (deciding approvals is denied above).
+# Agents coordinate through Tower's command line (its person-only verbs are denied above).
 [[rule]]
 tool = "Bash"
 command = ["tower", "tower *"]

@@ -10,6 +10,8 @@ ids, UTC, no animation, no cursor blink, a 160x48 terminal. Writes:
     reject-dialog.svg  rejecting an approval, with a reason typed
     help.svg           the help screen
     audit-tail.svg     a busy audit tail, paused by scrolling up, counting new events
+    compact.svg        the same session in an 80x24 terminal (one pane at a time, tabs)
+    light.svg          the main screen in a light theme (catppuccin-latte)
 """
 
 from __future__ import annotations
@@ -179,8 +181,10 @@ async def until(pilot, condition, timeout: float = 10.0) -> None:
         await pilot.pause(0.02)
 
 
-def make_app(db: Path, now: float) -> TowerApp:
-    app = TowerApp(db, clock=FrozenClock(now), watch=False, actor="person:ada")
+def make_app(db: Path, now: float, theme: str | None = None) -> TowerApp:
+    app = TowerApp(db, clock=FrozenClock(now), watch=False, actor="person:ada", settings_path=None)
+    if theme is not None:
+        app.theme = theme
     app.animation_level = "none"
     app.cursor_blink = False
     return app
@@ -192,7 +196,8 @@ def text_of(app) -> str:
 
     from rich.console import Console
 
-    console = Console(width=SIZE[0], height=SIZE[1], file=io.StringIO(), force_terminal=True, record=True)
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, record=True)
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text(styles=False)
 
@@ -234,6 +239,20 @@ async def shoot(out: Path, show_text: bool = False) -> list[Path]:
             await until(pilot, lambda: tail.new_events == 14)
             await pilot.pause()
             save(app, "audit-tail.svg")
+
+        app = make_app(db, now)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await loaded(pilot)
+            await pilot.press("3")
+            await pilot.pause()
+            save(app, "compact.svg")
+
+        app = make_app(db, now, theme="catppuccin-latte")
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(pilot)
+            await pilot.press("3")
+            await pilot.pause()
+            save(app, "light.svg")
     return written
 
 

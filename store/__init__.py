@@ -17,13 +17,14 @@ from store.audit_log import AuditVerbs
 from store.channels import ChannelVerbs
 from store.conflicts import ConflictVerbs
 from store.leases import LeaseVerbs
+from store.sessions import SessionVerbs
 from store.tasks import TaskVerbs
 from store.views import ViewVerbs
 from store.worktrees import WorktreeVerbs
 
 
 class Store(TaskVerbs, LeaseVerbs, WorktreeVerbs, ApprovalVerbs, ConflictVerbs, AuditVerbs, ViewVerbs,
-            ChannelVerbs):
+            ChannelVerbs, SessionVerbs):
     """The store: open with ``async with Store(path)``; ``create=True`` for ``tower init``."""
 
 

@@ -23,6 +23,13 @@ from store.db import StoreBase
 from store.rows import APPROVAL_SELECT, approval_from_row
 
 
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
 class ApprovalVerbs(StoreBase):
     async def get_approval(self, approval_id: int) -> Approval:
         row = await self._fetchone(APPROVAL_SELECT + " WHERE id = ?", (approval_id,))
@@ -52,45 +59,61 @@ class ApprovalVerbs(StoreBase):
         requested_by: str | None = None,
         worktree: str | None = None,
     ) -> Approval:
-        """File a pending request. With ``key``, the same key returns the same approval."""
+        """File a pending request. With ``key``, asking again returns the same approval.
+
+        A key is the requester's own (``requested_by``, else the lease's agent,
+        else the store's actor): another requester's key names another request.
+        The same key for a different request (kind, summary or detail) is
+        refused (``key_reused``, exit 4): an old decision never answers a new question.
+        """
         if kind not in APPROVAL_KINDS:
             raise BadInput(f"unknown approval kind {kind!r}: use one of {', '.join(APPROVAL_KINDS)}")
         if not summary.strip():
             raise BadInput("an approval needs a non-empty --summary")
-        check_detail(detail or {})
+        detail = detail or {}
+        check_detail(detail)
         async with self.transaction() as tx:
-            if key is not None:
-                row = await tx.fetchone(APPROVAL_SELECT + " WHERE idem_key = ?", (key,))
-                if row is not None:
-                    return approval_from_row(row)
             task_id = None
+            lease = None
             if lease_id is not None:
                 lease = await tx.fetchone("SELECT * FROM leases WHERE id = ?", (lease_id,))
                 if lease is None:
                     raise NotFound(f"no lease {format_id('lease', lease_id)}", code="lease_not_found")
-                if lease["status"] != "active" or lease["expires_at"] <= tx.now:
-                    raise Refused(
-                        f"lease {format_id('lease', lease_id)} is not active: it cannot ask for approvals",
-                        code="lease_not_active",
-                    )
                 if requested_by is not None and requested_by != lease["agent"]:
                     raise Refused(
                         f"lease {format_id('lease', lease_id)} belongs to {lease['agent']}, not {requested_by}",
                         code="foreign_lease",
                     )
+            requester = requested_by or (lease["agent"] if lease is not None else None) or self.actor
+            if key is not None:
+                row = await tx.fetchone(APPROVAL_SELECT + " WHERE idem_key = ? AND requested_by = ?",
+                                        (key, requester))
+                if row is not None:
+                    if (row["kind"], row["summary"], _loads(row["detail"])) != (kind, summary, detail):
+                        aid = format_id("approval", row["id"])
+                        raise Refused(
+                            f"key {key!r} already names {aid} ({row['kind']}: {row['summary']}), a different"
+                            " request: use a new key for a new request",
+                            code="key_reused", data={"approval_id": aid, "status": row["status"]},
+                        )
+                    return approval_from_row(row)
+            if lease is not None:
+                if lease["status"] != "active" or lease["expires_at"] <= tx.now:
+                    raise Refused(
+                        f"lease {format_id('lease', lease_id)} is not active: it cannot ask for approvals",
+                        code="lease_not_active",
+                    )
                 task_id = lease["task_id"]
                 worktree = worktree or lease["worktree"]
-                requested_by = requested_by or lease["agent"]
             approval_id = await tx.insert(
                 "INSERT INTO approvals (kind, summary, detail, requested_by, worktree, lease_id, task_id,"
                 " idem_key, created_at) VALUES (?,?,?,?,?,?,?,?,?) RETURNING id",
-                (kind, summary, json.dumps(detail or {}), requested_by or self.actor, worktree, lease_id,
-                 task_id, key, tx.now),
+                (kind, summary, json.dumps(detail), requester, worktree, lease_id, task_id, key, tx.now),
             )
             await self._audit(
                 tx,
                 "approval.requested",
-                actor=requested_by,
+                actor=requester,
                 approval_id=approval_id,
                 task_id=task_id,
                 lease_id=lease_id,
@@ -100,10 +123,19 @@ class ApprovalVerbs(StoreBase):
         return await self.get_approval(approval_id)
 
     async def decide_approval(
-        self, approval_id: int, *, approve: bool, reason: str | None = None, actor: str | None = None
+        self, approval_id: int, *, approve: bool, reason: str | None = None, actor: str | None = None,
+        agents: tuple[str, ...] | list[str] = (),
     ) -> Approval:
         """Approve or reject. Final: the same decision again returns the same result,
-        the opposite one is refused, and an expired or cancelled request cannot be decided."""
+        the opposite one is refused, and an expired or cancelled request cannot be decided.
+
+        Only a person decides: refused (``person_only``, exit 4, audited as
+        ``approval.decision_refused``) when the actor is the request's own
+        requester, has held a lease in this store, or matches one of the
+        ``agents`` globs (the policy's ``[agents] names``).
+        """
+        import fnmatch
+
         target = "approved" if approve else "rejected"
         reason = (reason or "").strip() or None
         if not approve and reason is None:
@@ -118,9 +150,22 @@ class ApprovalVerbs(StoreBase):
             row = await tx.fetchone(APPROVAL_SELECT + " WHERE id = ?", (approval_id,))
             if row is None:
                 raise NotFound(f"no approval {aid}", code="approval_not_found")
-            if row["status"] == target:
+            agent = None
+            if actor == row["requested_by"]:
+                agent = f"{actor} filed {aid} itself, and a request is decided by someone other than its requester"
+            elif await lifecycle.has_held_lease(tx, actor):
+                agent = f"{actor} is an agent (it holds leases in this store)"
+            elif any(fnmatch.fnmatchcase(actor, g) for g in agents):
+                agent = f"{actor} is an agent (the policy's [agents] names say so)"
+            if agent is not None:
+                problem = Refused(
+                    f"{agent}: only a person decides an approval (in the control room, or"
+                    f" `tower approval {'approve' if approve else 'reject'} {aid}` in a shell without TOWER_AGENT)",
+                    code="person_only", data={"status": row["status"], "actor": actor},
+                )
+            elif row["status"] == target:
                 return approval_from_row(row)
-            if row["status"] != "pending":
+            elif row["status"] != "pending":
                 if row["status"] in ("approved", "rejected"):
                     problem = Refused(
                         f"approval {aid} was already {row['status']} by {row['decided_by']}",
@@ -129,6 +174,7 @@ class ApprovalVerbs(StoreBase):
                 else:
                     problem = Refused(f"approval {aid} is {row['status']}: too late to decide",
                                       code="approval_closed", data={"status": row["status"]})
+            if problem is not None:
                 # kept (COMMIT) and raised below: a refused attempt leaves a trace
                 await self._audit(
                     tx,
@@ -138,7 +184,7 @@ class ApprovalVerbs(StoreBase):
                     task_id=row["task_id"],
                     lease_id=row["lease_id"],
                     worktree=row["worktree"],
-                    details={"attempted": target, "status": row["status"],
+                    details={"attempted": target, "status": row["status"], "why": problem.code,
                              **({"reason": reason} if reason else {})},
                 )
             else:

@@ -129,6 +129,15 @@ class StoreBase:
     def is_open(self) -> bool:
         return self.backend.is_open
 
+    @property
+    def give_up_at(self) -> float | None:
+        """A caller's own deadline (``time.monotonic()``) for lock waits, before the lock timeout."""
+        return self.backend.give_up_at
+
+    @give_up_at.setter
+    def give_up_at(self, deadline: float | None) -> None:
+        self.backend.give_up_at = deadline
+
     # -- statements ----------------------------------------------------------
 
     def transaction(self, *, wait: bool = True) -> AbstractAsyncContextManager[Tx]:

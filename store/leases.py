@@ -47,6 +47,10 @@ class LeaseVerbs(StoreBase):
         sql = lease_select(self.dialect) + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY l.id"
         return [lease_from_row(r) for r in await self._fetchall(sql, tuple(params))]
 
+    async def is_lease_holder(self, name: str) -> bool:
+        """True when ``name`` has held a lease in this store: it is an agent's name."""
+        return await lifecycle.has_held_lease(self.backend, name)
+
     async def lease_worktree_path(self, lease_id: int) -> str | None:
         """Where the lease's worktree lives (None if it names none); NotFound for an unknown lease."""
         row = await self._fetchone(
@@ -105,7 +109,7 @@ class LeaseVerbs(StoreBase):
                 assert lease is not None
                 lease_id, token = lease[0], lease[1]
                 await lifecycle.move_task(tx, row[0], "leased", attempts=row[3] + 1)
-                await lifecycle.seen(tx, worktree, agent)
+                await lifecycle.seen(self, tx, worktree, agent)
                 await self._audit(tx, "task.claimed", actor=agent, task_id=row[0], lease_id=lease_id,
                                   worktree=worktree, details={"token": token, "ttl": ttl, "attempt": row[3] + 1})
                 result = ClaimResult(lease_id=lease_id, token=token, task_id=row[0], title=row[1],
@@ -157,7 +161,7 @@ class LeaseVerbs(StoreBase):
                     self, tx, lease_id, lease_status, f"lease {format_id('lease', lease_id)} {lease_status}")
                 await lifecycle.move_task(tx, lease["task_id"], task_status, attempts=max(attempts, 0),
                                           last_error=reason)
-                await lifecycle.seen(tx, lease["worktree"], lease["agent"])
+                await lifecycle.seen(self, tx, lease["worktree"], lease["agent"])
                 details: dict[str, Any] = {"task_status": task_status, "token": lease["token"]}
                 if reason:
                     details["reason"] = reason
@@ -180,7 +184,7 @@ class LeaseVerbs(StoreBase):
                     "UPDATE leases SET heartbeat_at = ?, expires_at = ?, ttl = ? WHERE id = ?",
                     (tx.now, tx.now + new_ttl, new_ttl, lease_id),
                 )
-                await lifecycle.seen(tx, lease["worktree"], lease["agent"])
+                await lifecycle.seen(self, tx, lease["worktree"], lease["agent"])
                 await lifecycle.audit_lease(self, step, "lease.heartbeat", agent, details={"ttl": new_ttl})
         return await self.get_lease(lease_id)
 
@@ -267,7 +271,7 @@ class LeaseVerbs(StoreBase):
                             "INSERT INTO claims (lease_id, path, worktree, claimed_at) VALUES (?,?,?,?)",
                             [(lease_id, path, worktree, tx.now) for path in new],
                         )
-                        await lifecycle.seen(tx, worktree, step.row["agent"])
+                        await lifecycle.seen(self, tx, worktree, step.row["agent"])
                         await lifecycle.audit_lease(self, step, "files.claimed", agent,
                                                     path=new[0] if len(new) == 1 else None, details={"paths": new})
         return new

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from core import rules
 from core.errors import NotFound, Refused
 from core.ids import format_id
-from store.backend import ConstraintViolation, Row, Tx
+from store import sessions
+from store.backend import Backend, ConstraintViolation, Row, Tx
 
 if TYPE_CHECKING:
     from store.db import StoreBase
@@ -50,13 +51,20 @@ async def move_task(tx: Tx, task_id: int, target: str, *, attempts: int | None =
         raise ConstraintViolation(f"task {format_id('task', task_id)} cannot move to {target} from its status")
 
 
-async def seen(tx: Tx, worktree: str | None, agent: str | None) -> None:
-    """An agent acted in ``worktree`` now."""
+async def has_held_lease(db: Tx | Backend, name: str) -> bool:
+    """True when ``name`` has held a lease in this store: it is an agent's name."""
+    return await db.fetchone("SELECT 1 FROM leases WHERE agent = ? LIMIT 1", (name,)) is not None
+
+
+async def seen(store: StoreBase, tx: Tx, worktree: str | None, agent: str | None) -> None:
+    """An agent acted in ``worktree`` now: the worktree's last sign of life, and the agent's
+    session (store/sessions.py: an agent on the command line is a session too)."""
     if worktree:
         await tx.execute(
             "UPDATE worktrees SET last_seen = ?, agent = coalesce(?, agent) WHERE name = ?",
             (tx.now, agent, worktree),
         )
+    await sessions.agent_seen(store, tx, worktree, agent)
 
 
 async def release_claims(tx: Tx, lease_id: int, paths: Sequence[str] | None = None) -> list[str]:
@@ -165,9 +173,11 @@ async def lease_transaction(
 
 async def audit_lease(store: StoreBase, step: LeaseStep, event: str, agent: str | None, *,
                       path: str | None = None, details: dict[str, Any] | None = None) -> None:
-    """The audit event of a lease verb, naming the lease, its task and worktree."""
+    """The audit event of a lease verb, naming the lease, its task and worktree. The actor is
+    the caller (its ``agent``, else the store's actor), never the lease's holder by default:
+    someone else finishing alice's lease is not alice."""
     lease = step.row
-    await store._audit(step.tx, event, actor=agent or lease["agent"], task_id=lease["task_id"],
+    await store._audit(step.tx, event, actor=agent or store.actor, task_id=lease["task_id"],
                        lease_id=lease["id"], worktree=lease["worktree"], path=path, details=details)
 
 

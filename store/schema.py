@@ -177,6 +177,94 @@ MIGRATIONS: list[Migration] = [
     CREATE UNIQUE INDEX changed_files_key ON changed_files(worktree, path);
     CREATE INDEX changed_files_by_path ON changed_files(path);
     """),
+    # 3: an approval's idempotency key belongs to its requester: the same key from
+    # two requesters names two requests (it was unique across everyone, so one
+    # agent's key could answer another agent's request with an old decision).
+    # SQLite cannot drop a column's UNIQUE: the table is rebuilt, ids kept.
+    Migration(sqlite="""
+    CREATE TABLE approvals_v3 (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind         TEXT NOT NULL CHECK (kind IN ('command','write','merge','custom')),
+        summary      TEXT NOT NULL,
+        detail       TEXT NOT NULL DEFAULT '{}',
+        status       TEXT NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending','approved','rejected','expired','cancelled')),
+        requested_by TEXT NOT NULL,
+        worktree     TEXT,
+        lease_id     INTEGER REFERENCES leases(id),
+        task_id      INTEGER REFERENCES tasks(id),
+        idem_key     TEXT,
+        created_at   REAL NOT NULL,
+        decided_at   REAL,
+        decided_by   TEXT,
+        reason       TEXT
+    );
+    INSERT INTO approvals_v3 (id, kind, summary, detail, status, requested_by, worktree, lease_id, task_id,
+                              idem_key, created_at, decided_at, decided_by, reason)
+        SELECT id, kind, summary, detail, status, requested_by, worktree, lease_id, task_id,
+               idem_key, created_at, decided_at, decided_by, reason FROM approvals ORDER BY id;
+    -- the next id continues after every id ever handed out, as before
+    INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'approvals_v3', seq FROM sqlite_sequence WHERE name = 'approvals'
+        AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'approvals_v3');
+    UPDATE sqlite_sequence SET seq = max(seq, ifnull((SELECT seq FROM sqlite_sequence WHERE name = 'approvals'), 0))
+        WHERE name = 'approvals_v3';
+    DROP TABLE approvals;
+    ALTER TABLE approvals_v3 RENAME TO approvals;
+    CREATE INDEX approvals_by_status ON approvals(status, id);
+    CREATE UNIQUE INDEX approvals_one_per_key ON approvals(requested_by, idem_key) WHERE idem_key IS NOT NULL;
+    """),
+    # 4: agent sessions (store/sessions.py). One row per agent session, holding
+    # its latest state; ``stalled`` is written only by the sweep (it is also
+    # computed at read time). ``rev`` grows with every write, so a live view
+    # reads only the rows changed since it last looked. The tool calls keep the
+    # last 50 per session: the trigger prunes in the inserting transaction.
+    Migration(sqlite="""
+    CREATE TABLE agent_sessions (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind           TEXT NOT NULL
+                       CHECK (kind IN ('claude-code','codex','gemini','copilot','cursor','cli')),
+        session        TEXT NOT NULL,
+        agent          TEXT,
+        worktree       TEXT,
+        lease_id       INTEGER REFERENCES leases(id),
+        host           TEXT,
+        pid            INTEGER,
+        pid_start      INTEGER,
+        started_at     REAL NOT NULL,
+        last_event     TEXT NOT NULL,
+        last_event_at  REAL NOT NULL,
+        last_tool      TEXT,
+        last_target    TEXT,
+        state          TEXT NOT NULL
+                       CHECK (state IN ('working','waiting','idle','stalled','ended')),
+        state_since    REAL NOT NULL,
+        waiting_for    INTEGER REFERENCES approvals(id),
+        waiting_reason TEXT,
+        rev            INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX agent_sessions_key ON agent_sessions(kind, session);
+    CREATE INDEX agent_sessions_rev ON agent_sessions(rev);
+    CREATE INDEX agent_sessions_quiet ON agent_sessions(last_event_at);
+    CREATE INDEX agent_sessions_live_by_worktree ON agent_sessions(worktree) WHERE state != 'ended';
+
+    CREATE TABLE agent_tool_calls (
+        id         INTEGER PRIMARY KEY,
+        session_id INTEGER NOT NULL REFERENCES agent_sessions(id) ON DELETE CASCADE,
+        at         REAL NOT NULL,
+        event      TEXT NOT NULL,
+        tool       TEXT,
+        target     TEXT,
+        outcome    TEXT
+    );
+    CREATE INDEX agent_tool_calls_by_session ON agent_tool_calls(session_id, id);
+    CREATE TRIGGER agent_tool_calls_bounded AFTER INSERT ON agent_tool_calls
+    BEGIN
+        DELETE FROM agent_tool_calls WHERE session_id = NEW.session_id AND id <= (
+            SELECT id FROM agent_tool_calls WHERE session_id = NEW.session_id
+            ORDER BY id DESC LIMIT 1 OFFSET 50);
+    END;
+    """),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from core.limits import stored_detail
 from core.models import Approval, Conflict, Lease, Task
 from store.db import StoreBase
 from store.rows import (
@@ -102,6 +103,17 @@ class ViewVerbs(StoreBase):
                 return []
             rows = await self._fetchall(f"{APPROVAL_SELECT} WHERE id {match[0]} ORDER BY id", match[1])
         return [approval_from_row(r) for r in rows]
+
+    async def approval_sources(self, ids: Iterable[int]) -> dict[int, str]:
+        """Which hook filed each of these approvals (its detail's ``source``, e.g.
+        ``claude-code``), for those a hook filed: the control room shows when the
+        hook stops waiting. A detail that is not a JSON object names no source."""
+        match = self._ids(ids)
+        if match is None:
+            return {}
+        rows = await self._fetchall(f"SELECT id, detail FROM approvals WHERE id {match[0]}", match[1])
+        sources = {r[0]: stored_detail(r[1]).get("source") for r in rows}
+        return {i: s for i, s in sources.items() if isinstance(s, str) and s}
 
     async def view_conflicts(self, ids: Iterable[int] | None = None) -> list[Conflict]:
         """Open conflicts (``ids=None``), or these conflicts whatever their status."""

@@ -12,6 +12,14 @@ the store worker so their effect shows at once — but only once committed.
 
 Nothing here blocks the event loop on the database: every query is awaited in
 a worker, and the audit pane reads only the lines on screen.
+
+The person's key press is the product. A key acts only on the row the person
+saw (``TablePane.changed_under_cursor``); decisions that do not come from the
+row itself (the palette) and quitting while requests wait ask first; what
+needs the person is announced once per burst (a toast, the bell, the terminal
+title, a desktop notification where the terminal has them), never over a
+dialog. Below ``COMPACT_WIDTH`` x ``COMPACT_HEIGHT`` the room shows one pane at
+a time with a tab strip.
 """
 
 from __future__ import annotations
@@ -19,26 +27,36 @@ from __future__ import annotations
 import asyncio
 import functools
 import getpass
+import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import on, work
+from rich.segment import Segment
+from rich.style import Style
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.color import Color
 from textual.containers import Grid
+from textual.filter import Monochrome
+from textual.geometry import Size
+from textual.notifications import Notification, Notify, SeverityLevel
 from textual.widget import Widget
 from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerState
 
+from core.display import printable_line
 from core.errors import TowerError
 from core.models import Approval as ApprovalRow
+from core.models import Conflict as ConflictRow
 from core.models import Counts
 from store import Store
-from tui import theme
+from tui import settings, terminal, theme
 from tui.changes import touched_by
-from tui.format import aid, cid, tid
+from tui.format import aid, cid, ellipsize, tid
 from tui.messages import (
     ActionDone,
     ActionFailed,
@@ -56,16 +74,17 @@ from tui.messages import (
     WatcherChanged,
 )
 from tui.palette import TowerCommands
-from tui.panes.approvals import ApprovalsPane
+from tui.panes.approvals import ApprovalsPane, ended_how
 from tui.panes.audit import AuditPane, AuditTail
 from tui.panes.base import TablePane
 from tui.panes.conflicts import ConflictsPane
 from tui.panes.leases import LeasesPane
 from tui.panes.queue import QueuePane
+from tui.screens.confirm import ConfirmDialog
 from tui.screens.detail import DetailScreen
 from tui.screens.help import HelpScreen
 from tui.screens.reject import RejectDialog
-from tui.widgets.header import AlertBar, HeaderBar
+from tui.widgets.header import AlertBar, HeaderBar, TabStrip
 
 POLL_INTERVAL = 0.05  # seconds between change checks (PRAGMA data_version is a memory read)
 REAP_INTERVAL = 1.0  # seconds between "has any lease expired?" checks
@@ -95,6 +114,15 @@ def default_actor() -> str:
         return "person"
 
 
+class SafeMonochrome(Monochrome):
+    """Textual's NO_COLOR filter fails on a segment without a style (Textual 8.2 writes
+    some); such a segment has no colour to remove anyway."""
+
+    def apply(self, segments: list[Segment], background: Color) -> list[Segment]:
+        null = Style.null()
+        return super().apply([Segment(t, s if s is not None else null, c) for t, s, c in segments], background)
+
+
 class TowerApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "Tower"
@@ -102,44 +130,50 @@ class TowerApp(App[None]):
     COMMAND_PALETTE_BINDING = "ctrl+p"
     NOTIFICATION_TIMEOUT = 6
 
+    #: below either, one pane at a time with a tab strip (titles keep their width)
+    COMPACT_WIDTH = 110
+    COMPACT_HEIGHT = 32
+
     # The single keys of the control room are priority bindings: the app runs them
     # the moment it reads them, in order. Non-priority bindings resolve later, while
     # the key bubbles up from the focused widget, so in a burst ("3a", "/conf" from a
     # fast typist, a paste or tmux) the second key would be routed before the first
     # had moved the focus. check_action() lets them through to a text field or a dialog.
     BINDINGS: ClassVar = [
-        Binding("tab", "focus_next", "Next pane", show=False, id="next-pane"),
-        Binding("shift+tab", "focus_previous", "Previous pane", show=False, id="previous-pane"),
+        Binding("tab", "next_pane", "Next pane", show=False, id="next-pane", priority=True),
+        Binding("shift+tab", "previous_pane", "Previous pane", show=False, id="previous-pane", priority=True),
         Binding("1", "focus_pane('queue')", "Queue", show=False, id="pane-queue", priority=True),
         Binding("2", "focus_pane('leases')", "Leases", show=False, id="pane-leases", priority=True),
         Binding("3", "focus_pane('approvals')", "Approvals", show=False, id="pane-approvals", priority=True),
         Binding("4", "focus_pane('conflicts')", "Conflicts", show=False, id="pane-conflicts", priority=True),
         Binding("5", "focus_pane('audit')", "Audit", show=False, id="pane-audit", priority=True),
+        Binding("n", "next_request", "Next waiting", id="next-request", priority=True),
         Binding("a", "approve", "Approve", id="approve", priority=True),
         Binding("r", "reject", "Reject", id="reject", priority=True),
         Binding("x", "ack_conflict", "Ack conflict", id="ack-conflict", priority=True),
         Binding("slash", "filter", "Filter", id="filter", priority=True),
         Binding("f", "toggle_follow", "Follow", id="follow", priority=True),
         Binding("question_mark", "help", "Help", id="help", priority=True),
-        Binding("q", "quit", "Quit", id="quit", priority=True),
+        Binding("q", "quit_room", "Quit", id="quit", priority=True),
     ]
     MAIN_SCREEN_ACTIONS = frozenset(
-        {"focus_pane", "approve", "reject", "ack_conflict", "filter", "toggle_follow", "help", "quit"}
+        {"focus_pane", "next_pane", "previous_pane", "next_request", "approve", "reject", "ack_conflict",
+         "filter", "toggle_follow", "help", "quit_room"}
     )
 
     HELP_ROWS: ClassVar[list[tuple[str, str, str]]] = [
         ("Move", "tab / shift+tab", "next / previous pane"),
-        ("Move", "1 2 3 4 5", "jump to Queue, Leases, Approvals, Conflicts, Audit"),
+        ("Move", "1 2 3 4 5", "a pane (3: the oldest request waiting)"),
+        ("Move", "n", "the next request waiting, from anywhere"),
         ("Move", "↑ ↓ / j k", "move in the pane (g / G: first / last)"),
-        ("Move", "enter", "details of the selected row (task, lease, approval, conflict, event)"),
-        ("Act", "a", "approve the selected approval"),
-        ("Act", "r", "reject it: a dialog asks for the reason (enter confirms, escape cancels)"),
+        ("Move", "enter", "details (there, enter opens a related row)"),
+        ("Act", "a", "approve the selected request"),
+        ("Act", "r", "reject it: a dialog asks for the reason"),
         ("Act", "x", "acknowledge the selected conflict"),
-        ("Act", "ctrl+p", "command palette: retry / cancel a task, reap, verify the audit log …"),
+        ("Act", "ctrl+p", "palette: retry, cancel, reap, verify, theme …"),
         ("View", "/", "filter the current pane (escape clears)"),
-        ("View", "f", "audit pane: follow the tail on / off (scrolling up pauses, End resumes)"),
-        ("App", "?", "this help"),
-        ("App", "q", "quit"),
+        ("View", "f", "audit: follow the tail on / off (End resumes)"),
+        ("App", "?  q", "this help · quit (asks while requests wait)"),
     ]
 
     def __init__(
@@ -149,8 +183,11 @@ class TowerApp(App[None]):
         clock: Callable[[], float] = time.time,
         watch: bool = True,
         actor: str | None = None,
+        settings_path: Path | None | object = ...,
     ) -> None:
         super().__init__()
+        # NO_COLOR: Textual's filter breaks on unstyled segments; ours copes
+        self._filters = [SafeMonochrome() if type(f) is Monochrome else f for f in self._filters]
         self.db_path = Path(db_path)
         self.clock = clock
         self.watch_enabled = watch
@@ -160,22 +197,42 @@ class TowerApp(App[None]):
         self.store_error: str | None = None
         self.loaded = asyncio.Event()
         self.bells = 0  # announcements rung (the terminal bell is silent in tests)
+        self.terminal_log: list[str] = []  # escape sequences sent (title, notifications): for tests
         self.cursor_blink = True  # text inputs; snapshots turn it off
+        self.compact = False
+        self._layout_set = False
         self._open_task: asyncio.Future | None = None
         self._watcher_worker: Worker | None = None
         self._wake = asyncio.Event()
-        self._known_approvals: set[int] | None = None
+        self._known_approvals: dict[int, str] | None = None  # id -> status last seen
         self._known_conflicts: set[int] | None = None
+        self._policy_read: tuple | None = None  # (policy file mtime, ask timeout)
+        self._hook_sources: dict[int, str] = {}  # pending approval id -> the hook that filed it
+        self._hook_wait: float | None = None
         self._current_pane = "queue"
         self._binding_state: tuple = ()
-        self.register_theme(theme.TOWER_THEME)
-        self.theme = "tower"
+        self._burst = Burst()
+        self._channels: dict[str, Notification] = {}  # the toast showing per channel
+        self._held: list[Notification] = []  # toasts kept off a dialog, shown once it closes
+        self._title = ""
+        self._notify_kind: str | None = None
+        # ... (the default): the user's config dir; None: no settings file at all
+        self.settings_path: Path | None = (settings.default_path() if settings_path is ...  # type: ignore[assignment]
+                                           else settings_path)
+        self.settings = settings.Settings.load(self.settings_path)
+        for t in theme.THEMES:
+            self.register_theme(t)
+        self._theme_ready = False
+        chosen = self.settings.theme
+        self.theme = chosen if chosen in self.available_themes else theme.DEFAULT_THEME
+        self._theme_ready = True
 
     # -- layout --------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield HeaderBar(self.db_path.name, id="header")
         yield AlertBar(id="alerts")
+        yield TabStrip(id="tabs")
         with Grid(id="panes"):
             yield QueuePane(id="queue", clock=self.clock)
             yield LeasesPane(id="leases", clock=self.clock)
@@ -208,17 +265,29 @@ class TowerApp(App[None]):
     def audit_tail(self) -> AuditTail:
         return self.query_one(AuditTail)
 
+    @property
+    def tab_strip(self) -> TabStrip:
+        return self.query_one(TabStrip)
+
     def pane(self, name: str) -> Widget:
         return self.query_one(f"#{name}")
 
     def on_mount(self) -> None:
+        theme.use_theme(self.get_css_variables())
+        self.approvals_pane.deadline = self.approval_deadline
+        self._apply_layout()
         self.queue_pane.table.focus()
         self.set_interval(1.0, self._tick, name="clock-tick")
+        self.screen_change_signal.subscribe(self, self._screen_changed)
+        self._notify_kind = terminal.notification_kind(choice=self.settings.desktop_notifications)
+        self.emit_terminal(terminal.PUSH_TITLE)
+        self.set_terminal_title(terminal.waiting_title(0, 0))
         self.watch_store()
         if self.watch_enabled:
             self.start_watcher()
 
     async def on_unmount(self) -> None:
+        self.emit_terminal(terminal.POP_TITLE)
         await self.close_store()
 
     async def close_store(self) -> None:
@@ -237,6 +306,46 @@ class TowerApp(App[None]):
             except BaseException:  # noqa: BLE001 - reported already; we only need it finished
                 pass
         await self.store.close()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._apply_layout(event.size)
+
+    def _apply_layout(self, size: Size | None = None) -> None:
+        """The grid of five panes when there is room; one pane at a time with tabs when not."""
+        if not self.screen_stack:
+            return
+        width, height = size or self.size
+        compact = width < self.COMPACT_WIDTH or height < self.COMPACT_HEIGHT
+        if compact != self.compact or not self._layout_set:
+            self.compact = compact
+            self._layout_set = True
+            self.set_class(compact, "-compact")
+            self.tab_strip.display = compact
+        self._mark_current(self.current_pane)
+
+    def _mark_current(self, name: str) -> None:
+        for pane_name in PANES:
+            self.pane(pane_name).set_class(pane_name == name, "-current")
+        self.tab_strip.show(current=name)
+
+    def watch_theme(self, name: str) -> None:
+        """Every colour comes from the theme: re-derive the cells' styles, redraw, remember the choice."""
+        theme.use_theme(self.get_css_variables())
+        if not self.screen_stack:
+            return
+        for pane_name in ("queue", "leases", "approvals", "conflicts"):
+            self.pane(pane_name).restyle()  # type: ignore[attr-defined]
+        self.audit_tail.restyle()
+        self.header_bar.show(force=True)
+        self.alert_bar.show(self.counts, self.store_error, force=True)
+        self.tab_strip.show(force=True)
+        if self._theme_ready and name != self.settings.theme:
+            self.settings.theme = name
+            try:
+                self.settings.save(self.settings_path)
+            except OSError as exc:
+                self.toast(f"the theme is used now but not kept for next time: {exc}", title="settings",
+                           severity="warning")
 
     # -- the store worker -------------------------------------------------------------
 
@@ -293,12 +402,13 @@ class TowerApp(App[None]):
         tasks = await store.view_queue()
         leases = await store.view_leases()
         approvals = await store.view_approvals()
+        sources = await store.approval_sources(a.id for a in approvals if a.status == "pending")
         conflicts = await store.view_conflicts()
         tail = await store.audit_range(max(head - TAIL_PRELOAD + 1, 1), head) if head else []
         self.post_message(StoreChanged([
             TasksChanged(tasks, full=True),
             LeasesChanged(leases, full=True),
-            ApprovalsChanged(approvals, full=True),
+            ApprovalsChanged(approvals, full=True, sources=sources, ask_timeout=await self._ask_timeout()),
             ConflictsChanged(conflicts, full=True),
             CountsChanged(counts),
             AuditAppended(1, head, tail, initial=True),
@@ -319,13 +429,39 @@ class TowerApp(App[None]):
         if touched.leases:
             facts.append(LeasesChanged(await store.view_leases(touched.leases)))
         if touched.approvals:
-            facts.append(ApprovalsChanged(await store.view_approvals(touched.approvals)))
+            rows = await store.view_approvals(touched.approvals)
+            sources = await store.approval_sources(a.id for a in rows if a.status == "pending")
+            facts.append(ApprovalsChanged(rows, sources=sources,
+                                          ask_timeout=await self._ask_timeout() if sources else None))
         if touched.conflicts:
             facts.append(ConflictsChanged(await store.view_conflicts(touched.conflicts)))
         facts.append(AuditAppended(events[0].seq, events[-1].seq, events))
         facts.append(CountsChanged(await store.counts()))
         self.post_message(StoreChanged(facts))
         return events[-1].seq
+
+    async def _ask_timeout(self) -> float | None:
+        """How long a hook waits for a person (the policy beside the store), re-read when the file changes."""
+        from core.gitrepo import POLICY_NAME
+
+        path = self.db_path.parent / POLICY_NAME
+
+        def read() -> tuple[float | None, float | None]:
+            try:
+                mtime = path.stat().st_mtime_ns
+            except OSError:
+                mtime = None
+            if self._policy_read is not None and self._policy_read[0] == mtime:
+                return self._policy_read
+            from core.policy import load_policy
+
+            try:
+                return (mtime, load_policy(path, cache=False).ask_timeout)
+            except Exception:  # noqa: BLE001 - an invalid policy: the hook denies; no deadline to show
+                return (mtime, None)
+
+        self._policy_read = await asyncio.to_thread(read)
+        return self._policy_read[1]
 
     def wake(self) -> None:
         """Look for changes now rather than at the next poll (after our own writes)."""
@@ -378,15 +514,32 @@ class TowerApp(App[None]):
             CountsChanged: self.on_counts_changed,
         }
         with self.batch_update():
-            for fact in message.facts:
-                handlers[type(fact)](fact)
+            self._burst.open += 1
+            try:
+                for fact in message.facts:
+                    handlers[type(fact)](fact)
+            finally:
+                self._burst.open -= 1
+            self._refresh_details(message.facts)
+        self._flush_burst()
+
+    def _refresh_details(self, facts: list) -> None:
+        """A details screen shows the truth too: read again when its row (or a related one) changed."""
+        kinds = {TasksChanged: "task", LeasesChanged: "lease", ApprovalsChanged: "approval",
+                 ConflictsChanged: "conflict"}
+        changed = [(kinds[type(f)], {r.id for r in f.rows}) for f in facts if type(f) in kinds]
+        if not changed:
+            return
+        for screen in self.screen_stack[1:]:
+            if isinstance(screen, DetailScreen) and any(screen.touched(kind, ids) for kind, ids in changed):
+                screen.load()
 
     @while_running
     def on_watcher_changed(self, message: WatcherChanged) -> None:
         self.header_bar.show(watcher=(message.status, message.worktrees))
         for warning in message.new_warnings:
             severity = "error" if message.status == "rescan-only" else "warning"
-            self.notify(warning, title="watcher", severity=severity, timeout=15, markup=False)
+            self.toast(warning, title="watcher", severity=severity, timeout=15)
 
     @while_running
     def on_store_opened(self, message: StoreOpened) -> None:
@@ -398,7 +551,7 @@ class TowerApp(App[None]):
         if message.fatal:
             text = f"cannot open the store: {text}"
         if text != self.store_error:
-            self.notify(text, title="store error", severity="error", timeout=10)
+            self.toast(text, title="store error", severity="error", timeout=10)
         self.store_error = text + ("" if message.fatal else " — retrying")
         self.header_bar.show(live=False)
         self.alert_bar.show(self.counts, self.store_error)
@@ -408,19 +561,22 @@ class TowerApp(App[None]):
         self.store_error = None
         self.header_bar.show(live=True)
         self.alert_bar.show(self.counts, None)
-        self.notify("the store answers again", title="store")
+        self.toast("the store answers again", title="store")
 
     @while_running
     def on_counts_changed(self, message: CountsChanged) -> None:
-        self.counts = message.counts
-        self.header_bar.show(message.counts)
-        self.alert_bar.show(message.counts, self.store_error)
-        self.queue_pane.pending_total = message.counts.pending
-        self.set_class(bool(message.counts.pending_approvals), "-approvals-pending")
-        self.set_class(bool(message.counts.open_conflicts), "-conflicts-open")
-        self.approvals_pane.set_class(bool(message.counts.pending_approvals), "-alert")
-        self.conflicts_pane.set_class(bool(message.counts.open_conflicts), "-alert")
+        counts = message.counts
+        self.counts = counts
+        self.header_bar.show(counts)
+        self.alert_bar.show(counts, self.store_error)
+        self.tab_strip.show(counts=counts)
+        self.queue_pane.pending_total = counts.pending
+        self.set_class(bool(counts.pending_approvals), "-approvals-pending")
+        self.set_class(bool(counts.open_conflicts), "-conflicts-open")
+        self.approvals_pane.set_class(bool(counts.pending_approvals), "-alert")
+        self.conflicts_pane.set_class(bool(counts.open_conflicts), "-alert")
         self.queue_pane._update_subtitle()
+        self.set_terminal_title(terminal.waiting_title(counts.pending_approvals, counts.open_conflicts))
 
     @while_running
     def on_tasks_changed(self, message: TasksChanged) -> None:
@@ -432,33 +588,30 @@ class TowerApp(App[None]):
 
     @while_running
     def on_approvals_changed(self, message: ApprovalsChanged) -> None:
+        if message.full:
+            self._hook_sources = {}
+        self._hook_sources.update(message.sources)
+        for row in message.rows:
+            if row.status != "pending":
+                self._hook_sources.pop(row.id, None)
+        if message.ask_timeout is not None:
+            self._hook_wait = message.ask_timeout
         pane = self.approvals_pane
         pane.apply(message.rows, full=message.full)
-        pending = {r.id for r in message.rows if r.status == "pending"}
-        if self._known_approvals is None:
-            self._known_approvals = {r.id for r in pane.records.values()}
-            return
-        new = sorted(pending - self._known_approvals)
-        self._known_approvals.update(r.id for r in message.rows)
-        rows = [row for row in (pane.records.get(aid(i)) for i in new) if row is not None]
-        if rows:
-            self.announce(rows)
-        self.sync_bindings()
-
-    def announce(self, rows: list[ApprovalRow]) -> None:
-        """New requests wait for the person: say so (one toast per burst, not per request), and ring."""
-        if len(rows) == 1:
-            row = rows[0]
-            who = row.requested_by + (f" in {row.worktree}" if row.worktree else "")
-            text, title = f"{row.summary}\n{who} · press 3, then a or r", f"Approval {aid(row.id)} requested"
+        known = self._known_approvals
+        if known is None:
+            self._known_approvals = {r.id: r.status for r in pane.records.values()}
         else:
-            text = "\n".join(f"{aid(r.id)} {r.summary[:60]}" for r in rows[:4])
-            text += f"\n… and {len(rows) - 4} more" if len(rows) > 4 else ""
-            text += "\npress 3, then a or r"
-            title = f"{len(rows)} approvals requested"
-        self.notify(text, title=title, severity="warning", timeout=10, markup=False)
-        self.bells += 1
-        self.bell()
+            for row in message.rows:
+                before = known.get(row.id)
+                if row.status == "pending" and before is None:
+                    self._burst.requested.append(row)
+                elif (before == "pending" and row.status in ("expired", "cancelled")
+                      and row.decided_by != self.actor):
+                    self._burst.ended.append(row)  # ended without anyone deciding: say so
+                known[row.id] = row.status
+        self.sync_bindings()
+        self._flush_burst()
 
     @while_running
     def on_conflicts_changed(self, message: ConflictsChanged) -> None:
@@ -468,20 +621,11 @@ class TowerApp(App[None]):
         if self._known_conflicts is None:
             self._known_conflicts = {r.id for r in pane.records.values()}
         else:
-            new = [r for r in message.rows if r.status == "open" and r.id not in self._known_conflicts]
-            if len(new) == 1:
-                row = new[0]
-                where = row.worktree + (f" ↔ {row.other_worktree}" if row.other_worktree else "")
-                self.notify(f"{row.path} ({where})\npress 4 to see it".rstrip(),
-                            title=f"Conflict {cid(row.id)}: {row.kind}", severity="error", timeout=8,
-                            markup=False)
-            elif new:
-                lines = [f"{cid(r.id)} {r.kind} {r.path}" for r in new[:4]]
-                more = [f"… and {len(new) - 4} more"] if len(new) > 4 else []
-                self.notify("\n".join([*lines, *more, "press 4 to see them"]),
-                            title=f"{len(new)} new conflicts", severity="error", timeout=8, markup=False)
+            self._burst.conflicts += [r for r in message.rows
+                                      if r.status == "open" and r.id not in self._known_conflicts]
             self._known_conflicts.update(r.id for r in message.rows)
         self.sync_bindings()
+        self._flush_burst()
 
     @while_running
     def on_audit_appended(self, message: AuditAppended) -> None:
@@ -494,7 +638,8 @@ class TowerApp(App[None]):
 
     @while_running
     def on_action_done(self, message: ActionDone) -> None:
-        self.notify(message.text, title="decision recorded" if message.approval_id else "done")
+        self.toast(message.text, title="decision recorded" if message.approval_id else "done",
+                   channel="feedback")
         self.sync_bindings()
 
     @while_running
@@ -503,7 +648,7 @@ class TowerApp(App[None]):
             self.approvals_pane.mark(message.approval_id, None)
         if message.conflict_id is not None:
             self.conflicts_pane.mark(message.conflict_id, False)
-        self.notify(message.text, title="not done", severity="error", timeout=10)
+        self.toast(message.text, title="not done", severity="error", timeout=10, channel="feedback")
         self.sync_bindings()
 
     @while_running
@@ -512,7 +657,7 @@ class TowerApp(App[None]):
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             error = event.worker.error
             text = error.message if isinstance(error, TowerError) else f"{type(error).__name__}: {error}"
-            self.notify(text, title=f"{event.worker.name or 'worker'} failed", severity="error", timeout=10)
+            self.toast(text, title=f"{event.worker.name or 'worker'} failed", severity="error", timeout=10)
 
     @while_running
     def _tick(self) -> None:
@@ -527,14 +672,132 @@ class TowerApp(App[None]):
     def alert_bar(self) -> AlertBar:
         return self.query_one(AlertBar)
 
+    # -- announcements: one toast per burst, a bell, the title, a desktop notification ------------
+
+    def _flush_burst(self) -> None:
+        burst = self._burst
+        if burst.open or not burst:
+            return
+        self._burst = Burst()
+        lines: list[str] = []
+        titles: list[str] = []
+        waiting = self.approvals_pane.pending_keys()
+        if burst.requested:
+            rows = burst.requested
+            if len(rows) == 1:
+                row = rows[0]
+                who = row.requested_by + (f" in {row.worktree}" if row.worktree else "")
+                titles.append(f"{aid(row.id)} requested by {who}")
+                lines.append(ellipsize(row.summary, 90))
+            else:
+                titles.append(f"{len(rows)} approvals requested")
+                lines += [f"{aid(r.id)} {ellipsize(r.summary, 60)}" for r in rows[:3]]
+                if len(rows) > 3:
+                    lines.append(f"… and {len(rows) - 3} more")
+            first = aid(rows[0].id)
+            if len(rows) == 1 and waiting[:1] == [first]:
+                lines.append("press 3, then a or r")  # 3 selects the oldest waiting: this one
+            else:
+                lines.append(f"{len(waiting)} waiting, oldest first: press n to go through them")
+        for row in burst.ended[:3]:
+            titles.append(f"{aid(row.id)} {row.status}")
+            lines.append(f"{aid(row.id)} {row.status} without a decision: {ellipsize(row.summary, 50)}"
+                         + (f" ({row.reason})" if row.reason else ""))
+        if len(burst.ended) > 3:
+            lines.append(f"… and {len(burst.ended) - 3} more ended")
+        if burst.conflicts:
+            rows = burst.conflicts
+            if len(rows) == 1:
+                c = rows[0]
+                where = c.worktree + (f" ↔ {c.other_worktree}" if c.other_worktree else "")
+                titles.append(f"Conflict {cid(c.id)}: {c.kind}")
+                lines.append(f"{c.path} ({where})")
+            else:
+                titles.append(f"{len(rows)} new conflicts")
+                lines += [f"{cid(c.id)} {c.kind} {c.path}" for c in rows[:3]]
+                if len(rows) > 3:
+                    lines.append(f"… and {len(rows) - 3} more")
+            lines.append("press 4, then x to acknowledge")
+        title = " · ".join(titles)
+        severity: SeverityLevel = "error" if burst.conflicts or burst.ended else "warning"
+        text = "\n".join(lines)
+        self.toast(text, title=title, severity=severity, timeout=10, channel="announce")
+        self.bells += 1
+        self.bell()
+        self.desktop_notify(title, " · ".join(lines[:2]))
+
+    def toast(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+              timeout: float | None = None, channel: str | None = None) -> None:
+        """A notification: always plain text (stored text is never markup, and its control
+        characters are made visible), held back while a dialog is open, and one at a time
+        per ``channel`` ("announce": what needs the person; "feedback": what a key did):
+        a new one replaces the last, so a burst never stacks up over the panes."""
+        note = Notification("\n".join(printable_line(line) for line in message.splitlines()),
+                            printable_line(title), severity,
+                            self.NOTIFICATION_TIMEOUT if timeout is None else timeout, markup=False)
+        if channel is not None:
+            old = self._channels.get(channel)
+            if old is not None:
+                self._drop_toast(old)
+            self._channels[channel] = note
+        if len(self.screen_stack) > 1:
+            self._held = [n for n in self._held if n is not note]
+            self._held.append(note)
+            return
+        self.post_message(Notify(note))
+
+    def _drop_toast(self, note: Notification) -> None:
+        self._held = [n for n in self._held if n is not note]
+        if note in self._notifications:
+            self._unnotify(note)
+
+    def _screen_changed(self, screen) -> None:
+        """Toasts never cover a dialog: kept aside while one is open, shown again after."""
+        if not self.screen_stack:
+            return
+        if len(self.screen_stack) > 1:
+            live = [n for n in self._notifications if not n.has_expired]
+            if live:
+                self._held += [n for n in live if n not in self._held]
+                self.clear_notifications()
+        elif self._held:
+            held, self._held = self._held, []
+            for note in held:
+                if not note.has_expired or note is self._channels.get("announce"):
+                    note.raised_at = time.time() if note.has_expired else note.raised_at
+                    self.post_message(Notify(note))
+
+    def emit_terminal(self, sequence: str) -> None:
+        """Write an escape sequence to the terminal (between frames; never in headless tests)."""
+        self.terminal_log.append(sequence)
+        driver = self._driver
+        if driver is not None and not self.is_headless:
+            try:
+                driver.write(sequence)
+            except Exception:  # noqa: BLE001 - a title is not worth a crash
+                pass
+
+    def set_terminal_title(self, title: str) -> None:
+        if title != self._title:
+            self._title = title
+            self.emit_terminal(terminal.title_sequence(title))
+
+    def desktop_notify(self, title: str, body: str) -> None:
+        if self._notify_kind is not None:
+            self.emit_terminal(terminal.notification_sequence(self._notify_kind, title, body))
+
     # -- focus and selection -------------------------------------------------------------
 
     @while_running
     def on_descendant_focus(self, event) -> None:
+        name = self.current_pane
+        if len(self.screen_stack) == 1:
+            self._mark_current(name)
         self.sync_bindings()
 
     @while_running
     def on_data_table_row_highlighted(self, event) -> None:
+        self.approvals_pane._update_subtitle()
         self.sync_bindings()
 
     def sync_bindings(self) -> None:
@@ -543,7 +806,8 @@ class TowerApp(App[None]):
         if not self.screen_stack:
             return
         state = (self.check_action("approve", ()), self.check_action("ack_conflict", ()),
-                 self.current_pane, len(self.screen_stack), type(self.focused))
+                 self.check_action("next_request", ()), self.current_pane, len(self.screen_stack),
+                 type(self.focused))
         if state != self._binding_state:
             self._binding_state = state
             self.refresh_bindings()
@@ -569,26 +833,85 @@ class TowerApp(App[None]):
         if action in self.MAIN_SCREEN_ACTIONS:
             if len(self.screen_stack) != 1 or isinstance(self.focused, Input):
                 return False  # a dialog, the palette or a filter line has the keys: let them type
+        if self.compact and action in ("approve", "reject", "ack_conflict", "toggle_follow"):
+            # one pane on screen and a narrow footer: only the keys of that pane
+            home = {"approve": "approvals", "reject": "approvals", "ack_conflict": "conflicts",
+                    "toggle_follow": "audit"}[action]
+            if self.current_pane != home:
+                return False
         if action in ("approve", "reject"):
             row = self._selected_approval()
-            ok = row is not None and row.status == "pending" and row.id not in self.approvals_pane.in_flight
+            if row is None:
+                return None
+            if self.approvals_pane.changed_under_cursor() is not None:
+                return True  # the key is answered (nothing done, and why)
+            ok = row.status == "pending" and row.id not in self.approvals_pane.in_flight
             return True if ok else None  # None: shown greyed out in the footer
         if action == "ack_conflict":
             if self.current_pane != "conflicts":
                 return None
             row = self.conflicts_pane.selected
             return True if row is not None and row.id not in self.conflicts_pane.in_flight else None
+        if action == "next_request":
+            return True if self.loaded.is_set() and self.approvals_pane.pending_count else None
         return True
+
+    def _still_what_was_seen(self, pane: TablePane, key: str) -> bool:
+        """A key acts only on the row the person saw: if it changed under the cursor
+        (decided elsewhere, gone, moved), do nothing, and say so."""
+        why = pane.changed_under_cursor()
+        if why is None:
+            return True
+        self.toast(f"{why}.\nNothing done: move (↑ ↓, n) to choose a row, then press {key} again.",
+                   title="the selection changed under the cursor", severity="warning", timeout=8,
+                   channel="feedback")
+        self.bell()
+        return False
 
     # -- actions ---------------------------------------------------------------------
 
     def action_focus_pane(self, name: str) -> None:
         pane = self.pane(name)
         target = pane.table if isinstance(pane, TablePane) else pane.tail if isinstance(pane, AuditPane) else None
-        if target is not None:
-            # now, not after the next refresh (Widget.focus defers): "3a" typed in one go
-            # must approve in the pane that "3" selected
-            self.screen_stack[0].set_focus(target)
+        if target is None:
+            return
+        self._mark_current(name)
+        # now, not after the next refresh (Widget.focus defers): "3a" typed in one go
+        # must approve in the pane that "3" selected
+        self.screen_stack[0].set_focus(target)
+        if name == "approvals":
+            # the oldest request waiting, never a decided row the cursor was left on
+            waiting = self.approvals_pane.pending_keys()
+            if waiting:
+                self.approvals_pane.select_key(waiting[0])
+        if isinstance(pane, TablePane):
+            pane.mark_seen()
+
+    def action_next_pane(self, step: int = 1) -> None:
+        index = PANES.index(self.current_pane)
+        self.action_focus_pane(PANES[(index + step) % len(PANES)])
+
+    def action_previous_pane(self) -> None:
+        self.action_next_pane(-1)
+
+    def action_next_request(self) -> None:
+        """The next request waiting for a decision, from anywhere (oldest first, then on)."""
+        pane = self.approvals_pane
+        waiting = pane.pending_keys()
+        if not waiting:
+            self.toast("no request is waiting for a decision", title="approvals", channel="feedback")
+            return
+        here = self.current_pane == "approvals" and len(self.screen_stack) == 1
+        key = pane.cursor_key
+        if here and key in waiting:
+            target = waiting[(waiting.index(key) + 1) % len(waiting)]
+        else:
+            target = waiting[0]
+        self._mark_current("approvals")
+        self.screen_stack[0].set_focus(pane.table)
+        pane.select_key(target)
+        pane.mark_seen()
+        pane._update_subtitle()
 
     def action_filter(self) -> None:
         pane = self.pane(self.current_pane)
@@ -599,28 +922,63 @@ class TowerApp(App[None]):
         self.audit_tail.toggle_follow()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.HELP_ROWS))
+        self.push_screen(HelpScreen(self.HELP_ROWS, compact=self.compact))
 
     def action_approve(self) -> None:
+        pane = self.approvals_pane
         row = self._selected_approval()
-        if row is None or row.status != "pending":
+        if row is None or not self._still_what_was_seen(pane, "a"):
+            return
+        if row.status != "pending":
             self.bell()
             return
         self.approve_approval(row.id)
 
     def action_reject(self) -> None:
+        pane = self.approvals_pane
         row = self._selected_approval()
-        if row is None or row.status != "pending":
+        if row is None or not self._still_what_was_seen(pane, "r"):
+            return
+        if row.status != "pending":
             self.bell()
             return
         self.ask_reject(row.id)
 
     def action_ack_conflict(self) -> None:
-        row = self.conflicts_pane.selected if self.current_pane == "conflicts" else None
+        pane = self.conflicts_pane
+        row = pane.selected if self.current_pane == "conflicts" else None
         if row is None:
             self.bell()
             return
+        if not self._still_what_was_seen(pane, "x"):
+            return
         self.ack_conflict(row.id)
+
+    def action_quit_room(self) -> None:
+        self.action_quit_checked()
+
+    async def action_quit(self) -> None:
+        """ctrl+q (and the palette's Quit): asks first while approvals wait, like q."""
+        self.action_quit_checked()
+
+    def action_quit_checked(self) -> None:
+        waiting = self.approvals_pane.pending_count if self.screen_stack else 0
+        if not waiting:
+            self.exit()
+            return
+        if any(isinstance(s, ConfirmDialog) and s.id == "confirm-quit" for s in self.screen_stack):
+            return
+
+        def answered(quit_anyway: bool | None) -> None:
+            if quit_anyway:
+                self.exit()
+
+        noun = "approval is" if waiting == 1 else "approvals are"
+        dialog = ConfirmDialog("Quit Tower?", f"{waiting} {noun} waiting: quit anyway?",
+                               details=[("", "They stay pending: their agents keep waiting (until they give up "
+                                             "on their own), and `tower` shows them again.")],
+                               confirm="quit", id="confirm-quit")
+        self.push_screen(dialog, answered)
 
     def on_table_pane_selected(self, message: TablePane.Selected) -> None:
         kind = {"queue": "task", "leases": "lease", "approvals": "approval", "conflicts": "conflict"}
@@ -641,6 +999,29 @@ class TowerApp(App[None]):
         self.sync_bindings()
         self._decide(approval_id, True, None)
 
+    def confirm_approve(self, approval_id: int) -> None:
+        """Approve from somewhere other than the row itself (the palette): name it, ask first."""
+        row = self.approvals_pane.records.get(aid(approval_id))
+        if row is None or row.status != "pending":
+            self.toast(f"{aid(approval_id)} is not waiting any more" + (f": {ended_how(row)}" if row else ""),
+                       title="nothing done", severity="warning", channel="feedback")
+            return
+
+        def answered(yes: bool | None) -> None:
+            now = self.approvals_pane.records.get(aid(approval_id))
+            if not yes:
+                return
+            if now is None or now.status != "pending":
+                self.toast(f"{aid(approval_id)} " + (ended_how(now) if now else "is gone") + " meanwhile",
+                           title="nothing done", severity="warning", channel="feedback")
+                return
+            self.approve_approval(approval_id)
+
+        who = row.requested_by + (f" in {row.worktree}" if row.worktree else "")
+        self.push_screen(ConfirmDialog(f"Approve {aid(approval_id)}?", f"Approve {aid(approval_id)}: {row.summary}",
+                                       details=[("requested by", who), ("kind", row.kind)], confirm="approve"),
+                         answered)
+
     def ask_reject(self, approval_id: int) -> None:
         pane = self.approvals_pane
         row = pane.records.get(aid(approval_id))
@@ -649,6 +1030,11 @@ class TowerApp(App[None]):
             return
 
         def rejected(reason: str | None) -> None:
+            now = pane.records.get(aid(approval_id))
+            if reason and now is not None and now.status != "pending":
+                self.toast(f"{aid(approval_id)} {ended_how(now)} meanwhile", title="nothing done",
+                           severity="warning", channel="feedback")
+                return
             if reason:
                 pane.mark(approval_id, "rejecting…")
                 self.sync_bindings()
@@ -665,7 +1051,11 @@ class TowerApp(App[None]):
             return
         # the committed row, straight away; the store worker follows with the audit event
         self.post_message(ApprovalsChanged([approval]))
-        verdict = "approved" if approval.status == "approved" else f"rejected: {approval.reason}"
+        if approval.decided_by != self.actor:
+            # the same decision was already taken by someone else: ours changed nothing
+            verdict = f"was already {approval.status} by {approval.decided_by}"
+        else:
+            verdict = "approved" if approval.status == "approved" else f"rejected: {approval.reason}"
         self.post_message(ActionDone(f"{aid(approval_id)} {verdict}", approval_id=approval_id))
         self.wake()
 
@@ -680,6 +1070,23 @@ class TowerApp(App[None]):
 
     def cancel_task(self, task_id: int) -> None:
         self._write(f"{tid(task_id)} cancelled", "cancel_task", task_id, actor=self.actor)
+
+    def confirm_cancel_task(self, task_id: int) -> None:
+        row = self.queue_pane.records.get(tid(task_id))
+        if row is None or row.status not in ("pending", "leased"):
+            self.toast(f"{tid(task_id)} is not open any more", title="nothing done", severity="warning",
+                       channel="feedback")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.cancel_task(task_id)
+
+        details = [("status", row.status)]
+        if row.agent:
+            details.append(("held by", f"{row.agent}@{row.worktree or '-'}: its lease is released"))
+        self.push_screen(ConfirmDialog(f"Cancel {tid(task_id)}?", f"Cancel {tid(task_id)}: {row.title}",
+                                       details=details, confirm="cancel the task", danger=True), answered)
 
     def reap_now(self) -> None:
         self._write("reaped", "reap", actor=self.actor)
@@ -699,36 +1106,74 @@ class TowerApp(App[None]):
 
     @work(exclusive=True, exit_on_error=False, group="verify")
     async def verify_audit(self) -> None:
-        self.notify("verifying the audit chain…", title="audit")
+        self.toast("verifying the audit chain…", title="audit")
         result = await self.store.verify_audit()
         if result.ok:
-            self.notify(f"{result.checked:,} events verified; head {result.head}", title="audit log intact",
-                        timeout=15)
+            self.toast(f"{result.checked:,} events verified; head {result.head}", title="audit log intact",
+                       timeout=15)
         else:
             finding = result.finding
-            self.notify(f"seq {finding.seq}: {finding.message}", title=f"audit log {finding.reason}",
-                        severity="error", timeout=30)
+            self.toast(f"seq {finding.seq}: {finding.message}", title=f"audit log {finding.reason}",
+                       severity="error", timeout=30)
 
     def show_head(self) -> None:
         c = self.counts
         if c is None or not c.audit_seq:
-            self.notify("the audit log is empty", title="audit head")
+            self.toast("the audit log is empty", title="audit head")
             return
         full = f"{c.audit_seq}:{c.audit_hash}"
         try:
             self.copy_to_clipboard(full)
         except Exception:  # noqa: BLE001 - clipboard is best effort
             pass
-        self.notify(f"{full}\nKeep it elsewhere; `tower audit verify --head {full}` proves the log still holds it.",
-                    title="audit head (copied)", timeout=30, markup=False)
+        self.toast(f"{full}\nKeep it elsewhere; `tower audit verify --head {full}` proves the log still holds it.",
+                   title="audit head (copied)", timeout=30)
+
+    # -- deadlines -------------------------------------------------------------------------
+
+    def approval_deadline(self, row: ApprovalRow) -> float | None:
+        """When a pending request ends without a person: its own deadline if the store keeps
+        one; for a request a hook filed, when the hook stops waiting (the policy's ask
+        timeout from the request); else None (its requester waits until someone decides,
+        or gives up at a time only it knows)."""
+        own = getattr(row, "expires_at", None)
+        if own is not None:
+            return own
+        if row.id in self._hook_sources and self._hook_wait is not None:
+            return row.created_at + self._hook_wait
+        return None
+
+    def approval_deadline_note(self, row: ApprovalRow) -> str:
+        """What happens at the deadline, in words (for the details)."""
+        source = self._hook_sources.get(row.id)
+        if source is not None:
+            return f"then the {source} hook stops waiting and answers on its own"
+        return "then it ends without a decision"
 
 
-def run_app(db_path: Path, watch: bool = True) -> None:
-    """``tower`` with no subcommand.
+@dataclass
+class Burst:
+    """What one look at the store found that a person should hear about."""
+
+    requested: list[ApprovalRow] = field(default_factory=list)
+    ended: list[ApprovalRow] = field(default_factory=list)
+    conflicts: list[ConflictRow] = field(default_factory=list)
+    open: int = 0  # > 0 while a batch of facts is being applied: announce once, after it
+
+    def __bool__(self) -> bool:
+        return bool(self.requested or self.ended or self.conflicts)
+
+
+CRASH_LINE = "the control room stopped on an internal error (a bug: please report it at {url})"
+
+
+def run_app(db_path: Path, watch: bool = True) -> int:
+    """``tower`` with no subcommand; returns the exit code.
 
     The store is opened once before the screen is taken over, so a missing,
     corrupt or newer store (or a bad audit key) is the command line's usual
-    one-line error and exit code, not an empty control room.
+    one-line error and exit code, not an empty control room. A crash inside
+    the room is exit 1, never 0.
     """
     db_path = Path(db_path)
 
@@ -737,4 +1182,11 @@ def run_app(db_path: Path, watch: bool = True) -> None:
             pass
 
     asyncio.run(check())
-    TowerApp(db_path, watch=watch).run()
+    app = TowerApp(db_path, watch=watch)
+    app.run()
+    code = app.return_code or 0
+    if code:
+        from tui.clikit import ISSUES_URL
+
+        print(f"tower: {CRASH_LINE.format(url=ISSUES_URL)}", file=sys.stderr)
+    return code

@@ -10,13 +10,20 @@ import importlib
 import os
 import sys
 
+from tui import hookguard  # noqa: E402 - first: it answers for the hook if anything below fails
+
 # Tower uses no pydantic plugins; looking for them scans every installed
 # package's entry points (~8 ms) on each command.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
-import click  # noqa: E402
+try:
+    import click  # noqa: E402
 
-from tui.clikit import check_text, common_options, fail, report  # noqa: E402
+    from core.errors import BadInput  # noqa: E402
+    from tui.clikit import check_text, common_options, fail, json_mode, report  # noqa: E402
+except BaseException as exc:  # a broken install: an agent's hook must still deny, not crash
+    hookguard.broken_install(exc)
+    raise
 
 # name -> "module:attribute"; the help order is this order
 COMMANDS: dict[str, str] = {
@@ -34,7 +41,9 @@ COMMANDS: dict[str, str] = {
     "hook": "tui.commands.hook:hook",
     "guard": "tui.commands.guard:guard",
     "mcp": "tui.commands.mcp:mcp",
+    "agent": "tui.commands.agents:agent",
     "demo": "tui.commands.demo:demo",
+    "serve": "tui.commands.serve:serve",
 }
 
 
@@ -49,6 +58,27 @@ class LazyGroup(click.Group):
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name = args[0] if args else ""
+        if name in COMMANDS or name.startswith("-") or ctx.resilient_parsing:
+            return super().resolve_command(ctx, args)
+        # the commands load lazily, so click's own "did you mean" has nothing to compare with
+        import difflib
+
+        close = difflib.get_close_matches(name, list(COMMANDS), n=3)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise click.UsageError(f"No such command {name!r}.{hint} (tower --help lists them)", ctx=ctx)
+
+
+TERMINAL_NEEDED = "the control room needs a terminal; see `tower --help`"
+
+
+def require_terminal() -> None:
+    """The control room draws on a terminal and waits for keys: without one (an agent's
+    shell tool, a pipe, cron) it would hang its caller. Say so and stop (exit 2)."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise BadInput(TERMINAL_NEEDED, code="no_terminal")
+
 
 @click.group(cls=LazyGroup, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,14 +92,19 @@ def cli(ctx: click.Context, no_watch: bool) -> None:
     With no command, opens the control room on this repository's store.
     """
     if ctx.invoked_subcommand is None:
+        require_terminal()
         from tui.app import run_app
         from tui.clikit import db_path
 
-        run_app(db_path(), watch=not no_watch)
+        return run_app(db_path(), watch=not no_watch)
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if hookguard.is_hook(args) and not {"-h", "--help"} & set(args):
+        # one decision on stdout and exit 0 whatever happens (see tui/hookguard.py)
+        hookguard.run(lambda: cli.main(args=args, prog_name="tower", standalone_mode=False))
     try:
         for n, arg in enumerate(args, 1):
             check_text(arg, f"argument {n}")
@@ -77,6 +112,14 @@ def main(argv: list[str] | None = None) -> None:
         code = result if isinstance(result, int) else 0
     except click.exceptions.Exit as exc:
         code = exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:
+        # a group without its command (`tower task`): its help, as help, not folded into one line
+        if json_mode() or "--json" in args:
+            names = ", ".join(exc.ctx.command.list_commands(exc.ctx))
+            code = fail("usage", f"{exc.ctx.command_path}: which command? ({names})", 2)
+        else:
+            click.echo(exc.ctx.get_help(), err=True)
+            code = 2
     except click.exceptions.Abort:
         code = fail("interrupted", "interrupted", 130)
     except KeyboardInterrupt:

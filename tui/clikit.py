@@ -127,7 +127,11 @@ def agent_name() -> str | None:
 
 
 def person() -> str:
-    """The actor for decisions made from a shell: the named agent, else the login user."""
+    """Who is acting from this shell: the named agent (--agent, TOWER_AGENT), else the login user.
+
+    Every command acts (and is audited) under this name: an unnamed caller is
+    ``person:<login>``, never the holder of the lease it touches.
+    """
     name = agent_name()
     if name:
         return name
@@ -135,6 +139,32 @@ def person() -> str:
         return f"person:{getpass.getuser()}"
     except Exception:  # no login name in some containers
         return "person"
+
+
+def policy_agents() -> tuple[str, ...]:
+    """The policy's ``[agents] names`` globs (a policy file that cannot be read is exit 2: fail closed)."""
+    from core.gitrepo import POLICY_NAME
+    from core.policy import load_policy
+
+    return load_policy(db_path().parent / POLICY_NAME).agent_names
+
+
+async def require_person(store, act: str) -> str:
+    """The acting person's name; Refused (exit 4, ``person_only``) when the actor is an agent:
+    named by the policy's ``[agents] names``, or holding a lease in this store."""
+    import fnmatch
+
+    from core.errors import Refused
+
+    actor = person()
+    if await store.is_lease_holder(actor):
+        why = f"{actor} is an agent (it holds leases in this store)"
+    elif any(fnmatch.fnmatchcase(actor, g) for g in policy_agents()):
+        why = f"{actor} is an agent (the policy's [agents] names say so)"
+    else:
+        return actor
+    raise Refused(f"{why}: {act} is a person's act (in the control room, or in a shell without TOWER_AGENT)",
+                  code="person_only", data={"actor": actor})
 
 
 def worktree_hint() -> str | None:
@@ -152,7 +182,7 @@ def run(body: Callable[..., Awaitable[T]], *, create: bool = False, actor: str |
     from store import Store
 
     async def main() -> T:
-        async with Store(db_path(), actor=actor or agent_name() or "tower", create=create) as store:
+        async with Store(db_path(), actor=actor or person(), create=create) as store:
             if reap and not create:
                 await store.reap_if_due()
             return await body(store)

@@ -67,7 +67,16 @@ class LeasesChanged(RowsChanged):
 
 
 class ApprovalsChanged(RowsChanged):
+    """``sources``: which hook filed each pending one (it stops waiting after the policy's
+    ask timeout); ``ask_timeout``: that timeout, when the policy was read with them."""
+
     rows: list[ApprovalRow]
+
+    def __init__(self, rows: Sequence, *, full: bool = False, sources: dict[int, str] | None = None,
+                 ask_timeout: float | None = None) -> None:
+        super().__init__(rows, full=full)
+        self.sources = sources or {}
+        self.ask_timeout = ask_timeout
 
 
 class ConflictsChanged(RowsChanged):

@@ -135,6 +135,10 @@ AuditScan = Callable[[Iterator[Mapping[str, Any] | Any], Callable[[str], int | N
 
 
 class Backend(Protocol):
+    # a caller's own deadline (time.monotonic()) for every wait for the write lock, when
+    # it comes before the lock timeout (the hook must answer its agent in time)
+    give_up_at: float | None
+
     @property
     def dialect(self) -> Dialect: ...
 

@@ -197,10 +197,17 @@ class _Patience:
         self.backend = backend
         self.timeout = backend.lock_timeout if timeout is None else timeout
         self.deadline = time.monotonic() + self.timeout
+        give_up_at = backend.give_up_at
+        self.cut_short = give_up_at is not None and give_up_at < self.deadline
+        if give_up_at is not None and self.cut_short:
+            self.deadline = give_up_at
         self.delay = _BACKOFF_START
 
     async def pause(self) -> None:
         if time.monotonic() >= self.deadline:
+            if self.cut_short:
+                raise TimedOut(f"store {self.backend.path} is locked by another process, still at this"
+                               " command's deadline", code="locked")
             raise TimedOut(
                 f"store {self.backend.path} stayed locked for more than {self.timeout:g}s",
                 code="locked",
@@ -261,6 +268,7 @@ class SQLiteBackend:
         self.where = str(self.path)
         # one bound on every wait for the write lock: the writer gate and SQLite's lock together
         self.lock_timeout = lock_timeout
+        self.give_up_at: float | None = None
         self.clock = clock
         self._conn: aiosqlite.Connection | None = None
         self._tx_lock = asyncio.Lock()

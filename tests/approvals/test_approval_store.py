@@ -79,5 +79,6 @@ async def test_refused_decisions_are_audited_in_the_chain(two):
         await decider.decide_approval(req.id, approve=False, reason="changed my mind", actor="bob")
     tail = await waiter.audit_tail(10)
     assert [e.event for e in tail] == ["approval.requested", "approval.approved", "approval.decision_refused"]
-    assert tail[-1].details == {"attempted": "rejected", "status": "approved", "reason": "changed my mind"}
+    assert tail[-1].details == {"attempted": "rejected", "status": "approved", "why": "already_decided",
+                                "reason": "changed my mind"}
     assert (await waiter.verify_audit()).ok

@@ -80,7 +80,7 @@ def test_rejected_exits_4_with_the_reason(procs, db, tmp_path, tower):
 
 def test_rejected_human_output_names_the_reason(procs, db, tmp_path, tower):
     proc = procs.spawn("--db", str(db), "approval", "request", "-k", "merge", "-s", "merge it", "--wait",
-                       cwd=tmp_path)
+                       cwd=tmp_path, env={"TOWER_AGENT": "agent-a"})
     aid = read_line(proc.stderr).split()[0]
     assert tower("approval", "reject", aid, "--reason", "tests are red").code == 0
     code, out, err = finish(proc)
@@ -105,10 +105,10 @@ def test_timeout_expires_and_a_late_decision_is_refused(procs, db, tmp_path, tow
     assert events(db, aid) == ["approval.requested", "approval.expired", "approval.decision_refused"]
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_signal_while_waiting_cancels_the_request(procs, db, tmp_path, tower, sig, code):
     proc = procs.spawn("--db", str(db), "approval", "request", "-k", "command", "-s", "long job", "--wait",
-                       cwd=tmp_path)
+                       cwd=tmp_path, env={"TOWER_AGENT": "agent-a"})
     aid = read_line(proc.stderr).split()[0]
     proc.send_signal(sig)
     rc, out, err = finish(proc)
@@ -133,9 +133,10 @@ def test_sigint_json_mode(procs, db, tmp_path):
 
 
 def test_wait_reattaches_to_an_existing_request(procs, db, tmp_path, tower):
-    filed = tower("--json", "approval", "request", "-k", "write", "-s", "touch config")
+    filed = tower("--json", "approval", "request", "-k", "write", "-s", "touch config", env={"TOWER_AGENT": "agent-a"})
     aid = filed.data["id"]
-    waiter = procs.spawn("--db", str(db), "--json", "approval", "wait", aid, "--timeout", "60", cwd=tmp_path)
+    waiter = procs.spawn("--db", str(db), "--json", "approval", "wait", aid, "--timeout", "60", cwd=tmp_path,
+                         env={"TOWER_AGENT": "agent-a"})
     assert read_line(waiter.stderr).startswith(f"{aid} pending")
     assert tower("approval", "approve", aid).code == 0
     code, out, err = finish(waiter)
@@ -179,7 +180,7 @@ def test_same_decision_twice_is_a_noop(db, tower):
 
 
 def test_opposite_decision_is_refused_and_audited(db, tower):
-    aid = tower("--json", "approval", "request", "-k", "command", "-s", "x").data["id"]
+    aid = tower("--json", "approval", "request", "-k", "command", "-s", "x", env={"TOWER_AGENT": "agent-a"}).data["id"]
     assert tower("approval", "reject", aid, "--reason", "no").code == 0
     flip = tower("--json", "approval", "approve", aid, env={"TOWER_AGENT": "mallory"})
     assert flip.code == 4
@@ -188,7 +189,7 @@ def test_opposite_decision_is_refused_and_audited(db, tower):
     log = [e for e in audit_events(db) if e["approval_id"] == aid]
     assert [e["event"] for e in log] == ["approval.requested", "approval.rejected", "approval.decision_refused"]
     assert log[-1]["actor"] == "mallory"
-    assert log[-1]["details"] == {"attempted": "approved", "status": "rejected"}
+    assert log[-1]["details"] == {"attempted": "approved", "status": "rejected", "why": "already_decided"}
     assert tower("audit", "verify").code == 0
 
 

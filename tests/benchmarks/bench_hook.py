@@ -12,6 +12,9 @@ Prints three tables:
    decider's COMMIT returning to a waiting process seeing the decision through
    the store's change signal; and to a `tower approval wait` process exiting.
 3. The top-level imports of one hook call (`python -X importtime`), largest first.
+4. The policy check (`Policy.decide` with the default policy, in process) on
+   commands of 4, 16 and 64 KB: realistic ones and ones built to make a
+   reader or a rule's regex work hard; ms per KB should stay flat (linear).
 
 Child processes run without PYTHONDONTWRITEBYTECODE (after one warm-up run
 writes the .pyc files), as they would on a user's machine.
@@ -145,7 +148,7 @@ async def store_latency(db: Path) -> list[float]:
                 waiter.stdin.flush()
                 assert waiter.stdout.readline().strip() == "waiting"
                 await asyncio.sleep(random.uniform(0.0, 0.1))  # land anywhere in the 50 ms poll
-                await s.decide_approval(a.id, approve=True, actor="bench")
+                await s.decide_approval(a.id, approve=True, actor="person:bench")
                 committed = time.time()
                 seen = json.loads(waiter.stdout.readline())
                 out.append(seen["seen"] - committed)
@@ -166,7 +169,7 @@ async def cli_latency(db: Path, repo: Path, runs: int) -> list[float]:
             try:
                 assert "pending: waiting" in proc.stderr.readline()
                 await asyncio.sleep(random.uniform(0.0, 0.1))
-                await s.decide_approval(a.id, approve=True, actor="bench")
+                await s.decide_approval(a.id, approve=True, actor="person:bench")
                 committed = time.monotonic()
                 proc.wait(timeout=30)
                 out.append(time.monotonic() - committed)
@@ -197,7 +200,44 @@ def import_profile(repo: Path, limit: int = 10) -> list[tuple[str, float]]:
     return sorted(top, key=lambda x: -x[1])[:limit]
 
 
+POLICY_INPUTS = {
+    "pytest | tail (realistic)": "pytest -q tests/unit -x 2>&1 | tail -40 && git status --short; ",
+    "heredoc body": "cat <<'EOF' > notes.md\n" + "a line of prose about the change\n" * 8,
+    "`tower ` repeated (reader)": "tower ",
+    "`eval ` repeated (nesting)": "eval ",
+    "`git ` repeated (rule regex)": "git ",
+    "`ls; ` repeated (many parts)": "ls; ",
+}
+
+
+def policy_table() -> list[tuple[str, list[float]]]:
+    from core.policy import default_policy
+    from core.shell import analyse
+
+    policy = default_policy()
+    rows = []
+    for name, unit in POLICY_INPUTS.items():
+        per_kb = []
+        for size in (4096, 16384, 65000):
+            text = (unit * (size // len(unit) + 1))[:size]
+            best = float("inf")
+            for _ in range(3):
+                t0 = time.perf_counter()
+                if "regex" in name or "realistic" in name or "heredoc" in name:
+                    policy.decide("Bash", command=text)
+                else:
+                    analyse(text)
+                best = min(best, time.perf_counter() - t0)
+            per_kb.append(best * 1000 / (size / 1024))
+        rows.append((name, per_kb))
+    return rows
+
+
 def main() -> None:
+    print("policy check, ms per KB at 4 / 16 / 64 KB (flat = linear; the hook cuts any check at 2 s)")
+    for name, per_kb in policy_table():
+        print(f"  {name:34} " + " ".join(f"{v:8.3f}" for v in per_kb))
+    print()
     with tempfile.TemporaryDirectory() as tmp:
         repo, db, lease = setup(Path(tmp))
         rows = hook_table(repo)

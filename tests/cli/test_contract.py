@@ -86,7 +86,7 @@ def test_refusals_are_exit_4(tower):
     stale = tower("task", "done", la, "--json")
     assert stale.code == 4 and stale.json["error"]["code"] == "lease_not_active"
     assert tower("task", "done", lb, "--token", "99").code == 4
-    req = tower("approval", "request", "--kind", "command", "--summary", "rm", "--json").data["id"]
+    req = tower("approval", "request", "--kind", "command", "--summary", "rm", "--agent", "agent-c", "--json").data["id"]
     assert tower("approval", "reject", req, "--reason", "no").code == 0
     opposite = tower("approval", "approve", req, "--json")
     assert opposite.code == 4 and opposite.json["error"]["code"] == "already_decided"

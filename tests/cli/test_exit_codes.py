@@ -219,7 +219,7 @@ def test_damaged_bytes_in_a_row_are_shown_marked_and_do_not_block_work(tower, db
     tower("init")
     tower("task", "add", "title-MARKER-damaged")
     tower("task", "add", "intact")
-    tower("approval", "request", "--kind", "custom", "--summary", "summary-MARKER-damaged")
+    tower("approval", "request", "--kind", "custom", "--summary", "summary-MARKER-damaged", "--agent", "agent-x")
     _damage(db_path, b"MARKER", at_page_header=False)
     assert titles(tower) == ["title-\ufffd\ufffdRKER-damaged", "intact"]
     assert "title-\ufffd\ufffdRKER-damaged" in tower("task", "list").stdout

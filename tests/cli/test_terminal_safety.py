@@ -135,6 +135,8 @@ def test_no_human_output_passes_control_characters(hostile_repo):
         ("task", "show", HOSTILE), ("task", "list", "--status", HOSTILE), (HOSTILE,), ("task", HOSTILE),
         ("claim", "L2", f"/elsewhere/{HOSTILE}"), ("approval", "request", "--kind", HOSTILE, "--summary", "s"),
         ("watch", "--rebaseline", HOSTILE),
+        ("guard", "check"), ("guard", "check", "--staged"),
+        ("agent", "list", "--all"), ("agent", "show", "S1"), ("agent", "show", HOSTILE),
     ]
     writes: list[tuple[str, ...]] = [  # in this order: each may use what the one before made
         ("init",),
@@ -151,6 +153,8 @@ def test_no_human_output_passes_control_characters(hostile_repo):
         ("conflict", "ack", "C1"), ("conflict", "list", "--all"),
         ("worktree", "sync"), ("worktree", "add", HOSTILE),
         ("hook", "install", "claude-code"), ("hook", "uninstall", "claude-code"),
+        ("guard", "install"), ("guard", "uninstall"),
+        ("mcp", "install", "claude-code", "--agent", HOSTILE), ("mcp", "uninstall", "claude-code"),
         ("task", "done", "L2"), ("audit", "tail", "-n", "1000"),
     ]
 
@@ -169,7 +173,7 @@ def test_no_human_output_passes_control_characters(hostile_repo):
     code, out, _ = tower_bytes("task", "list", cwd=repo)
     assert code == 0 and "evil\\e[2J\\e]0;pwned\\x07" in out.decode()
 
-    walked = {a[:2] if a[0] in {"task", "lease", "approval", "conflict", "worktree", "audit", "hook"} else a[:1]
+    walked = {a[:2] if a[0] in {"task", "lease", "approval", "conflict", "worktree", "audit", "hook", "guard", "mcp", "agent"} else a[:1]
               for a in walk}
     expected = {leaf for leaf in leaf_commands() if leaf not in NOT_HUMAN
                 and not (leaf[0] == "hook" and leaf[1] not in HUMAN_HOOK_COMMANDS)}

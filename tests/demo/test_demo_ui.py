@@ -48,6 +48,22 @@ class Terminal:
     def press(self, keys: str) -> None:
         os.write(self.master, keys.encode())
 
+    def quit(self, timeout: float = 60) -> int:
+        """``q``; while approvals wait the room asks first ("quit anyway?"): enter says yes."""
+        self.press("q")
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            if b"quit anyway?" in self.screen:
+                self.press("\r")
+                break
+            ready, _, _ = select.select([self.master], [], [], 0.2)
+            if ready:
+                try:
+                    self.screen += os.read(self.master, 65536)
+                except OSError:
+                    break
+        return self.close()
+
     def close(self, timeout: float = 30) -> int:
         try:
             deadline = time.monotonic() + timeout
@@ -55,9 +71,13 @@ class Terminal:
                 ready, _, _ = select.select([self.master], [], [], 0.2)  # keep draining the terminal
                 if ready:
                     try:
-                        os.read(self.master, 65536)
+                        self.screen += os.read(self.master, 65536)
                     except OSError:
                         pass
+            try:
+                self.screen += os.read(self.master, 65536)  # what it wrote on the way out
+            except OSError:
+                pass
             return self.proc.wait(timeout=1)
         finally:
             if self.proc.poll() is None:
@@ -79,8 +99,7 @@ def test_tower_demo_opens_the_control_room_and_quits_cleanly(tmp_path):
         term.wait_for("Queue")
         term.wait_for("Fix rounding")  # the seeded queue is on screen
         assert len(demo_agents(tmp_path)) >= 2
-        term.press("q")
-        assert term.close() == 0
+        assert term.quit() == 0
     finally:
         for pid in demo_agents(tmp_path):
             os.kill(int(pid), signal.SIGKILL)
@@ -96,3 +115,47 @@ def test_tower_without_arguments_is_the_control_room(repo):
     term.wait_for("Visible in the room")
     term.press("q")
     assert term.close() == 0
+
+
+@pytest.mark.slow
+def test_no_color_runs_the_demo_and_the_room(tmp_path, repo):
+    """NO_COLOR=1 used to crash both (Textual's monochrome filter) and exit 0."""
+    term = Terminal([sys.executable, "-m", "tui.cli", "demo", "--speed", "4"], tmp_path,
+                    tower_env({"TMPDIR": str(tmp_path), "NO_COLOR": "1"}))
+    try:
+        term.wait_for("Fix rounding")
+        term.press("3")
+        term.wait_for("Approvals")
+        assert b"Traceback" not in term.screen
+        assert term.quit() == 0
+    finally:
+        for pid in demo_agents(tmp_path):
+            os.kill(int(pid), signal.SIGKILL)
+    assert run_tower("init", cwd=repo).code == 0
+    assert run_tower("task", "add", "Seen without colour", cwd=repo).code == 0
+    term = Terminal([sys.executable, "-m", "tui.cli", "--no-watch"], repo, tower_env({"NO_COLOR": "1"}))
+    term.wait_for("Seen without colour")
+    term.press("?")
+    term.wait_for("this help")
+    term.screen = b""
+    term.press("q")  # closes the help
+    term.wait_for("Filter")  # the main screen's footer again
+    term.press("q")
+    assert term.close() == 0
+
+
+@pytest.mark.slow
+def test_a_crash_in_the_room_is_never_exit_0(repo):
+    assert run_tower("init", cwd=repo).code == 0
+    crash = (
+        "import sys; from tui.app import TowerApp\n"
+        "def boom(self): raise RuntimeError('injected fault')\n"
+        "TowerApp.action_help = boom\n"
+        "from tui.cli import main; main(sys.argv[1:])\n"
+    )
+    term = Terminal([sys.executable, "-c", crash, "--no-watch"], repo, tower_env())
+    term.wait_for("Queue")
+    term.press("?")
+    code = term.close()
+    assert code == 1
+    assert b"the control room stopped on an internal error" in term.screen

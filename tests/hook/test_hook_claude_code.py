@@ -309,7 +309,7 @@ def test_ask_is_decided_by_another_process_while_the_hook_waits(project, procs):
     assert decision == "allow"
     assert reason == f"Tower: A{a.id} approved by alice: fine"
     # Claude Code running the hook again for the same tool call gets the same answer at once
-    assert hook(call, repo) == (decision, reason)
+    assert hook(call, repo, env={"TOWER_AGENT": "agent-a"}) == (decision, reason)
     assert len(run_tower("--json", "approval", "list", cwd=repo).data) == 1
 
 

@@ -234,3 +234,65 @@ def test_check_names_the_last_line_of_a_policy_that_ends_open(repo):
     error = bad.json["error"]
     assert error["code"] == "bad_policy" and error["data"]["line"] == 7
     assert "line 7 (end of file)" in error["message"] and "somewhere" not in error["message"]
+
+
+# -- a file without rules, a file that drops the built-in deny rules -----------------------------
+
+
+def test_a_file_without_rules_keeps_the_built_in_rules(tmp_path):
+    """A policy that only tunes the timeout must not silently lose `rm -rf /` and friends."""
+    path = tmp_path / "policy.toml"
+    path.write_text('default = "ask"\n[ask]\ntimeout = 120\n')
+    for fresh in (False, True):  # validated, then from the cache
+        p = load_policy(path)
+        assert p.builtin_rules and p.ask_timeout == 120
+        assert len(p.rules) == len(default_policy().rules)
+        verdict = p.decide("Bash", command="rm -rf /")
+        assert verdict.decision == "deny" and "built-in rule 1" in verdict.reason
+        assert p.decide("Bash", command="git push --force").decision == "deny"
+        assert p.decide("Bash", command="ls").decision == "allow"
+
+
+def test_an_explicitly_empty_rule_list_means_no_rules(tmp_path):
+    path = tmp_path / "policy.toml"
+    path.write_text('default = "ask"\nrule = []\n')
+    p = load_policy(path)
+    assert p.rules == [] and not p.builtin_rules
+    assert p.decide("Bash", command="rm -rf /").decision == "ask"
+    assert {r.number for r in p.dropped_deny_rules()} == {r.number for r in default_policy().rules
+                                                          if r.decision == "deny"}
+    # Tower's person-only verbs stay denied: that is not the file's to give away
+    assert p.decide("Bash", command="tower approval approve A1").decision == "deny"
+
+
+def test_check_warns_about_dropped_deny_rules(repo):
+    assert run_tower("init", cwd=repo).code == 0
+    path = repo / ".git" / "tower" / "policy.toml"
+    ok = run_tower("--json", "hook", "check", cwd=repo)
+    assert ok.code == 0 and ok.data["warnings"] == [] and ok.data["builtin_rules"] is False
+    path.write_text('[ask]\ntimeout = 100\n')  # no [[rule]]: the built-in rules, no warning
+    kept = run_tower("--json", "hook", "check", cwd=repo)
+    assert kept.data["warnings"] == [] and kept.data["builtin_rules"] is True
+    assert "built-in rules (the file has no [[rule]])" in run_tower("hook", "check", cwd=repo).stdout
+    # own rules that leave out the built-in deny rules: one warning each, naming what is gone
+    keep_rm = DEFAULT_POLICY.split("\n[[rule]]\n")[1]  # the first rule: rm of / ~ . *
+    path.write_text('[[rule]]\n' + keep_rm + '\n[[rule]]\ntool = "Bash"\ncommand = "ls"\ndecision = "allow"\n')
+    human = run_tower("hook", "check", cwd=repo)
+    warnings = [line for line in human.stdout.splitlines() if line.startswith("warning:")]
+    denies = [r for r in default_policy().rules if r.decision == "deny"]
+    assert len(warnings) == len(denies) - 1, human.stdout
+    assert any("force-pushing" in w for w in warnings) and not any("filesystem root" in w for w in warnings)
+    assert all("tower hook check --defaults" in w for w in warnings)
+    path.write_text('rule = []\n')
+    assert len(run_tower("--json", "hook", "check", cwd=repo).data["warnings"]) == len(denies)
+    printed = run_tower("hook", "check", "--defaults", cwd=repo)
+    assert printed.code == 0 and printed.stdout == DEFAULT_POLICY
+
+
+def test_agents_names_are_validated_and_default_to_towers_own():
+    assert default_policy().agent_names == ("agent@*", "claude-code", "claude-code:*")
+    p = parse_policy('[agents]\nnames = "bot-*"\n')
+    assert p.is_agent("bot-7") and not p.is_agent("person:alice") and not p.is_agent("agent@x")
+    with pytest.raises(PolicyError) as err:
+        parse_policy('[agents]\nnames = ["ok", " "]\n', "policy.toml")
+    assert err.value.line == 2 and "agents.names" in str(err.value)

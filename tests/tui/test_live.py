@@ -26,6 +26,7 @@ from tui_helpers import (
     wait_for,
 )
 from tui.app import TowerApp
+from tui.screens.confirm import ConfirmDialog
 from tui.screens.detail import DetailScreen
 from tui.screens.help import HelpScreen
 from tui.screens.reject import RejectDialog
@@ -470,6 +471,9 @@ class TestLifecycle:
             assert set(aiosqlite_threads()) - before  # the app's one connection
             await pilot.press("5", "home")  # start some reads too
             await pilot.press("q")
+            # two approvals wait: asked first, enter quits
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+            await pilot.press("enter")
         assert not app.store.is_open
         for _ in range(100):
             if set(aiosqlite_threads()) <= before:

@@ -2,8 +2,11 @@
 
 Deterministic: the data is built through the store verbs with a frozen clock,
 the app runs on the same frozen clock, local time is UTC (conftest), no
-animation, no cursor blink, a fixed terminal size. Update with
-``pytest tests/tui --snapshot-update`` and look at the report before accepting.
+animation, no cursor blink, a fixed terminal size. Every screen is taken at
+160x48 and at 80x24 (the compact layout), in the dark theme; the main screen
+also in two light themes and without colour (NO_COLOR). Update with
+``pytest tests/tui/test_snapshots.py --snapshot-update`` and look at the report
+before accepting.
 """
 
 from __future__ import annotations
@@ -13,10 +16,15 @@ import asyncio
 import pytest
 
 from store import Store
-from tui_helpers import SIZE, T0, Clock, make_app, ready, seed_busy, wait_for
+from tui_helpers import T0, Clock, make_app, ready, seed_busy, wait_for
+from tui.screens.confirm import ConfirmDialog
 from tui.screens.detail import DetailScreen
 from tui.screens.help import HelpScreen
 from tui.screens.reject import RejectDialog
+
+LARGE = (160, 48)
+SMALL = (80, 24)
+SIZES = pytest.mark.parametrize("size", [LARGE, SMALL], ids=["160x48", "80x24"])
 
 
 @pytest.fixture
@@ -35,37 +43,71 @@ def empty_db(db):
     return db
 
 
-def frozen_app(db):
-    return make_app(db, clock=Clock(T0 + 30))
+def frozen_app(db, theme: str | None = None):
+    app = make_app(db, clock=Clock(T0 + 30))
+    if theme is not None:
+        app.theme = theme
+    return app
 
 
 class TestMainScreen:
     def test_empty(self, snap_compare, empty_db):
-        assert snap_compare(frozen_app(empty_db), terminal_size=SIZE, run_before=ready)
+        assert snap_compare(frozen_app(empty_db), terminal_size=LARGE, run_before=ready)
 
-    def test_busy(self, snap_compare, busy_db):
-        assert snap_compare(frozen_app(busy_db), terminal_size=SIZE, run_before=ready)
+    @SIZES
+    def test_busy(self, snap_compare, busy_db, size):
+        assert snap_compare(frozen_app(busy_db), terminal_size=size, run_before=ready)
+
+    @SIZES
+    @pytest.mark.parametrize("theme", ["catppuccin-latte", "textual-light"])
+    def test_busy_light(self, snap_compare, busy_db, size, theme):
+        assert snap_compare(frozen_app(busy_db, theme), terminal_size=size, run_before=ready)
+
+    @SIZES
+    def test_busy_without_colour(self, snap_compare, busy_db, size, monkeypatch):
+        monkeypatch.setenv("NO_COLOR", "1")
+        assert snap_compare(frozen_app(busy_db), terminal_size=size, run_before=ready)
+
+    def test_approvals_at_80x24(self, snap_compare, busy_db):
+        async def run_before(pilot):
+            await ready(pilot)
+            await pilot.press("3")
+
+        assert snap_compare(frozen_app(busy_db), terminal_size=SMALL, run_before=run_before)
 
 
 class TestRejectDialog:
-    def test_reject_dialog_with_a_reason_typed(self, snap_compare, busy_db):
+    @SIZES
+    def test_reject_dialog_with_a_reason_typed(self, snap_compare, busy_db, size):
         async def run_before(pilot):
             await ready(pilot)
             await pilot.press("3", "r")
             await wait_for(pilot, lambda: isinstance(pilot.app.screen, RejectDialog))
             await pilot.press(*"not on a Friday")
 
-        assert snap_compare(frozen_app(busy_db), terminal_size=SIZE, run_before=run_before)
+        assert snap_compare(frozen_app(busy_db), terminal_size=size, run_before=run_before)
+
+
+class TestConfirm:
+    @SIZES
+    def test_quit_while_approvals_wait(self, snap_compare, busy_db, size):
+        async def run_before(pilot):
+            await ready(pilot)
+            await pilot.press("q")
+            await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog))
+
+        assert snap_compare(frozen_app(busy_db), terminal_size=size, run_before=run_before)
 
 
 class TestHelp:
-    def test_help(self, snap_compare, busy_db):
+    @SIZES
+    def test_help(self, snap_compare, busy_db, size):
         async def run_before(pilot):
             await ready(pilot)
             await pilot.press("question_mark")
             await wait_for(pilot, lambda: isinstance(pilot.app.screen, HelpScreen))
 
-        assert snap_compare(frozen_app(busy_db), terminal_size=SIZE, run_before=run_before)
+        assert snap_compare(frozen_app(busy_db), terminal_size=size, run_before=run_before)
 
 
 class TestConflicts:
@@ -75,15 +117,16 @@ class TestConflicts:
             await pilot.press("4", "j")  # the second one: out of scope
             assert pilot.app.conflicts_pane.cursor_key == "C2"
 
-        assert snap_compare(frozen_app(busy_db), terminal_size=SIZE, run_before=run_before)
+        assert snap_compare(frozen_app(busy_db), terminal_size=LARGE, run_before=run_before)
 
 
 class TestDetails:
-    def test_approval_details(self, snap_compare, busy_db):
+    @SIZES
+    def test_approval_details(self, snap_compare, busy_db, size):
         async def run_before(pilot):
             await ready(pilot)
             await pilot.press("3", "enter")
             await wait_for(pilot, lambda: isinstance(pilot.app.screen, DetailScreen)
                            and pilot.app.screen.pending_approval)
 
-        assert snap_compare(frozen_app(busy_db), terminal_size=SIZE, run_before=run_before)
+        assert snap_compare(frozen_app(busy_db), terminal_size=size, run_before=run_before)

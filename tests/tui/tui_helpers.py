@@ -41,6 +41,11 @@ class Clock:
         self.now += seconds
 
 
+def toasts(app) -> list:
+    """The notifications on screen now (title, message)."""
+    return [(n.title, n.message) for n in app._notifications]
+
+
 def make_app(db: Path, clock: Callable[[], float] = time.time, **kwargs) -> TowerApp:
     """The app on ``db``. Live tests keep the wall clock: the ``tower`` processes they
     start reap leases by the wall clock. Snapshots pass a frozen one."""
@@ -71,15 +76,15 @@ async def seed_busy(db: Path, clock: Callable[[], float] = time.time) -> None:
         t7 = await s.add_task("Remove the deprecated v1 endpoints", priority=4)
         await s.add_task("Profile the cold start of `tower`", priority=1)
         c1 = await s.claim_task(agent="claude-a", worktree="wt-a", task_id=t1.id, ttl=900)
-        await s.claim_files(c1.lease_id, ["src/config/loader.py", "src/config/schema.py"])
+        await s.claim_files(c1.lease_id, ["src/config/loader.py", "src/config/schema.py"], agent="claude-a")
         c2 = await s.claim_task(agent="claude-b", worktree="wt-b", task_id=t2.id, ttl=60)
-        await s.claim_files(c2.lease_id, ["src/http/client.py"])
+        await s.claim_files(c2.lease_id, ["src/http/client.py"], agent="claude-b")
         c5 = await s.claim_task(agent="codex-c", worktree="wt-c", task_id=t5.id, ttl=300)
         await s.fail_task(c5.lease_id, "pytest exited 1: 3 failures", agent="codex-c")
         c6 = await s.claim_task(agent="codex-c", worktree="wt-c", task_id=t6.id, ttl=300)
         await s.complete_task(c6.lease_id, agent="codex-c")
         c7 = await s.claim_task(agent="codex-c", worktree="wt-c", task_id=t7.id, ttl=1800)
-        await s.claim_files(c7.lease_id, ["src/api/v1/routes.py"])
+        await s.claim_files(c7.lease_id, ["src/api/v1/routes.py"], agent="codex-c")
         await s.request_approval(kind="command", summary="rm -rf build/ && make release", lease_id=c1.lease_id,
                                  detail={"command": "rm -rf build/ && make release", "cwd": "/repo/wt-a"})
         await s.request_approval(kind="merge", summary="Merge agent-b into main", lease_id=c2.lease_id,
@@ -122,12 +127,16 @@ async def ready(pilot) -> None:
     await pilot.pause()
 
 
-async def run_cli(db: Path, *args: str, cwd: Path | None = None) -> dict:
-    """Run the real ``tower`` command line in a separate process (as an agent would)."""
+async def run_cli(db: Path, *args: str, cwd: Path | None = None, agent: str | None = "agent-x") -> dict:
+    """Run the real ``tower`` command line in a separate process (as an agent would;
+    ``agent=None``: as a person in another shell)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOWER_")}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    if agent is not None:
+        env["TOWER_AGENT"] = agent
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tui.cli", "--db", str(db), "--json", *args,
-        cwd=str(cwd or db.parent), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOWER_AGENT": "agent-x"},
+        cwd=str(cwd or db.parent), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
     )
     out, err = await proc.communicate()
     assert out, err.decode()

@@ -1,11 +1,17 @@
-"""Approvals from the command line: agents request (and wait), people (or scripts) decide.
+"""Approvals from the command line: agents request (and wait), people decide.
 
 Waiting: ``approval request --wait`` and ``approval wait`` block on the store's
 change signal until the request is decided. Exit 0 approved, 4 rejected (or
-cancelled elsewhere), 5 timed out (the request is then expired, so a late
-decision is refused). SIGINT or SIGTERM while waiting cancels the request
-(status ``cancelled``, audited) and exits 128 + the signal number (130 for
-Ctrl-C, 143 for SIGTERM) with one line saying so.
+cancelled elsewhere), 5 timed out. The requester owns its request: when it
+times out the request is expired (so a late decision is refused), SIGINT or
+SIGTERM cancels it (status ``cancelled``, audited; exit 128 + the signal
+number, 130 for Ctrl-C, 143 for SIGTERM), and while it waits the lease the
+request belongs to is kept alive. Anyone else's ``approval wait`` only
+watches: it never expires, cancels or heartbeats someone else's request.
+
+Deciding is a person's act: the store refuses a decision by the request's
+requester, by a lease holder, or by a name the policy's ``[agents] names``
+list (exit 4, ``person_only``).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from tui.clikit import (
     emit,
     parse,
     person,
+    policy_agents,
     run,
     short,
     to_data,
@@ -43,7 +50,7 @@ def approval_line(a) -> str:
 
 
 class Interrupted(TowerError):
-    """The waiting process got SIGINT or SIGTERM: exit 128 + the signal number."""
+    """The waiting process got SIGINT, SIGTERM or SIGHUP: exit 128 + the signal number."""
 
     code = "interrupted"
 
@@ -53,7 +60,7 @@ class Interrupted(TowerError):
 
 
 class SignalCatcher:
-    """While entered, SIGINT and SIGTERM cancel the guarded wait instead of killing us.
+    """While entered, SIGINT, SIGTERM and SIGHUP cancel the guarded wait instead of killing us.
 
     A signal that arrives outside :meth:`guard` (while the request is being
     filed, or while it is being cancelled) is remembered and acted on at the
@@ -61,7 +68,8 @@ class SignalCatcher:
     short by a second Ctrl-C.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    # SIGHUP too: a closed terminal must not leave the request pending for nobody
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -111,15 +119,57 @@ class SignalCatcher:
             self._guarded = None
 
 
+async def keep_lease_alive(store, lease_id: int) -> None:
+    """While its requester waits for a person, heartbeat the lease a request belongs to.
+
+    Every third of the lease's ttl, with its fencing token; stops when the lease
+    moved on (ended, reaped, another holder). A person deciding slowly must not
+    cost the agent its task.
+    """
+    from core.errors import NotFound
+
+    info = await store.get_lease(lease_id)
+    if info.status != "active":
+        return
+    interval = max(info.ttl / 3, 0.2)
+    while True:  # a first beat at once: the agent may have spent most of its ttl before asking
+        try:
+            await store.heartbeat(lease_id, token=info.token, agent=info.agent)
+        except (Refused, NotFound):
+            return
+        except TimedOut:
+            pass  # the store is busy right now: the next beat tries again
+        await asyncio.sleep(interval)
+
+
 async def wait_or_cancel(store, approval_id: int, *, timeout: float | None, actor: str | None,
-                         catcher: SignalCatcher):
-    """Wait for the decision; on SIGINT/SIGTERM cancel the request and raise Interrupted."""
+                         catcher: SignalCatcher, owner: bool = True, lease_id: int | None = None):
+    """Wait for the decision.
+
+    The requester (``owner``) expires its request on timeout, cancels it on
+    SIGINT/SIGTERM/SIGHUP (raising Interrupted), and keeps ``lease_id`` alive while it
+    waits. Anyone else only watches: a timeout is TimedOut (exit 5) with the
+    request still pending, a signal is Interrupted with nothing changed.
+    """
+    keeper = asyncio.ensure_future(keep_lease_alive(store, lease_id)) if owner and lease_id else None
     try:
-        return await catcher.guard(store.wait_for_decision(approval_id, timeout=timeout, actor=actor))
+        try:
+            return await catcher.guard(store.wait_for_decision(approval_id, timeout=timeout, actor=actor,
+                                                               expire=owner))
+        finally:
+            if keeper is not None:
+                keeper.cancel()
+                try:
+                    await keeper
+                except BaseException:  # noqa: BLE001 - cancelled, or a beat that failed: the wait decides
+                    pass
     except asyncio.CancelledError:
         if catcher.signum is None:
             raise
     aid = format_id("approval", approval_id)
+    if not owner:
+        raise Interrupted(f"interrupted ({catcher.name}) while watching {aid}; it is still pending",
+                          catcher.signum)
     a = await store.close_approval(approval_id, "cancelled", actor=actor,
                                    reason=f"the requester was interrupted ({catcher.name}) while waiting")
     if a.status == "cancelled":
@@ -129,12 +179,16 @@ async def wait_or_cancel(store, approval_id: int, *, timeout: float | None, acto
     raise Interrupted(message, catcher.signum, data={"approval": to_data(a)})
 
 
-def announce_wait(a, timeout: float | None) -> None:
+def announce_wait(a, timeout: float | None, *, watching: bool = False) -> None:
     """One line on stderr once the request is filed and pending: who can decide it, and how."""
     aid = format_id("approval", a.id)
     limit = f" for up to {timeout:g}s" if timeout is not None else ""
-    click.echo(f"{aid} pending: waiting{limit} for a decision"
-               f" (tower approval approve {aid} | tower approval reject {aid} --reason R)", err=True)
+    if watching:
+        click.echo(f"{aid} pending: watching{limit} for a decision on {a.requested_by}'s request"
+                   " (this wait neither expires nor cancels it)", err=True)
+    else:
+        click.echo(f"{aid} pending: waiting{limit} for a decision"
+                   f" (tower approval approve {aid} | tower approval reject {aid} --reason R)", err=True)
     sys.stderr.flush()
 
 
@@ -201,8 +255,8 @@ def approval_request(kind, summary, detail, lease_id, key, wait, timeout) -> Non
             a = await file(s)
             if a.status == "pending":
                 announce_wait(a, timeout)
-            return await wait_or_cancel(s, a.id, timeout=timeout, actor=agent_name() or a.requested_by,
-                                        catcher=catcher)
+            return await wait_or_cancel(s, a.id, timeout=timeout, actor=a.requested_by, catcher=catcher,
+                                        lease_id=a.lease_id)
 
     a = run(body)
     if wait:
@@ -214,12 +268,13 @@ def approval_request(kind, summary, detail, lease_id, key, wait, timeout) -> Non
 @approval.command("wait")
 @click.argument("approval_id")
 @click.option("--timeout", type=float, default=None,
-              help="Give up after SECONDS and expire the request (default: wait until decided).")
+              help="Give up after SECONDS (your own request: and expire it; default: wait until decided).")
 @common_options
 def approval_wait(approval_id, timeout) -> None:
     """Wait for a decision on an existing request: exit 0 approved, 4 rejected, 5 timed out.
 
-    Ctrl-C while waiting cancels the request.
+    On your own request, a timeout expires it and Ctrl-C cancels it; on anyone
+    else's, this only watches and changes nothing.
     """
     aid = parse("approval", approval_id)
     _check_timeout(timeout)
@@ -227,10 +282,11 @@ def approval_wait(approval_id, timeout) -> None:
     async def body(s):
         with SignalCatcher() as catcher:
             a = await s.get_approval(aid)
+            owner = person() == a.requested_by
             if a.status == "pending":
-                announce_wait(a, timeout)
-            return await wait_or_cancel(s, aid, timeout=timeout, actor=agent_name() or a.requested_by,
-                                        catcher=catcher)
+                announce_wait(a, timeout, watching=not owner)
+            return await wait_or_cancel(s, aid, timeout=timeout, actor=person(), catcher=catcher, owner=owner,
+                                        lease_id=a.lease_id)
 
     finish_wait(run(body))
 
@@ -261,7 +317,9 @@ def approval_show(approval_id) -> None:
 def approval_approve(approval_id, reason) -> None:
     """Approve a pending request (approving twice is a no-op)."""
     aid = parse("approval", approval_id)
-    a = run(lambda s: s.decide_approval(aid, approve=True, reason=reason, actor=person()), actor=person())
+    agents = policy_agents()
+    a = run(lambda s: s.decide_approval(aid, approve=True, reason=reason, actor=person(), agents=agents),
+            actor=person())
     emit(a, f"{format_id('approval', a.id)} approved")
 
 
@@ -272,5 +330,7 @@ def approval_approve(approval_id, reason) -> None:
 def approval_reject(approval_id, reason) -> None:
     """Reject a pending request with a reason."""
     aid = parse("approval", approval_id)
-    a = run(lambda s: s.decide_approval(aid, approve=False, reason=reason, actor=person()), actor=person())
+    agents = policy_agents()
+    a = run(lambda s: s.decide_approval(aid, approve=False, reason=reason, actor=person(), agents=agents),
+            actor=person())
     emit(a, f"{format_id('approval', a.id)} rejected: {cell(a.reason)}")

@@ -6,7 +6,7 @@ import click
 
 from core.display import printable_line as cell
 from core.ids import format_id
-from tui.clikit import common_options, emit, parse, person, run, short
+from tui.clikit import common_options, emit, parse, person, require_person, run, short
 
 
 def conflict_line(c) -> str:
@@ -37,5 +37,10 @@ def conflict_list(show_all) -> None:
 def conflict_ack(conflict_id) -> None:
     """Acknowledge a conflict."""
     cid = parse("conflict", conflict_id)
-    c = run(lambda s: s.ack_conflict(cid, actor=person()), actor=person())
+
+    async def body(s):
+        actor = await require_person(s, "acknowledging a conflict")  # an agent never silences its own
+        return await s.ack_conflict(cid, actor=actor)
+
+    c = run(body, actor=person())
     emit(c, f"{format_id('conflict', c.id)} {c.status}")

@@ -169,6 +169,10 @@ def demo(ctx, agents, speed, keep, headless, duration, json_output) -> None:
     """A live demo: temp repo, simulated agents, and the control room on it."""
     from tui.demo import seed
 
+    if not headless:
+        from tui.cli import require_terminal
+
+        require_terminal()  # before the repository and the agents: nothing to clean up
     if json_output:
         ctx.find_root().meta["tower.json_output"] = True
     base = Path(tempfile.mkdtemp(prefix="tower-demo-"))
@@ -197,7 +201,9 @@ def demo(ctx, agents, speed, keep, headless, duration, json_output) -> None:
         else:
             from tui.app import run_app
 
-            run_app(repo.db, watch=True)
+            code = run_app(repo.db, watch=True)
+            if code:
+                raise click.exceptions.Exit(code)
     finally:
         if procs is not None:
             procs.stop()

@@ -25,7 +25,7 @@ import click
 
 from core.errors import BadInput, NotFound, TowerError
 from core.gitrepo import DB_NAME, POLICY_NAME
-from core.hook import FILE_TOOLS, HookInput, HookInputError, answer, parse_input
+from core.hook import FILE_TOOLS, HookInput, HookInputError, parse_input
 from tui.clikit import common_options, emit, opt
 
 AGENTS = ("claude-code",)
@@ -50,9 +50,12 @@ def hook_claude_code(deadline) -> None:
     Always exits 0 with {"hookSpecificOutput": {"hookEventName": "PreToolUse",
     "permissionDecision": "allow"|"deny"|"ask", "permissionDecisionReason": ...}}.
     """
-    started = time.monotonic()
+    from tui import hookguard
+
+    started = hookguard.STARTED
+    limits = Limits(started, None)
+    hookguard.set_deadline(limits.hard)
     try:
-        raw = sys.stdin.buffer.read()
         if deadline is not None:
             from core.hook import parse_deadline
 
@@ -60,20 +63,46 @@ def hook_claude_code(deadline) -> None:
                 deadline = parse_deadline(deadline)
             except ValueError as exc:
                 raise BadInput(f"{exc} (fix the hook entry: run `tower hook install claude-code` again)") from None
-        decision, reason = decide(raw, started, deadline)
+            limits = Limits(started, deadline)
+            hookguard.set_deadline(limits.hard)
+        raw = sys.stdin.buffer.read()
+        decision, reason = decide(raw, started, deadline, limits)
     except TowerError as exc:
         decision, reason = "deny", f"Tower: {exc.message}"
-    except KeyboardInterrupt:
+    except hookguard.OutOfTime:
+        decision, reason = "deny", (f"Tower could not check this call within {limits.budget:g}s (a very long or"
+                                    " complex command?): denied; split it into simpler commands")
+    except (KeyboardInterrupt, hookguard.HookInterrupted):
         decision, reason = "deny", "Tower hook interrupted before it could decide"
     except BaseException as exc:  # noqa: BLE001 - a hook that dies lets the call through
         decision, reason = "deny", f"Tower hook internal error: {_where(exc)} (a bug: please report it)"
-    out = json.dumps(answer(decision, reason), ensure_ascii=False) + "\n"
-    try:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(out.encode("utf-8"))  # UTF-8 whatever the locale
-        sys.stdout.buffer.flush()
-    except BrokenPipeError:
-        pass
+    hookguard.answer(decision, reason)
+
+
+class Limits:
+    """The hook's time limits, counted from its start.
+
+    Claude Code kills the hook ``deadline`` seconds after it starts (the
+    installed ``--deadline``; without one its default, or the policy's ask
+    timeout plus the margin when that is longer) and then runs the call. So:
+    a store lock is waited for until ``soft``, the hook answers ``deny`` by
+    itself at ``hard`` whatever it is doing, and the policy check has
+    ``budget`` seconds.
+    """
+
+    def __init__(self, started: float, deadline: float | None, ask_timeout: float | None = None) -> None:
+        from core.hook import DEADLINE_MARGIN
+        from core.policy import CLAUDE_HOOK_TIMEOUT
+
+        if deadline is None:
+            deadline = CLAUDE_HOOK_TIMEOUT
+            if ask_timeout is not None:
+                deadline = max(deadline, ask_timeout + DEADLINE_MARGIN)
+        self.total = deadline
+        margin = min(1.0, deadline * 0.1)
+        self.hard = started + deadline - margin
+        self.soft = self.hard - margin
+        self.budget = min(2.0, deadline / 4)
 
 
 def _where(exc: BaseException) -> str:
@@ -119,13 +148,15 @@ class Wait:
         return text
 
 
-def decide(raw: bytes, started: float, deadline: float | None = None) -> tuple[str, str]:
+def decide(raw: bytes, started: float, deadline: float | None = None,
+           limits: Limits | None = None) -> tuple[str, str]:
     """The whole hook: (permissionDecision, reason).
 
     ``deadline``: seconds after ``started`` when Claude Code kills the hook (the
     installed ``--deadline``); a person is waited for until shortly before it.
     """
     from core.gitrepo import discover
+    from tui import hookguard
 
     try:
         call = parse_input(raw)
@@ -150,17 +181,23 @@ def decide(raw: bytes, started: float, deadline: float | None = None) -> tuple[s
     except PolicyError as exc:
         return "deny", f"Tower: {exc.message}; fix the policy file (check it with `tower hook check`)"
 
+    if limits is None:
+        limits = Limits(started, deadline, policy.ask_timeout)
+    elif deadline is None:
+        limits = Limits(started, None, policy.ask_timeout)  # waits as long as the policy asks
+        hookguard.set_deadline(limits.hard)
     root = repo.worktree_root if repo is not None else None
     wait = Wait(started, policy.ask_timeout, deadline)
     written = call.written_path
     if written is not None:
-        return _file_call(call, policy, db, root, cwd, written, wait)
+        return _file_call(call, policy, db, root, cwd, written, wait, limits)
 
     rel = _relative(call.read_path, root, cwd) if call.read_path else None
-    verdict = policy.decide(call.tool_name, command=call.command, path=rel)
+    with hookguard.budget(limits.budget):
+        verdict = policy.decide(call.tool_name, command=call.command, path=rel, cwd=str(cwd))
     if verdict.decision != "ask":
         return _plain(verdict.decision), verdict.reason
-    return _with_store(db, lambda s, c: _ask(s, c, call, policy, verdict.reason, rel, root, wait))
+    return _with_store(db, limits, call, lambda s, c: _ask(s, c, call, policy, verdict.reason, rel, root, wait))
 
 
 def _plain(decision: str) -> str:
@@ -180,7 +217,7 @@ def _relative(path: str, root: Path | None, cwd: Path) -> str | None:
 
 
 def _file_call(call: HookInput, policy, db: Path, root: Path | None, cwd: Path, written: str,
-               wait: Wait) -> tuple[str, str]:
+               wait: Wait, limits: Limits) -> tuple[str, str]:
     from core.paths import PathError, normalize
 
     tool = call.tool_name
@@ -199,29 +236,41 @@ def _file_call(call: HookInput, policy, db: Path, root: Path | None, cwd: Path, 
         decision = policy.outside_repo
         reason = f"Tower: {outside}; the policy says {decision} for files outside the repository"
         if decision == "ask":
-            return _with_store(db, lambda s, c: _ask(s, c, call, policy, reason, None, root, wait))
+            return _with_store(db, limits, call, lambda s, c: _ask(s, c, call, policy, reason, None, root, wait))
         return _plain(decision), reason
 
     verdict = policy.decide(tool, path=rel)
     if verdict.decision == "deny":
         return "deny", verdict.reason
-    return _with_store(db, lambda s, c: _claim(s, c, call, policy, verdict, rel, root, wait))
+    return _with_store(db, limits, call, lambda s, c: _claim(s, c, call, policy, verdict, rel, root, wait))
 
 
-def _with_store(db: Path, body) -> tuple[str, str]:
+def _with_store(db: Path, limits: Limits, call: HookInput, body) -> tuple[str, str]:
     import asyncio
 
     from store import Store
-    from tui.clikit import agent_name
 
     async def main() -> tuple[str, str]:
         from tui.commands.approvals import SignalCatcher
 
         with SignalCatcher() as catcher:
-            async with Store(db, actor=agent_name() or "claude-code") as store:
+            async with Store(db, actor=_caller(call)) as store:
+                # a store another process keeps locked is waited for only until shortly
+                # before the hook's own deadline, then denied saying so
+                store.give_up_at = limits.soft
                 return await body(store, catcher)
 
     return asyncio.run(main())
+
+
+def _caller(call: HookInput) -> str:
+    """Who acts when the hook writes: the named agent, else this Claude Code session."""
+    from tui.clikit import agent_name
+
+    name = agent_name()
+    if name:
+        return name
+    return f"claude-code:{call.session_id[:8]}" if call.session_id else "claude-code"
 
 
 # -- which lease is this session's ------------------------------------------------
@@ -373,7 +422,7 @@ async def _ask(store, catcher, call: HookInput, policy, why: str, rel: str | Non
         left = wait.left()
         try:
             a = await wait_or_cancel(store, a.id, timeout=max(round(left, 1), 0.1), actor=requester,
-                                     catcher=catcher)
+                                     catcher=catcher, lease_id=a.lease_id)
         except Interrupted as exc:
             return "deny", f"Tower: {exc.message}"
     by = f" by {a.decided_by}" if a.decided_by else ""
@@ -585,30 +634,57 @@ def _deadline_warnings(policy) -> list[str]:
     return warnings
 
 
+def _rule_warnings(policy) -> list[str]:
+    """The built-in deny rules a policy file's own rules leave out (a file without [[rule]] keeps them)."""
+    if not policy.exists or policy.builtin_rules:
+        return []
+    return [f"{policy.source}'s rules replace the built-in ones and leave out the built-in deny rule"
+            f" \"{r.reason}\" (built-in rule {r.number}): copy it from `tower hook check --defaults`"
+            " unless you mean to drop it"
+            for r in policy.dropped_deny_rules()]
+
+
 @hook.command("check")
 @click.option("--tool", default=None, help="Explain the decision for a call of this tool.")
 @click.option("--command", "command", default=None, help="… with this Bash command (implies --tool Bash).")
 @click.option("--path", "path", default=None, help="… on this repo-relative path.")
+@click.option("--defaults", is_flag=True, help="Print the built-in policy (what `tower init` writes) and exit.")
 @common_options
-def hook_check(tool, command, path) -> None:
+def hook_check(tool, command, path, defaults) -> None:
     """Validate the policy file (exit 2 naming the bad line), and explain a decision.
 
     Also warns (exit 0) when the policy's ask timeout outlasts the deadline of
-    the hook installed in this worktree's .claude/settings(.local).json.
+    the hook installed in this worktree's .claude/settings(.local).json, and
+    when the file's own rules leave out a built-in deny rule.
     """
-    from core.policy import load_policy
+    from core.policy import DEFAULT_POLICY, load_policy
     from tui.clikit import db_path
 
+    if defaults:
+        emit({"policy": DEFAULT_POLICY}, DEFAULT_POLICY.rstrip("\n"))
+        return
+
     policy = load_policy(db_path().parent / POLICY_NAME)
-    warnings = _deadline_warnings(policy)
+    warnings = _rule_warnings(policy) + _deadline_warnings(policy)
     data: dict = {"policy": policy.source, "exists": policy.exists, "rules": len(policy.rules),
                   "default": policy.default, "ask_timeout": policy.ask_timeout,
                   "on_timeout": policy.ask_on_timeout, "warnings": warnings}
-    lines = [f"policy {policy.source}: {len(policy.rules)} rules, default {policy.default},"
+    rules = f"{len(policy.rules)} built-in rules (the file has no [[rule]])" if policy.builtin_rules and \
+        policy.exists else f"{len(policy.rules)} rules"
+    data["builtin_rules"] = policy.builtin_rules or not policy.exists
+    lines = [f"policy {policy.source}: {rules}, default {policy.default},"
              f" ask timeout {policy.ask_timeout:g}s then {policy.ask_on_timeout}"]
     lines += [f"warning: {w}" for w in warnings]
     if tool or command:
-        verdict = policy.decide(tool or "Bash", command=command, path=path)
+        from core.policy import Verdict
+        from tui import hookguard
+
+        limit = Limits(time.monotonic(), None).budget
+        try:
+            with hookguard.budget(limit):
+                verdict = policy.decide(tool or "Bash", command=command, path=path, cwd=str(Path.cwd()))
+        except hookguard.OutOfTime:  # what the hook would answer, too
+            verdict = Verdict("deny", f"Tower could not check this call within {limit:g}s: the hook denies it")
         data["verdict"] = {"decision": verdict.decision, "reason": verdict.reason,
                            "rule": verdict.rule, "line": verdict.line}
         lines.append(f"{verdict.decision}: {verdict.reason}")

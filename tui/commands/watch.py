@@ -17,7 +17,7 @@ import click
 from core.errors import BadInput, NotFound
 from core.ids import format_id
 from core.display import printable_line as cell
-from tui.clikit import common_options, emit, json_mode, human_text, log_to_stderr, person, run, to_data
+from tui.clikit import common_options, emit, json_mode, human_text, log_to_stderr, person, require_person, run, to_data
 from tui.watching import DEFAULT_RESCAN_INTERVAL
 
 
@@ -159,7 +159,8 @@ def _rebaseline(names: list[str]) -> None:
             raise NotFound(f"no worktree {unknown[0]}", code="worktree_not_found")
         if len(set(names)) != len(names):
             raise BadInput("name each worktree once")
-        return {n: await store.reset_baseline(n, actor=person()) for n in names}
+        actor = await require_person(store, "rebaselining the watcher")
+        return {n: await store.reset_baseline(n, actor=actor) for n in names}
 
     done = run(body, actor=person())
     emit({"rebaselined": done},

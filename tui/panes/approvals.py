@@ -1,12 +1,17 @@
 """ApprovalsPane: requests waiting for a person first (oldest first, with
-their age), then the latest decisions.
+their age and time left), then the latest decisions and endings.
 
 A decision made here shows as "approving…" / "rejecting…" until the store has
-committed it; only then does the row say approved or rejected.
+committed it; only then does the row say approved or rejected, and the cursor
+goes on to the next request waiting. A request decided elsewhere, or ending
+without anyone (expired, cancelled with its lease), keeps the cursor: the row
+shows what became of it, and the app's keys refuse to act until the person
+moves (see ``TablePane.changed_under_cursor``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from core.models import Approval as ApprovalRow
@@ -20,8 +25,20 @@ _LABEL = {
     "approved": "✔ approved",
     "rejected": "✖ rejected",
     "expired": "⌛ expired",
-    "cancelled": "– cancelled",
+    "cancelled": "⊘ cancelled",
 }
+
+
+def ended_how(a: ApprovalRow) -> str:
+    """What became of a request, in words: "approved by person:ada", "expired: nobody decided…"."""
+    if a.status == "pending":
+        return "waiting"
+    text = a.status
+    if a.decided_by and a.status in ("approved", "rejected"):
+        text += f" by {a.decided_by}"
+    if a.reason:
+        text += f": {a.reason}"
+    return text
 
 
 class ApprovalsPane(TablePane[ApprovalRow]):
@@ -30,17 +47,20 @@ class ApprovalsPane(TablePane[ApprovalRow]):
     EMPTY_TEXT = "no approval requests yet"
     TIME_DEPENDENT = True
     COLUMNS: ClassVar = [
-        Col("id", "ID", 4),
-        Col("status", "Status", 11),
-        Col("kind", "Kind", 7),
-        Col("summary", "Summary", 0, 16),
-        Col("from", "From", 16),
+        Col("id", "ID", 6),
+        Col("status", "Status", 11, 9),
+        Col("kind", "Kind", 7, drop=4),
+        Col("summary", "Summary", 0, 30),
+        Col("from", "From", 32, 8, drop=3),
+        Col("left", "Left", 8, drop=2, hide_empty=True),
         Col("age", "When", 8),
     ]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.in_flight: dict[int, str] = {}  # approval id -> "approving…" / "rejecting…"
+        #: the time by which a pending request ends without a person (None: it waits for one)
+        self.deadline: Callable[[ApprovalRow], float | None] = lambda a: None
 
     def key_of(self, record: ApprovalRow) -> str:
         return aid(record.id)
@@ -53,19 +73,27 @@ class ApprovalsPane(TablePane[ApprovalRow]):
         else:
             status = cell(_LABEL[a.status], theme.APPROVAL_STATUS_STYLE[a.status])
         summary = a.summary
-        if a.status == "rejected" and a.reason:
+        if a.status in ("rejected", "expired", "cancelled") and a.reason:
             summary += f"  — {a.reason}"
         who = a.requested_by + (f"@{a.worktree}" if a.worktree else "")
+        left = cell("", theme.S_DIM)
         if pending:
             age = cell(duration(now - a.created_at), theme.S_WARN, justify="right")
+            deadline = self.deadline(a)
+            if deadline is not None:
+                remaining = deadline - now
+                left = cell(duration(remaining) if remaining > 0 else "now", theme.S_BAD if remaining < 60
+                            else theme.S_WARN, justify="right")
         else:
             age = cell(clock_time(a.decided_at), theme.S_DIM, justify="right")
+        ended_alone = a.status in ("expired", "cancelled")
         return (
             cell(aid(a.id), theme.S_WARN if pending else theme.S_ID),
             status,
             cell(a.kind, theme.S_TEXT if pending else theme.S_DIM),
-            cell(summary, theme.S_BOLD if pending else theme.S_MUTED),
+            cell(summary, theme.S_BOLD if pending else (theme.S_TEXT if ended_alone else theme.S_MUTED)),
             cell(who, theme.S_INFO if pending else theme.S_DIM),
+            left,
             age,
         )
 
@@ -78,21 +106,32 @@ class ApprovalsPane(TablePane[ApprovalRow]):
             [aid(a.id), a.status, a.kind, a.summary, a.requested_by, a.worktree or "", a.reason or ""]
         )
 
+    def describe_change(self, key: str, before: ApprovalRow | None, after: ApprovalRow | None) -> str:
+        if after is None:
+            return f"{key} is no longer listed"
+        if before is not None and before.status == "pending" and after.status != "pending":
+            return f"{key} was {ended_how(after)}"
+        return f"{key} changed"
+
     def apply(self, rows, *, full: bool = False) -> None:
         rows = list(rows)
         selected = self.selected
+        mine = set()
         for a in rows:
-            if a.status != "pending":
-                self.in_flight.pop(a.id, None)  # committed: the row now tells the truth
+            if a.status != "pending" and self.in_flight.pop(a.id, None) is not None:
+                mine.add(a.id)  # committed: the row now tells the truth
         super().apply(rows, full=full)
-        # the selected request was just decided and sank below the pending ones:
-        # go on to the next request waiting, as a person working the list expects
-        if selected is not None and selected.status == "pending":
-            now = self.records.get(self.key_of(selected))
-            if now is None or now.status != "pending":
-                waiting = [k for k in self.shown_keys if self.records[k].status == "pending"]
-                if waiting:
-                    self.select_key(waiting[0])
+        # the person's own decision on the selected request: go on to the next one
+        # waiting, as someone working through the list expects
+        if selected is not None and selected.id in mine:
+            waiting = self.pending_keys()
+            if waiting:
+                self.select_key(waiting[0])
+            self.mark_seen()
+
+    def pending_keys(self) -> list[str]:
+        """The requests waiting, as shown (oldest first)."""
+        return [k for k in self.shown_keys if self.records[k].status == "pending"]
 
     def trim(self) -> None:
         decided = [r for r in self.records.values() if r.status != "pending"]
@@ -114,4 +153,10 @@ class ApprovalsPane(TablePane[ApprovalRow]):
 
     def subtitle(self) -> str:
         n = self.pending_count
-        return f"{plural(n, 'request')} waiting · a approve · r reject" if n else ""
+        if not n:
+            return ""
+        selected = self.selected
+        key = aid(selected.id) if selected is not None and selected.status == "pending" else None
+        waiting = self.pending_keys() if key else []
+        where = f"{waiting.index(key) + 1} of {n} waiting" if key in waiting else f"{plural(n, 'request')} waiting"
+        return f"{where} · a approve · r reject · n next"

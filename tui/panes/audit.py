@@ -20,7 +20,6 @@ import time
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from rich.style import Style
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -36,8 +35,9 @@ from textual.widgets import Input
 
 from core.models import AuditEvent
 from tui import theme
+from core.display import printable_line
 from tui.format import aid, iso_clock_time, lid, plural, tid
-from tui.panes.base import FilterInput, focus_now
+from tui.panes.base import FilterInput, escape_markup, focus_now
 
 _FIRST_KEYS = ("title", "summary", "reason", "kind", "message", "paths")
 _SKIP_KEYS = {"conflict"}
@@ -80,14 +80,24 @@ def conflict_ref(e: AuditEvent) -> str:
 
 
 def event_line(e: AuditEvent) -> Text:
+    """One audit line. Everything but the seq and the time was written by an agent at some
+    point: shown with control characters made visible, and never as markup."""
     text = Text(no_wrap=True, end="")
     text.append(f"{e.seq:>8} ", theme.S_DIM)
     text.append(f"{iso_clock_time(e.ts)}  ", theme.S_MUTED)
-    text.append(f"{e.actor[:18]:<18} ", theme.S_INFO)
-    text.append(f"{e.event:<20} ", theme.event_style(e.event))
+    text.append(f"{printable_line(e.actor)[:18]:<18} ", theme.S_INFO)
+    text.append(f"{printable_line(e.event):<20} ", theme.event_style(e.event))
     refs = " ".join(x for x in (tid(e.task_id), lid(e.lease_id), aid(e.approval_id), conflict_ref(e)) if x)
-    text.append(f"{refs:<13} ", theme.S_MUTED)
-    text.append(describe(e), theme.S_TEXT)
+    text.append(f"{printable_line(refs):<13} ", theme.S_MUTED)
+    text.append(printable_line(describe(e)), theme.S_TEXT)
+    return text
+
+
+def gap_line(seq: int, why: str) -> Text:
+    """A line whose event the store does not give back: say so, once, instead of asking again."""
+    text = Text(no_wrap=True, end="")
+    text.append(f"{seq:>8} ", theme.S_DIM)
+    text.append(f"seq {seq} {why} — run `tower audit verify`", theme.S_BAD)
     return text
 
 
@@ -126,9 +136,11 @@ class AuditTail(ScrollView, can_focus=True):
     cursor: reactive[int | None] = reactive(None, init=False)
 
     class Fetched(Message):
-        def __init__(self, events: list[AuditEvent]) -> None:
+        def __init__(self, events: list[AuditEvent], asked: list[int], unreadable: list[int] | None = None) -> None:
             super().__init__()
             self.events = events
+            self.asked = asked
+            self.unreadable = unreadable or []
 
     class Selected(Message):
         def __init__(self, seq: int) -> None:
@@ -149,6 +161,8 @@ class AuditTail(ScrollView, can_focus=True):
         self._events: LRUCache[int, AuditEvent] = LRUCache(4096)
         self._strips: LRUCache[tuple[int, int], Strip] = LRUCache(1024)
         self._missing: set[int] = set()
+        #: seqs the store could not give: absent from the log (a gap) or unreadable (damaged)
+        self._gaps: dict[int, str] = {}
         self._fetch_scheduled = False
         self._fetch_paused_until = 0.0
         self._programmatic = 0
@@ -187,6 +201,11 @@ class AuditTail(ScrollView, can_focus=True):
         self._scroll_to_line_y(self.max_scroll_y)
         self.refresh()
 
+    def restyle(self) -> None:
+        """The theme changed: draw every line again in its colours."""
+        self._strips.clear()
+        self.refresh()
+
     def on_resize(self) -> None:
         self._strips.clear()
         self._resize_virtual()
@@ -201,6 +220,7 @@ class AuditTail(ScrollView, can_focus=True):
         if reset:
             self._events.clear()
             self._strips.clear()
+            self._gaps.clear()
         events = list(events)
         for e in events:
             self._events.set(e.seq, e)
@@ -222,6 +242,13 @@ class AuditTail(ScrollView, can_focus=True):
         message.stop()
         for e in message.events:
             self._events.set(e.seq, e)
+        got = {e.seq for e in message.events}
+        unreadable = set(message.unreadable)
+        for seq in message.asked:
+            if seq in unreadable:
+                self._gaps[seq] = "unreadable"
+            elif seq not in got and seq <= self.head:
+                self._gaps[seq] = "missing"
         self.refresh()
 
     def set_filter(self, text: str, seqs: list[int] | None) -> None:
@@ -247,9 +274,12 @@ class AuditTail(ScrollView, can_focus=True):
         super().watch_scroll_y(old, new)
         if self._programmatic:
             return
-        if new < old and self.follow:
-            self.follow = False  # the person scrolled up: stop moving under their eyes
-        elif new > old and not self.follow and new >= self.max_scroll_y:
+        at_bottom = new >= self.max_scroll_y
+        if new < old and self.follow and not at_bottom:
+            # the person scrolled up: stop moving under their eyes. (A resize or a shorter
+            # list also moves scroll_y down, to the new bottom: that is not scrolling up.)
+            self.follow = False
+        elif new > old and not self.follow and at_bottom:
             self.follow = True
 
     def watch_follow(self, follow: bool) -> None:
@@ -342,21 +372,25 @@ class AuditTail(ScrollView, can_focus=True):
             if line == 0 and not self.line_count:
                 empty = "no events match the filter" if self.seqs is not None else "no audit events yet"
                 return Strip(Text(f"  {empty}", style=theme.S_DIM).render(self.app.console)).crop_extend(
-                    0, width, base)
+                    0, width, base).apply_style(base)
             return Strip.blank(width, base)
         strip = self._strips.get((seq, width))
         if strip is None:
             event = self._events.get(seq)
             if event is None:
-                self._want(seq)
-                text = Text(f"{seq:>8} …", style=theme.S_DIM)
-                return Strip(text.render(self.app.console)).crop_extend(0, width, base)
-            text = event_line(event)
+                gap = self._gaps.get(seq)
+                if gap is None:
+                    self._want(seq)
+                    text = Text(f"{seq:>8} …", style=theme.S_DIM)
+                    return Strip(text.render(self.app.console)).crop_extend(0, width, base).apply_style(base)
+                text = gap_line(seq, gap)
+            else:
+                text = event_line(event)
             text.truncate(width, overflow="ellipsis", pad=True)
             strip = Strip(text.render(self.app.console)).crop_extend(0, width, base)
             self._strips.set((seq, width), strip)
         if line == self.cursor:
-            strip = strip.apply_style(Style(bgcolor="#2a3a52" if self.has_focus else "#1f2a38", bold=True))
+            strip = strip.apply_style(theme.S_CURSOR if self.has_focus else theme.S_CURSOR_BLURRED)
         return strip.apply_style(base)
 
     def _want(self, seq: int) -> None:
@@ -374,21 +408,40 @@ class AuditTail(ScrollView, can_focus=True):
         top = int(self.scroll_y)
         height = self.scrollable_content_region.height
         first, last = max(top - FETCH_MARGIN, 0), min(top + height + FETCH_MARGIN, self.line_count)
-        seqs = [s for s in (self.seq_at(i) for i in range(first, last)) if s is not None and s not in self._events]
+        seqs = [s for s in (self.seq_at(i) for i in range(first, last))
+                if s is not None and s not in self._events and s not in self._gaps]
         self._missing.clear()
         if seqs:
             self.fetch(seqs)
 
     @work(exclusive=True, exit_on_error=False, group="audit-fetch")
     async def fetch(self, seqs: list[int]) -> None:
+        store = self.app.store  # type: ignore[attr-defined]
         try:
-            events = await self.app.store.audit_events(seqs)  # type: ignore[attr-defined]
+            events = await store.audit_events(seqs)
         except asyncio.CancelledError:
             raise
         except Exception:
-            self._fetch_paused_until = time.monotonic() + 1.0
-            raise
-        self.post_message(self.Fetched(events))
+            # one damaged row fails the whole read: find it, one seq at a time, and
+            # show the rest (the store itself failing pauses the fetching for a while)
+            events, unreadable = [], []
+            try:
+                for seq in seqs:
+                    try:
+                        events += await store.audit_events([seq])
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:  # noqa: BLE001 - damaged: shown as such, not retried
+                        unreadable.append(seq)
+            except asyncio.CancelledError:
+                raise
+            if len(unreadable) == len(seqs):
+                # the store itself fails (the header says so): try again in a while
+                self._fetch_paused_until = time.monotonic() + 1.0
+                return
+            self.post_message(self.Fetched(events, seqs, unreadable))
+            return
+        self.post_message(self.Fetched(events, seqs))
 
 
 class AuditPane(Vertical):
@@ -495,7 +548,8 @@ class AuditPane(Vertical):
         if tail.seqs is not None:
             shown = len(tail.seqs)
             cap = " (latest)" if shown >= SEARCH_LIMIT else ""
-            parts.append(f"filter “{tail.filter_text}”: {plural(shown, 'match', 'matches')}{cap} · esc clears")
+            typed = escape_markup(printable_line(tail.filter_text))  # a border title is markup
+            parts.append(f"filter “{typed}”: {plural(shown, 'match', 'matches')}{cap} · esc clears")
         subtitle = " · ".join(parts)
         if subtitle != self.border_subtitle:
             self.border_subtitle = subtitle

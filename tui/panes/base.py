@@ -5,7 +5,16 @@ Like Dolphie's process list: the pane keeps its records by key; every change
 should show and, inside ``app.batch_update()``, removes the keys that went,
 adds the new ones, ``update_cell``s only the cells that changed, sorts once
 if the order moved, and puts the cursor back on the same key. The table is
-never cleared, so the cursor never jumps.
+never cleared for new data, so the cursor never jumps.
+
+Columns fit the space: each one is as wide as its content (within bounds),
+the flexible one takes what is left, and when that gets too narrow the
+least useful columns go (and come back when the pane grows).
+
+The pane also remembers the row the person last *saw* selected (their own
+cursor move, a jump to the pane): when the row under the cursor changes
+without them (decided elsewhere, gone, moved), :meth:`TablePane.changed_under_cursor`
+says how, and the app's action keys refuse to act until the person moves.
 """
 
 from __future__ import annotations
@@ -14,16 +23,20 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
+from rich.cells import cell_len
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widget import Widget
 from textual.message import Message
 from textual.reactive import reactive
+from textual.widget import Widget
 from textual.widgets import DataTable, Input
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+
+from core.display import printable_line
+from tui import theme
 
 R = TypeVar("R")
 
@@ -32,8 +45,18 @@ R = TypeVar("R")
 class Col:
     key: str
     label: str
-    width: int = 0  # 0: this column takes the width left over
-    min_width: int = 8
+    width: int = 0  # the most it takes (0: flexible, it takes whatever the others leave)
+    min_width: int = 0  # the least it gets before it is dropped or cut (0: its label's width)
+    drop: int = 0  # 0: always shown; when space runs out the highest number goes first
+    hide_empty: bool = False  # not shown while none of the rows has anything in it
+
+    @property
+    def flexible(self) -> bool:
+        return not self.width
+
+    @property
+    def least(self) -> int:
+        return self.min_width or min(len(self.label), self.width or len(self.label))
 
 
 def focus_now(widget: Widget) -> None:
@@ -47,30 +70,122 @@ def focus_now(widget: Widget) -> None:
 
 def path_cell(path: str, width: int, style: Any = "") -> Text:
     """A path keeps its end (the file name) when it does not fit."""
+    path = printable_line(path)
     if len(path) > width > 1:
         path = "…" + path[-(width - 1):]
-    return cell(path, style)
+    return Text(path, style=style, no_wrap=True, overflow="ellipsis", end="")
 
 
 def cell(text: object, style: Any = "", *, justify: str = "left") -> Text:
-    return Text(str(text), style=style, no_wrap=True, overflow="ellipsis", justify=justify, end="")
+    """One table cell. Stored text comes from agents: shown with its control characters
+    made visible (never sent to the terminal) and as plain text (never as markup)."""
+    return Text(printable_line(text), style=style, no_wrap=True, overflow="ellipsis", justify=justify, end="")
+
+
+def same_cell(a: object, b: object) -> bool:
+    """Rich's ``Text ==`` ignores the text's own style: a cell that only changed colour
+    (a request decided, the theme switched) would never be redrawn."""
+    if a is b:
+        return True
+    if isinstance(a, Text) and isinstance(b, Text):
+        return a.plain == b.plain and a.style == b.style and a.spans == b.spans
+    return a == b
+
+
+def same_cells(a: tuple, b: tuple) -> bool:
+    if a is b:
+        return True
+    return len(a) == len(b) and all(same_cell(x, y) for x, y in zip(a, b))
+
+
+def fit_columns(columns: list[Col], naturals: dict[str, int], width: int, pad: int) -> dict[str, int]:
+    """Which columns to show in ``width`` cells, and how wide: every fixed column at its
+    natural width (bounded by its ``width``), the flexible ones sharing the rest; columns
+    are dropped (highest ``drop`` first), then cut down to their least, until the
+    flexible ones get at least their ``min_width``."""
+    shown = list(columns)
+
+    def layout(cols: list[Col], squeeze: bool) -> dict[str, int] | None:
+        fixed = {c.key: max(min(naturals.get(c.key, c.least), c.width), c.least) for c in cols if not c.flexible}
+        flex = [c for c in cols if c.flexible]
+        used = sum(w + pad for w in fixed.values()) + pad * len(flex)
+        left = width - used
+        need = sum(c.least for c in flex)
+        if left < need and squeeze:
+            # cut fixed columns down towards their least, the widest first
+            for c in sorted((c for c in cols if not c.flexible), key=lambda c: -fixed[c.key]):
+                give = min(fixed[c.key] - c.least, need - left)
+                if give > 0:
+                    fixed[c.key] -= give
+                    left += give
+        if left < need and not squeeze:
+            return None
+        out = dict(fixed)
+        if flex:
+            share, extra = divmod(max(left, 0), len(flex))
+            for i, c in enumerate(flex):
+                out[c.key] = max(share + (1 if i < extra else 0), 1)
+        return out
+
+    while True:
+        result = layout(shown, squeeze=False)
+        if result is not None:
+            return result
+        droppable = [c for c in shown if c.drop]
+        if not droppable:
+            return layout(shown, squeeze=True) or {}
+        shown.remove(max(droppable, key=lambda c: c.drop))
 
 
 class PaneTable(DataTable):
-    """A pane's table: row cursor, vim keys, no focus-stealing on refresh."""
+    """A pane's table: row cursor, vim keys, no focus-stealing on refresh. Every cursor
+    move the person makes is remembered as what they saw."""
 
     BINDINGS: ClassVar = [
         # priority: moved in order with the app's own keys (see TowerApp.BINDINGS)
         Binding("down,j", "cursor_down", "Down", show=False, priority=True),
         Binding("up,k", "cursor_up", "Up", show=False, priority=True),
-        Binding("g", "scroll_top", "Top", show=False),
-        Binding("G", "scroll_bottom", "Bottom", show=False),
+        Binding("g,home", "scroll_top", "Top", show=False),
+        Binding("G,end", "scroll_bottom", "Bottom", show=False),
         Binding("enter", "select_cursor", "Details", id="details"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, show_cursor=True, **kwargs)
+
+    def _seen(self) -> None:
+        pane = self.parent
+        if isinstance(pane, TablePane):
+            pane.mark_seen()
+
+    def action_cursor_down(self) -> None:
+        super().action_cursor_down()
+        self._seen()
+
+    def action_cursor_up(self) -> None:
+        super().action_cursor_up()
+        self._seen()
+
+    def action_page_down(self) -> None:
+        super().action_page_down()
+        self._seen()
+
+    def action_page_up(self) -> None:
+        super().action_page_up()
+        self._seen()
+
+    def action_scroll_top(self) -> None:
+        super().action_scroll_top()
+        self._seen()
+
+    def action_scroll_bottom(self) -> None:
+        super().action_scroll_bottom()
+        self._seen()
+
+    async def _on_click(self, event: events.Click) -> None:
+        await super()._on_click(event)
+        self._seen()
 
     def action_clear_filter(self) -> None:
         pane = self.parent
@@ -98,6 +213,11 @@ class FilterInput(Input):
         self.post_message(self.Cleared())
 
 
+def escape_markup(text: str) -> str:
+    """Border titles are markup: text the person typed (a filter) is shown as typed."""
+    return text.replace("\\", "\\\\").replace("[", "\\[")
+
+
 class TablePane(Vertical, Generic[R]):
     """Subclasses say how a record is keyed, drawn, sorted, searched and kept."""
 
@@ -122,9 +242,13 @@ class TablePane(Vertical, Generic[R]):
         super().__init__(id=id, classes="pane")
         self.clock = clock
         self.records: dict[str, R] = {}
-        self._shown: dict[str, tuple] = {}
-        self._cells: dict[str, tuple[R, int, tuple]] = {}  # key -> (record, epoch, cells)
+        self._shown: dict[str, tuple] = {}  # key -> the visible columns' cells, as the table holds them
+        self._cells: dict[str, tuple[R, int, tuple, tuple]] = {}  # key -> (record, epoch, cells, widths)
         self._epoch = 0  # bumped when something other than the record changes how rows look
+        self._theme_generation = theme.GENERATION
+        self._widths: dict[str, int] = {}  # the shown columns and their widths
+        self._seen: tuple[str | None, int, R | None] | None = None
+        self._rebuilt_cursor: str | None = None
         self.loaded = False
 
     # -- subclass hooks ----------------------------------------------------------
@@ -151,6 +275,17 @@ class TablePane(Vertical, Generic[R]):
     def subtitle(self) -> str:
         return ""
 
+    def follows(self, before: R, after: R) -> bool:
+        """Whether the cursor moves with a changed record to its new place (else it stays
+        where it was, on the row that took the place)."""
+        return True
+
+    def describe_change(self, key: str, before: R | None, after: R | None) -> str:
+        """What happened to the row the person had selected, in a few words."""
+        if after is None:
+            return f"{key} is no longer listed"
+        return f"{key} changed"
+
     # -- composition -----------------------------------------------------------
 
     def compose(self) -> ComposeResult:
@@ -160,9 +295,7 @@ class TablePane(Vertical, Generic[R]):
 
     def on_mount(self) -> None:
         self.border_title = f"[{self.PANE_NUMBER}] {self.PANE_TITLE}"
-        table = self.table
-        for col in self.COLUMNS:
-            table.add_column(col.label, key=col.key, width=col.width or col.min_width)
+        self._set_columns({c.key: c.least for c in self.COLUMNS})
         self.filter_input.display = False
         self._update_subtitle()
 
@@ -175,35 +308,59 @@ class TablePane(Vertical, Generic[R]):
         return self.query_one(FilterInput)
 
     def on_resize(self) -> None:
-        self._fit_columns()
+        self.sync()
 
-    def _fit_columns(self) -> None:
-        """Give the flexible column whatever width the fixed ones leave."""
+    # -- columns ---------------------------------------------------------------
+
+    def _set_columns(self, widths: dict[str, int]) -> None:
+        """Show exactly these columns (a different set rebuilds the table's columns)."""
         table = self.table
-        width = self.content_region.width or self.size.width
-        if not width:
+        if list(widths) != list(self._widths):
+            cursor_key = self.cursor_key
+            table.clear(columns=True)
+            for col in self.COLUMNS:
+                if col.key in widths:
+                    table.add_column(col.label, key=col.key, width=widths[col.key])
+            self._shown = {}
+            self._widths = dict(widths)
+            self._rebuilt_cursor = cursor_key
             return
-        pad = 2 * table.cell_padding
-        fixed = sum(c.width + pad for c in self.COLUMNS if c.width)
-        flex = [c for c in self.COLUMNS if not c.width]
-        if not flex:
-            return
-        # 1 cell for the scrollbar gutter, so the table never scrolls sideways
-        share = max((width - fixed - 1) // len(flex) - pad, 0)
         changed = False
-        for col in flex:
-            column = table.columns.get(col.key)  # type: ignore[call-overload]
-            new = max(share, col.min_width)
-            if column is not None and column.width != new:
-                column.width = new
+        for key, width in widths.items():
+            column = table.columns.get(key)  # type: ignore[call-overload]
+            if column is not None and column.width != width:
+                column.width = width
                 changed = True
         if changed:
-            self._epoch += 1  # cells that fit text to a column width
+            self._widths = dict(widths)
             # DataTable has no public "set column width": mark dimensions stale
             table._require_update_dimensions = True
             table._clear_caches()
             table.refresh(layout=True)
-            self.sync()
+
+    def _fit(self, rows: dict[str, tuple]) -> dict[str, int]:
+        table = self.table
+        width = self.content_region.width or self.size.width
+        if not width:
+            return self._widths or {c.key: c.least for c in self.COLUMNS}
+        naturals: dict[str, int] = {}
+        columns = []
+        widths = [self._widths_of(key, cells) for key, cells in rows.items()]
+        for i, col in enumerate(self.COLUMNS):
+            if col.flexible:
+                columns.append(col)
+                continue
+            widest = max((w[i] for w in widths), default=0)
+            if col.hide_empty and not widest:
+                continue
+            columns.append(col)
+            naturals[col.key] = max(widest, len(col.label))
+        # 1 cell for the scrollbar gutter, so the table never scrolls sideways
+        return fit_columns(columns, naturals, width - 1, 2 * table.cell_padding)
+
+    def col_width(self, key: str) -> int:
+        """The current width of a column (the flexible one changes with the pane)."""
+        return self._widths.get(key, 20)
 
     # -- records ---------------------------------------------------------------
 
@@ -211,6 +368,7 @@ class TablePane(Vertical, Generic[R]):
         """Merge changed rows (or replace them all) and redraw what differs."""
         if full:
             self.records = {}
+        before = self.selected
         for record in rows:
             key = self.key_of(record)
             if self.keep(record):
@@ -221,12 +379,17 @@ class TablePane(Vertical, Generic[R]):
         if len(self._cells) > 2 * len(self.records) + 64:
             self._cells = {k: v for k, v in self._cells.items() if k in self.records}
         self.loaded = True
-        self.sync()
+        after = self.records.get(self.key_of(before)) if before is not None else None
+        stay = before is not None and after is not None and not self.follows(before, after)
+        self.sync(stay_in_place=stay)
 
-    def sync(self) -> None:
+    def sync(self, *, stay_in_place: bool = False) -> None:
         """Make the table show exactly the records that pass the filter, in order."""
         if not self.is_mounted:
             return
+        if self._theme_generation != theme.GENERATION:
+            self._theme_generation = theme.GENERATION
+            self._epoch += 1
         table = self.table
         now = self.clock()
         needle = self.filter_text.casefold().strip()
@@ -239,18 +402,31 @@ class TablePane(Vertical, Generic[R]):
         cursor_key = self.cursor_key
         cursor_row = table.cursor_row
         with self.app.batch_update():
+            self._rebuilt_cursor = None
+            widths = self._fit(desired)
+            flex_before = [self._widths.get(c.key) for c in self.COLUMNS if c.flexible]
+            self._set_columns(widths)
+            if [self._widths.get(c.key) for c in self.COLUMNS if c.flexible] != flex_before:
+                self._epoch += 1  # cells that fit their text to a column width
+                desired = {k: self._cells_for(k, r, now) for k, r in visible}
+            if self._rebuilt_cursor is not None:
+                cursor_key = self._rebuilt_cursor
+            index = [i for i, c in enumerate(self.COLUMNS) if c.key in self._widths]
+            project = (lambda cells: tuple(cells[i] for i in index)) if len(index) != len(self.COLUMNS) else tuple
             for key in [k for k in self._shown if k not in desired]:
                 table.remove_row(key)
                 del self._shown[key]
-            for key, cells in desired.items():
+            shown_cols = [c for c in self.COLUMNS if c.key in self._widths]
+            for key, all_cells in desired.items():
+                cells = project(all_cells)
                 old = self._shown.get(key)
                 if old is None:
                     table.add_row(*cells, key=key)
                     self._shown[key] = cells
-                elif old != cells:
+                elif not same_cells(old, cells):
                     merged = []
-                    for col, before, after in zip(self.COLUMNS, old, cells):
-                        if before != after:
+                    for col, before, after in zip(shown_cols, old, cells):
+                        if not same_cell(before, after):
                             table.update_cell(key, col.key, after)
                             merged.append(after)
                         else:
@@ -264,7 +440,7 @@ class TablePane(Vertical, Generic[R]):
                 rank = {id(self._shown[k][0]): i for i, k in enumerate(order)}
                 table.sort(key=lambda row_cells: rank[id(row_cells[0])])
             if table.row_count:
-                if cursor_key is not None and cursor_key in desired:
+                if cursor_key is not None and cursor_key in desired and not stay_in_place:
                     target = table.get_row_index(cursor_key)
                 else:
                     target = min(max(cursor_row, 0), table.row_count - 1)
@@ -280,8 +456,15 @@ class TablePane(Vertical, Generic[R]):
         if cached is not None and cached[0] is record and cached[1] == self._epoch:
             return cached[2]
         cells = self.cells(record, now)
-        self._cells[key] = (record, self._epoch, cells)
+        self._cells[key] = (record, self._epoch, cells, tuple(cell_len(c.plain) for c in cells))
         return cells
+
+    def _widths_of(self, key: str, cells: tuple) -> tuple:
+        """Each cell's width (kept with the cached cells: the columns are refitted on every sync)."""
+        cached = self._cells.get(key)
+        if cached is not None and cached[2] is cells:
+            return cached[3]
+        return tuple(cell_len(c.plain) for c in cells)
 
     def restyle(self) -> None:
         """Something a row's look depends on (besides the record) changed: redraw."""
@@ -292,11 +475,6 @@ class TablePane(Vertical, Generic[R]):
         """The clock moved: redraw time-dependent cells (only those that changed)."""
         if self.records:
             self.sync()
-
-    def col_width(self, key: str) -> int:
-        """The current width of a column (the flexible one changes with the pane)."""
-        column = self.table.columns.get(key) if self.is_mounted else None  # type: ignore[call-overload]
-        return column.width if column is not None else 20
 
     @property
     def cursor_key(self) -> str | None:
@@ -318,12 +496,34 @@ class TablePane(Vertical, Generic[R]):
             index = self.table.get_row_index(key)
         except RowDoesNotExist:
             return False
-        self.table.move_cursor(row=index)
+        self.table.move_cursor(row=index, animate=False)
         return True
 
     @property
     def shown_keys(self) -> list[str]:
         return [row.key.value for row in self.table.ordered_rows]
+
+    # -- what the person saw -----------------------------------------------------
+
+    def mark_seen(self) -> None:
+        """The person chose the row under the cursor (moved to it, jumped to it)."""
+        self._seen = (self.cursor_key, self.table.cursor_row, self.selected)
+
+    def changed_under_cursor(self) -> str | None:
+        """How the selected row changed since the person last chose it (None: it did not)."""
+        if self._seen is None:
+            return "nothing was selected yet"
+        key, row, record = self._seen
+        now_key = self.cursor_key
+        if key is None:
+            return None if now_key is None else "the rows changed under the cursor"
+        if now_key != key:
+            return self.describe_change(key, record, self.records.get(key))
+        if self.records.get(now_key) != record:
+            return self.describe_change(key, record, self.records.get(now_key))
+        if self.table.cursor_row != row:
+            return f"the rows moved: {key} is now on another line"
+        return None
 
     # -- filter ----------------------------------------------------------------
 
@@ -377,7 +577,8 @@ class TablePane(Vertical, Generic[R]):
         if extra:
             parts.append(extra)
         if self.filter_text:
-            parts.append(f"filter “{self.filter_text}”: {len(self._shown)} of {len(self.records)} · esc clears")
+            typed = escape_markup(printable_line(self.filter_text))
+            parts.append(f"filter “{typed}”: {len(self._shown)} of {len(self.records)} · esc clears")
         elif self.loaded and not self.records:
             parts.append(self.EMPTY_TEXT)
         subtitle = " · ".join(parts)

@@ -24,11 +24,11 @@ class ConflictsPane(TablePane[ConflictRow]):
     EMPTY_TEXT = "no open conflicts"
     TIME_DEPENDENT = True
     COLUMNS: ClassVar = [
-        Col("id", "ID", 3),
-        Col("kind", "Kind", 12),
+        Col("id", "ID", 5),
+        Col("kind", "Kind", 12, 8),
         Col("path", "Path", 0, 12),
-        Col("where", "Worktrees", 15),
-        Col("age", "Age", 6),
+        Col("where", "Worktrees", 40, 9, drop=1),
+        Col("age", "Age", 6, drop=2),
     ]
 
     def __init__(self, **kwargs: Any) -> None:
@@ -63,14 +63,24 @@ class ConflictsPane(TablePane[ConflictRow]):
 
     def apply(self, rows, *, full: bool = False) -> None:
         rows = list(rows)
+        selected = self.selected
+        mine = set()
         for c in rows:
-            if c.status != "open":
+            if c.status != "open" and c.id in self.in_flight:
                 self.in_flight.discard(c.id)
+                mine.add(c.id)
         super().apply(rows, full=full)
+        if selected is not None and selected.id in mine:
+            self.mark_seen()  # the person's own acknowledgement: the next row is theirs to act on
 
     def mark(self, conflict_id: int, busy: bool) -> None:
         (self.in_flight.add if busy else self.in_flight.discard)(conflict_id)
         self.sync()
+
+    def describe_change(self, key: str, before: ConflictRow | None, after: ConflictRow | None) -> str:
+        if after is None:
+            return f"{key} was closed elsewhere (acknowledged or resolved)"
+        return f"{key} changed"
 
     def lease_ids(self) -> set[int]:
         ids: set[int] = set()

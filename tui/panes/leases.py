@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from rich.text import Text
 
+from core.display import printable_line
 from core.models import Lease as LeaseRow
 from tui import theme
 from tui.format import duration, lid, tid
@@ -36,10 +37,10 @@ class LeasesPane(TablePane[LeaseRow]):
     EMPTY_TEXT = "no active leases"
     TIME_DEPENDENT = True
     COLUMNS: ClassVar = [
-        Col("id", "ID", 5),
-        Col("task", "Task", 6),
-        Col("holder", "Held by", 16),
-        Col("token", "Tok", 3),
+        Col("id", "ID", 6),
+        Col("task", "Task", 7, drop=2),
+        Col("holder", "Held by", 32, 8),
+        Col("token", "Tok", 5, drop=3),
         Col("expires", "Expires", 7),
         Col("claims", "Claims", 0, 10),
     ]
@@ -61,7 +62,8 @@ class LeasesPane(TablePane[LeaseRow]):
             claims.append(" ")
         if lease.claims:
             claims.append(f"{len(lease.claims)} ", theme.S_MUTED)
-            claims.append(" ".join(path.rsplit("/", 1)[-1] for path in lease.claims), theme.S_TEXT)
+            names = " ".join(path.rsplit("/", 1)[-1] for path in lease.claims)
+            claims.append(printable_line(names), theme.S_TEXT)
         else:
             claims.append("—", theme.S_DIM)
         return (

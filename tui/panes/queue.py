@@ -31,12 +31,12 @@ class QueuePane(TablePane[TaskRow]):
     PANE_NUMBER = 1
     EMPTY_TEXT = "no tasks: agents add them with `tower task add`"
     COLUMNS: ClassVar = [
-        Col("id", "ID", 6),
-        Col("status", "Status", 11),
-        Col("pri", "Pri", 3),
-        Col("title", "Title", 0, 16),
-        Col("att", "Try", 3),
-        Col("holder", "Held by", 16),
+        Col("id", "ID", 7),
+        Col("status", "Status", 11, 9),
+        Col("pri", "Pri", 4, drop=2),
+        Col("title", "Title", 0, 30),
+        Col("att", "Try", 5, drop=3),
+        Col("holder", "Held by", 32, 8, drop=1),
     ]
 
     pending_total = 0  # from the header counts: more may exist than are shown
@@ -71,6 +71,12 @@ class QueuePane(TablePane[TaskRow]):
         if rank >= 2:
             return (rank, -t.priority, t.id)
         return (rank, t.id)
+
+    def follows(self, before: TaskRow, after: TaskRow) -> bool:
+        # a selected task that finishes sinks to the done section: the cursor stays with
+        # the work in progress instead of following it there and hiding the leased ones
+        finished = _RANK["done"]
+        return not (_RANK[shown_status(after)] == finished and _RANK[shown_status(before)] < finished)
 
     def search_text(self, t: TaskRow) -> str:
         return " ".join(

@@ -1,13 +1,21 @@
 """DetailScreen: everything about one task, lease, approval, conflict or audit
-event (``enter`` on a row). Its data is read in a worker when it opens."""
+event (``enter`` on a row). Its data is read in a worker when it opens, and
+again when the store says the row changed.
+
+Below the facts, "Related" lists the rows it names (its task, lease, the
+approvals and conflicts about it): enter opens one on top, escape comes back.
+A pending approval can be decided here (a / r), an open conflict
+acknowledged (x). Everything stored was written by an agent at some point:
+shown with control characters made visible and never as markup.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from rich.console import Group, RenderableType
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
@@ -16,12 +24,33 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.widgets import Footer, OptionList, Static
+from textual.widgets.option_list import Option
 
+from core.display import printable, printable_line
 from tui import theme
-from tui.format import aid, cid, full_time, lid, tid
+from tui.format import aid, cid, duration, ellipsize, full_time, lid, tid
 
 KINDS = {"task": tid, "lease": lid, "approval": aid, "conflict": cid, "audit": lambda n: f"seq {n}"}
+
+
+@dataclass(frozen=True)
+class Link:
+    kind: str
+    ident: int
+    label: str
+
+
+@dataclass
+class View:
+    """What a loader found: the facts, the raw JSON (shown below the related rows), the
+    related rows, and what can be done here."""
+
+    body: RenderableType
+    links: list[Link] = field(default_factory=list)
+    raw: RenderableType | None = None
+    pending_approval: bool = False
+    open_conflict: bool = False
 
 
 def _ts(value: Any) -> str:
@@ -29,7 +58,11 @@ def _ts(value: Any) -> str:
         return "-"
     if isinstance(value, (int, float)):
         return full_time(value)
-    return str(value)
+    return printable_line(value)
+
+
+def _text(value: Any, style: Any = "") -> Text:
+    return Text(printable_line(value), style=style)
 
 
 def _grid(rows: list[tuple[str, Any]]) -> Table:
@@ -39,13 +72,33 @@ def _grid(rows: list[tuple[str, Any]]) -> Table:
     for label, value in rows:
         if value is None or value == "" or value == []:
             continue
-        table.add_row(label, value if isinstance(value, Text) else str(value))
+        table.add_row(label, value if isinstance(value, Text) else _text(value))
     return table
 
 
-def _json(value: Any) -> Syntax:
-    return Syntax(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True), "json",
-                  theme="ansi_dark", background_color="default", word_wrap=True)
+def _value(value: Any) -> Text:
+    if isinstance(value, str):
+        # a command or a message keeps its lines, each made safe
+        return Text("\n".join(printable(line) for line in value.splitlines() or [""]), style=theme.S_TEXT)
+    return _text(json.dumps(value, ensure_ascii=False, sort_keys=True), theme.S_TEXT)
+
+
+def _fields(detail: dict[str, Any]) -> Table:
+    """A request's detail as readable fields (what a person decides on) rather than raw JSON."""
+    first = ("command", "path", "tool", "cwd", "policy", "branch")
+    ordered = [k for k in first if k in detail] + sorted(k for k in detail if k not in first)
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style=theme.S_MUTED, no_wrap=True, min_width=12)
+    table.add_column(style=theme.S_TEXT)
+    for key in ordered:
+        table.add_row(_text(key, theme.S_MUTED), _value(detail[key]))
+    return table
+
+
+def _json(value: Any) -> Text:
+    dumped = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+    # json escapes control characters, not bidi overrides and friends: printable does
+    return Text("\n".join(printable(line) for line in dumped.splitlines()), style=theme.S_MUTED)
 
 
 def _section(title: str) -> Text:
@@ -55,62 +108,161 @@ def _section(title: str) -> Text:
 class DetailScreen(ModalScreen[None]):
     BINDINGS: ClassVar = [
         Binding("escape", "close", "Close", id="detail-close"),
-        Binding("q,enter", "close", "Close", show=False),
+        Binding("q", "close", "Close", show=False),
+        Binding("enter", "close", "Close", show=False),
         Binding("a", "approve", "Approve", id="detail-approve"),
         Binding("r", "reject", "Reject", id="detail-reject"),
+        Binding("x", "ack", "Acknowledge", id="detail-ack"),
+        # the related rows have the arrows; the page keys scroll the details themselves
+        Binding("pageup", "scroll('page_up')", "Page up", show=False, priority=True),
+        Binding("pagedown", "scroll('page_down')", "Page down", show=False, priority=True),
     ]
 
     class Loaded(Message):
-        def __init__(self, body: RenderableType, pending_approval: bool) -> None:
+        def __init__(self, view: View) -> None:
             super().__init__()
-            self.body = body
-            self.pending_approval = pending_approval
+            self.body = view.body
+            self.raw = view.raw
+            self.links = view.links
+            self.pending_approval = view.pending_approval
+            self.open_conflict = view.open_conflict
 
     def __init__(self, kind: str, ident: int) -> None:
-        super().__init__(id="detail")
+        super().__init__(classes="detail")
         self.kind = kind
         self.ident = ident
         self.pending_approval = False
+        self.open_conflict = False
+        self.links: list[Link] = []
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail-box") as box:
             box.border_title = f"{self.kind.title()} {KINDS[self.kind](self.ident)}"
             box.border_subtitle = "escape closes"
             yield Static(Text("loading…", style=theme.S_DIM), id="detail-body")
+            yield Static(Text("\nRelated (enter opens)", style=theme.S_KEY), id="detail-related")
+            yield OptionList(id="detail-links")
+            yield Static(id="detail-raw")
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#detail-related").display = False
+        self.query_one("#detail-links").display = False
         self.load()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("approve", "reject"):
             return True if self.pending_approval else False
+        if action == "ack":
+            return True if self.open_conflict else False
         return True
+
+    def touched(self, kind: str, ids: set[int]) -> bool:
+        """Whether a change to these rows concerns this screen (then it reads again)."""
+        if kind == self.kind and self.ident in ids:
+            return True
+        return any(link.kind == kind and link.ident in ids for link in self.links)
 
     @work(exclusive=True, exit_on_error=False, group="detail")
     async def load(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
         loader = getattr(self, f"_load_{self.kind}")
-        body, pending = await loader(store)
-        self.post_message(self.Loaded(body, pending))
+        try:
+            view = await loader(store)
+        except Exception as exc:  # noqa: BLE001 - a row the store cannot read: say so, keep the screen
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            view = View(_text(f"cannot read {KINDS[self.kind](self.ident)}: {message}", theme.S_BAD))
+        self.post_message(self.Loaded(view))
 
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
         self.pending_approval = message.pending_approval
+        self.open_conflict = message.open_conflict
         self.query_one("#detail-body", Static).update(message.body)
+        raw = self.query_one("#detail-raw", Static)
+        raw.update(message.raw if message.raw is not None else "")
+        raw.display = message.raw is not None
+        box = self.query_one("#detail-box")
+        keys = []
         if message.pending_approval:
-            self.query_one("#detail-box").border_subtitle = "a approve · r reject · escape closes"
+            keys.append("a approve · r reject")
+        if message.open_conflict:
+            keys.append("x acknowledge")
+        box.border_subtitle = " · ".join([*keys, "escape closes"])
+        links = self.query_one("#detail-links", OptionList)
+        if message.links != self.links:
+            self.links = message.links
+            highlighted = links.highlighted
+            links.clear_options()
+            links.add_options([Option(self._link_prompt(link), id=f"{link.kind}:{link.ident}")
+                               for link in message.links])
+            if message.links:
+                links.highlighted = min(highlighted or 0, len(message.links) - 1)
+        shown = bool(message.links)
+        self.query_one("#detail-related").display = shown
+        links.display = shown
+        if shown and self.focused is not links:
+            links.focus()
         self.refresh_bindings()
+
+    @staticmethod
+    def _link_prompt(link: Link) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(f"{link.kind:<9}", theme.S_MUTED)
+        text.append(f"{KINDS[link.kind](link.ident):<7}", theme.S_KEY)
+        text.append(printable_line(link.label), theme.S_TEXT)
+        return text
+
+    @on(OptionList.OptionSelected, "#detail-links")
+    def _open_link(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        kind, _, ident = (event.option.id or "").partition(":")
+        if kind in KINDS and ident.isdigit():
+            self.app.push_screen(DetailScreen(kind, int(ident)))
+
+    # -- what the app already holds (no extra read) ------------------------------------
+
+    def _pane_records(self, pane: str) -> list[Any]:
+        app: Any = self.app
+        try:
+            return list(getattr(app, f"{pane}_pane").records.values())
+        except Exception:  # noqa: BLE001 - the main screen is closing
+            return []
+
+    def _approval_links(self, *, lease_id: int | None = None, task_id: int | None = None) -> list[Link]:
+        out = []
+        for a in sorted(self._pane_records("approvals"), key=lambda r: r.id):
+            if (lease_id is not None and a.lease_id == lease_id) or (task_id is not None and a.task_id == task_id):
+                out.append(Link("approval", a.id, f"{a.status}: {ellipsize(a.summary, 70)}"))
+        return out
+
+    def _conflict_links(self, *, lease_id: int | None = None, task_id: int | None = None) -> list[Link]:
+        out = []
+        for c in sorted(self._pane_records("conflicts"), key=lambda r: r.id):
+            if (lease_id is not None and lease_id in (c.lease_id, c.other_lease_id)) or \
+                    (task_id is not None and c.task_id == task_id):
+                out.append(Link("conflict", c.id, f"{c.kind}: {c.path}"))
+        return out
+
+    def _deadline(self, approval_id: int) -> tuple[float | None, str]:
+        app: Any = self.app
+        try:
+            row = app.approvals_pane.records.get(aid(approval_id))
+            if row is None or row.status != "pending":
+                return None, ""
+            return app.approval_deadline(row), app.approval_deadline_note(row)
+        except Exception:  # noqa: BLE001 - the main screen is closing
+            return None, ""
 
     # -- loaders (run in the worker) -------------------------------------------------
 
-    async def _load_task(self, store) -> tuple[RenderableType, bool]:
+    async def _load_task(self, store) -> View:
         t = await store.get_task(self.ident)
         leases = await store.list_leases(all=True, task_id=self.ident)
         parts: list[RenderableType] = [
-            Text(t.title, style=theme.S_BOLD),
+            _text(t.title, theme.S_BOLD),
             _grid([
-                ("status", Text(t.status, style=theme.TASK_STATUS_STYLE.get(t.status, theme.S_TEXT))),
+                ("status", _text(t.status, theme.TASK_STATUS_STYLE.get(t.status, theme.S_TEXT))),
                 ("priority", t.priority),
                 ("attempts", f"{t.attempts} of {t.max_attempts}"),
                 ("depends on", ", ".join(tid(d) for d in t.depends_on) or "-"),
@@ -121,24 +273,29 @@ class DetailScreen(ModalScreen[None]):
             ]),
         ]
         if t.description:
-            parts += [_section("Description"), Text(t.description)]
+            parts += [_section("Description"), _value(t.description)]
         parts.append(_section(f"Leases ({len(leases)})"))
         if leases:
             table = Table(box=None, padding=(0, 1), header_style=theme.S_MUTED)
             for col in ("lease", "status", "agent", "worktree", "token", "acquired", "ended", "claims"):
                 table.add_column(col)
             for lease in leases:
-                table.add_row(lid(lease.id), lease.status, lease.agent, lease.worktree or "-", str(lease.token),
-                              _ts(lease.acquired_at), _ts(lease.ended_at), "\n".join(lease.claims) or "-")
+                table.add_row(lid(lease.id), lease.status, _text(lease.agent), _text(lease.worktree or "-"),
+                              str(lease.token), _ts(lease.acquired_at), _ts(lease.ended_at),
+                              Text("\n".join(printable_line(c) for c in lease.claims) or "-"))
             parts.append(table)
         else:
             parts.append(Text("never leased", style=theme.S_DIM))
-        return Group(*parts), False
+        links = [Link("lease", lease.id, f"{lease.status} · {lease.agent}@{lease.worktree or '-'}")
+                 for lease in leases]
+        links += [Link("task", d, "a dependency") for d in t.depends_on]
+        links += self._approval_links(task_id=t.id) + self._conflict_links(task_id=t.id)
+        return View(Group(*parts), links)
 
-    async def _load_lease(self, store) -> tuple[RenderableType, bool]:
+    async def _load_lease(self, store) -> View:
         lease = await store.get_lease(self.ident)
         parts: list[RenderableType] = [
-            Text(f"{tid(lease.task_id)}  {lease.task_title or ''}", style=theme.S_BOLD),
+            _text(f"{tid(lease.task_id)}  {lease.task_title or ''}", theme.S_BOLD),
             _grid([
                 ("status", lease.status),
                 ("agent", lease.agent),
@@ -151,34 +308,56 @@ class DetailScreen(ModalScreen[None]):
                 ("ended", _ts(lease.ended_at) if lease.ended_at else None),
             ]),
             _section(f"Claims ({len(lease.claims)})"),
-            Text("\n".join(lease.claims) or "none", style=theme.S_TEXT if lease.claims else theme.S_DIM),
+            Text("\n".join(printable_line(c) for c in lease.claims) or "none",
+                 style=theme.S_TEXT if lease.claims else theme.S_DIM),
         ]
-        return Group(*parts), False
+        links = [Link("task", lease.task_id, lease.task_title or "")]
+        links += self._approval_links(lease_id=lease.id) + self._conflict_links(lease_id=lease.id)
+        return View(Group(*parts), links)
 
-    async def _load_approval(self, store) -> tuple[RenderableType, bool]:
+    async def _load_approval(self, store) -> View:
         a = await store.get_approval(self.ident)
-        status = Text(a.status, style=theme.APPROVAL_STATUS_STYLE.get(a.status, theme.S_TEXT))
+        status = _text(a.status if a.status == "pending" else f"{a.status}",
+                       theme.S_WARN if a.status == "pending" else theme.APPROVAL_STATUS_STYLE.get(a.status,
+                                                                                                   theme.S_TEXT))
+        waits = None
+        if a.status == "pending":
+            deadline, note = self._deadline(a.id)
+            if deadline is None:
+                waits = "none known: it waits for a decision (or until its requester gives up)"
+            else:
+                left = deadline - self.app.clock()  # type: ignore[attr-defined]
+                when = f"{full_time(deadline)} (in {duration(left)})" if left > 0 else "now"
+                waits = f"{when} unless someone decides: {note}"
         parts: list[RenderableType] = [
-            Text(a.summary, style=theme.S_BOLD),
+            _text(a.summary, theme.S_BOLD),
             _grid([
                 ("status", status),
+                ("deadline", waits),
                 ("kind", a.kind),
                 ("requested by", a.requested_by + (f" in {a.worktree}" if a.worktree else "")),
                 ("lease / task", " ".join(x for x in (lid(a.lease_id), tid(a.task_id)) if x) or None),
                 ("requested", _ts(a.created_at)),
-                ("decided", f"{_ts(a.decided_at)} by {a.decided_by}" if a.decided_at else None),
+                ("decided", f"{_ts(a.decided_at)} by {a.decided_by}" if a.decided_at and a.decided_by else
+                 (_ts(a.decided_at) if a.decided_at else None)),
                 ("reason", a.reason),
                 ("key", a.key),
             ]),
             _section("Detail"),
-            _json(a.detail) if a.detail else Text("(none)", style=theme.S_DIM),
+            _fields(a.detail) if a.detail else Text("(none)", style=theme.S_DIM),
         ]
-        return Group(*parts), a.status == "pending"
+        raw = Group(_section("Raw detail (JSON)"), _json(a.detail)) if a.detail else None
+        links = []
+        if a.lease_id is not None:
+            links.append(Link("lease", a.lease_id, f"{a.requested_by}@{a.worktree or '-'}"))
+        if a.task_id is not None:
+            links.append(Link("task", a.task_id, "the task it was asked for"))
+        return View(Group(*parts), links, raw, pending_approval=a.status == "pending")
 
-    async def _load_conflict(self, store) -> tuple[RenderableType, bool]:
+    async def _load_conflict(self, store) -> View:
         c = await store.get_conflict(self.ident)
         parts: list[RenderableType] = [
-            Text(f"{c.kind}: {c.path}", style=theme.S_BAD),
+            _text(f"{c.kind}: {c.path}", theme.S_BAD),
             _grid([
                 ("status", c.status),
                 ("worktree", c.worktree),
@@ -191,17 +370,30 @@ class DetailScreen(ModalScreen[None]):
                 ("closed", f"{_ts(c.closed_at)} by {c.closed_by}" if c.closed_at else None),
             ]),
         ]
+        raw = None
         if c.detail:
-            parts += [_section("Detail"), _json(c.detail)]
-        return Group(*parts), False
+            parts += [_section("Detail"), _fields(c.detail)]
+            raw = Group(_section("Raw detail (JSON)"), _json(c.detail))
+        links = []
+        if c.lease_id is not None:
+            links.append(Link("lease", c.lease_id, f"in {c.worktree}"))
+        if c.other_lease_id is not None:
+            links.append(Link("lease", c.other_lease_id, f"in {c.other_worktree or '-'} (the claim's holder)"))
+        if c.task_id is not None:
+            links.append(Link("task", c.task_id, "the task of the write"))
+        return View(Group(*parts), links, raw, open_conflict=c.status == "open")
 
-    async def _load_audit(self, store) -> tuple[RenderableType, bool]:
-        events = await store.audit_events([self.ident])
+    async def _load_audit(self, store) -> View:
+        try:
+            events = await store.audit_events([self.ident])
+        except Exception as exc:  # noqa: BLE001 - a damaged row: say so, do not crash the screen
+            return View(_text(f"seq {self.ident} cannot be read ({type(exc).__name__}) — run `tower audit verify`",
+                              theme.S_BAD))
         if not events:
-            return Text(f"no audit event {self.ident}", style=theme.S_BAD), False
+            return View(_text(f"seq {self.ident} is missing from the log — run `tower audit verify`", theme.S_BAD))
         e = events[0]
         parts: list[RenderableType] = [
-            Text(e.event, style=theme.event_style(e.event)),
+            _text(e.event, theme.event_style(e.event)),
             _grid([
                 ("seq", e.seq),
                 ("time", e.ts),
@@ -217,14 +409,28 @@ class DetailScreen(ModalScreen[None]):
                 ("head", f"{e.seq}:{e.entry_hash}"),
             ]),
             _section("Details"),
-            _json(e.details) if e.details else Text("(none)", style=theme.S_DIM),
+            _fields(e.details) if e.details else Text("(none)", style=theme.S_DIM),
         ]
-        return Group(*parts), False
+        links = []
+        if e.task_id is not None:
+            links.append(Link("task", e.task_id, "the task it concerns"))
+        if e.lease_id is not None:
+            links.append(Link("lease", e.lease_id, "the lease it concerns"))
+        if e.approval_id is not None:
+            links.append(Link("approval", e.approval_id, "the approval it concerns"))
+        conflict = (e.details or {}).get("conflict")
+        if isinstance(conflict, str) and conflict[:1] in "Cc" and conflict[1:].isdigit():
+            links.append(Link("conflict", int(conflict[1:]), "the conflict it concerns"))
+        return View(Group(*parts), links)
 
     # -- actions -----------------------------------------------------------------------
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+    def action_scroll(self, how: str) -> None:
+        box = self.query_one("#detail-box", VerticalScroll)
+        getattr(box, f"scroll_{how}")(animate=False)
 
     def action_approve(self) -> None:
         if self.pending_approval:
@@ -235,3 +441,8 @@ class DetailScreen(ModalScreen[None]):
         if self.pending_approval:
             self.dismiss(None)
             self.app.ask_reject(self.ident)  # type: ignore[attr-defined]
+
+    def action_ack(self) -> None:
+        if self.open_conflict:
+            self.dismiss(None)
+            self.app.ack_conflict(self.ident)  # type: ignore[attr-defined]

@@ -21,10 +21,12 @@ class HelpScreen(ModalScreen[None]):
         Binding("question_mark,q,enter", "close", "Close", show=False),
     ]
 
-    def __init__(self, rows: list[tuple[str, str, str]]) -> None:
-        """``rows``: (group, keys, what they do), in display order."""
+    def __init__(self, rows: list[tuple[str, str, str]], *, compact: bool = False) -> None:
+        """``rows``: (group, keys, what they do), in display order. ``compact``: a small
+        terminal, where everything must fit without scrolling."""
         super().__init__(id="help")
         self.rows = rows
+        self.compact = compact
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box") as box:
@@ -41,7 +43,7 @@ class HelpScreen(ModalScreen[None]):
         table.add_column(style=theme.S_TEXT)
         group_shown = None
         for group, keys, what in self.rows:
-            if group != group_shown and group_shown is not None:
+            if group != group_shown and group_shown is not None and not self.compact:
                 table.add_row("", "", "")
             table.add_row(group if group != group_shown else "", keys, what)
             group_shown = group
@@ -49,21 +51,23 @@ class HelpScreen(ModalScreen[None]):
 
     def _legend(self) -> Text:
         text = Text()
-        text.append("\nColours   ", theme.S_MUTED)
+        text.append("\n" if self.compact else "\nColours   ", theme.S_MUTED)
         text.append(" ● PENDING ", theme.S_PENDING_BADGE)
-        text.append(" an approval waits for you      ", theme.S_TEXT)
+        text.append(" waits for you   ", theme.S_TEXT)
         text.append(" ⚠ ", theme.S_CONFLICT_BADGE)
-        text.append(" an open conflict (also on its lease)\n          ", theme.S_TEXT)
+        text.append(" open conflict   ", theme.S_TEXT)
         text.append("0m42s", theme.S_WARN)
-        text.append(" a lease about to expire         ", theme.S_TEXT)
+        text.append(" lease expiring   ", theme.S_TEXT)
         text.append("✖ failed", theme.S_BAD)
-        text.append(" a task that needs a retry\n", theme.S_TEXT)
-        text.append(
-            "\nOther processes' writes appear on their own; the audit pane follows the tail until you "
-            "scroll up, then counts what arrived. Decisions made here are audited with you as the actor, "
-            "and show as done only once the store has committed them.",
-            theme.S_MUTED,
-        )
+        text.append(" needs a retry\n", theme.S_TEXT)
+        if not self.compact:
+            text.append(
+                "\nOther processes' writes appear on their own; the audit pane follows the tail until you "
+                "scroll up, then counts what arrived. A key acts only on the row you saw: if it changed "
+                "under the cursor, the key does nothing until you move. Decisions made here are audited "
+                "with you as the actor, and show as done only once the store has committed them.",
+                theme.S_MUTED,
+            )
         return text
 
     def action_close(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,6 +17,7 @@ from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Static
 
+from core.display import printable_line
 from tui.format import ellipsize
 
 
@@ -31,8 +33,9 @@ class RejectDialog(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="reject-box") as box:
             box.border_title = f"Reject A{self.approval_id}"
-            yield Static(ellipsize(self.summary, 200), id="reject-summary")
-            yield Label(f"requested by {self.requested_by}", id="reject-who")
+            # stored text: shown as it is, never as markup, control characters made visible
+            yield Static(Text(ellipsize(printable_line(self.summary), 200)), id="reject-summary")
+            yield Label(Text(f"requested by {printable_line(self.requested_by)}"), id="reject-who")
             yield Label("Why? The agent is told this reason.", id="reject-prompt")
             yield Input(placeholder="reason (required)", id="reject-reason")
             yield Label("", id="reject-error")

@@ -1,0 +1,208 @@
+"""The hook's last line of defence: one decision on stdout and exit 0, whatever happens.
+
+Claude Code runs the tool call when its hook exits non-zero (other than 2),
+prints nothing usable, or outlives its timeout. So a process started as
+``tower hook claude-code`` answers exactly once, through :func:`answer`, and
+whatever goes wrong before that (an import that fails, a bad option, an
+exception, a signal, a write to stdout that fails, a deadline that passes)
+turns into a ``deny`` saying why. If even stdout cannot take the answer, the
+process exits 2, which Claude Code treats as a block, with the reason on stderr.
+
+Imports only the standard library: it must work when the rest of Tower cannot
+be imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+STARTED = time.monotonic()  # as early as Tower's code runs: the deadline counts from here
+
+HOOKS = {("hook", "claude-code")}
+_REASON_LIMIT = 2000
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+_answered = False
+_hard_deadline: float | None = None
+_budget_deadline: float | None = None
+
+
+class HookInterrupted(BaseException):
+    """A signal (SIGTERM, SIGINT, SIGHUP) reached the hook before it decided."""
+
+
+class OutOfTime(BaseException):
+    """The policy check used up its time budget (see :func:`budget`)."""
+
+
+def is_hook(args: list[str]) -> bool:
+    """True when these arguments run an agent hook (``… hook claude-code …``)."""
+    return any((a, b) in HOOKS for a, b in zip(args, args[1:]))
+
+
+def answered() -> bool:
+    return _answered
+
+
+def encode(decision: str, reason: str) -> bytes:
+    """The documented PreToolUse answer, as one line of bytes that always encodes.
+
+    Lone surrogates (JSON allows them, UTF-8 does not) are shown as ``\\udcff``.
+    """
+    reason = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", " ".join(str(reason).split()))
+    if len(reason) > _REASON_LIMIT:
+        reason = reason[: _REASON_LIMIT - 1] + "…"
+    body = {"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": decision,
+                                   "permissionDecisionReason": reason}}
+    return (json.dumps(body, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
+
+
+def answer(decision: str, reason: str) -> None:
+    """Print the one decision of this process (later calls do nothing).
+
+    Exits 2 (a block, for Claude Code) with the reason on stderr when stdout
+    cannot take it.
+    """
+    global _answered
+    if _answered:
+        return
+    if decision not in ("allow", "deny", "ask"):
+        decision, reason = "deny", f"Tower hook: not a decision {decision!r} ({reason})"
+    _disarm()  # first: the watchdog must not cut the answer in half, nor exit before it is out
+    _answered = True
+    data = encode(decision, reason)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(1, view)
+            view = view[written:]
+    except OSError as exc:
+        _block(f"Tower hook could not write its decision to stdout ({exc.strerror or exc}): blocked")
+
+
+def _block(reason: str) -> None:
+    try:
+        os.write(2, (reason + "\n").encode("utf-8", "backslashreplace"))
+    except OSError:
+        pass
+    os._exit(2)
+
+
+def deny_unless_answered(reason: str) -> None:
+    answer("deny", reason)
+
+
+# -- signals and the watchdog -------------------------------------------------------------
+
+
+def _on_signal(signum, frame) -> None:
+    raise HookInterrupted(signal.Signals(signum).name)
+
+
+def _on_alarm(signum, frame) -> None:
+    if _answered:
+        return  # the answer is being written (its alarms were disarmed first)
+    now = time.monotonic()
+    if _hard_deadline is not None and now >= _hard_deadline - 0.001:
+        # past this point Claude Code may kill the hook and run the call: answer now, from here
+        answer("deny", f"Tower hook ran out of time: no decision within its deadline"
+                       f" ({_hard_deadline - STARTED:.1f}s after it started): denied")
+        os._exit(0)
+    if _budget_deadline is not None and now >= _budget_deadline - 0.001:
+        raise OutOfTime()
+    _rearm()
+
+
+def _rearm() -> None:
+    times = [t for t in (_hard_deadline, _budget_deadline) if t is not None]
+    if not times:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        return
+    signal.setitimer(signal.ITIMER_REAL, max(min(times) - time.monotonic(), 0.001))
+
+
+def _disarm() -> None:
+    global _hard_deadline, _budget_deadline
+    _hard_deadline = _budget_deadline = None
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    except (ValueError, OSError):
+        pass
+
+
+def set_deadline(at: float) -> None:
+    """Answer ``deny`` and exit at ``at`` (monotonic) if no decision was made by then."""
+    global _hard_deadline
+    if _answered:
+        return
+    _hard_deadline = at
+    signal.signal(signal.SIGALRM, _on_alarm)
+    _rearm()
+
+
+class budget:
+    """``with budget(seconds):`` raises :class:`OutOfTime` if the block runs longer.
+
+    Python's regular expressions check for signals while they match, so a
+    pathological pattern or input is cut short too.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __enter__(self) -> budget:
+        global _budget_deadline
+        _budget_deadline = time.monotonic() + self.seconds
+        signal.signal(signal.SIGALRM, _on_alarm)
+        _rearm()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        global _budget_deadline
+        _budget_deadline = None
+        if not _answered:
+            _rearm()
+
+
+def broken_install(exc: BaseException) -> None:
+    """Tower's own modules failed to import: if this process is a hook, deny and exit; else return."""
+    if is_hook(sys.argv[1:]):
+
+        def reraise() -> None:
+            raise exc
+
+        run(reraise)
+
+
+def run(main: Callable[[], object]) -> None:
+    """Run the hook's command line so that it answers exactly once and exits 0 (or 2, see above)."""
+    # stdout is the answer's alone: a stray print there would make it unreadable to Claude Code
+    sys.stdout = sys.stderr
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        try:
+            signal.signal(sig, _on_signal)
+        except (ValueError, OSError):
+            pass
+    try:
+        main()
+    except HookInterrupted as exc:
+        answer("deny", f"Tower hook interrupted ({exc}) before it could decide")
+    except SystemExit as exc:
+        if not _answered:
+            answer("deny", f"Tower hook stopped before it could decide (exit {exc.code})")
+    except BaseException as exc:  # noqa: BLE001 - anything but an answer lets the call through
+        answer("deny", f"Tower hook failed before it could decide: {type(exc).__name__}: {exc}"
+                       " (a bug or a broken install: please report it)")
+    deny_unless_answered("Tower hook ended without a decision (a bug: please report it)")
+    try:
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001
+        pass
+    # the answer is out; a store connection's worker thread must not keep us alive past the deadline
+    os._exit(0)
