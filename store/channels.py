@@ -88,6 +88,18 @@ class ChannelVerbs(StoreBase):
                 details=details,
             )
 
+    async def record_hook_denial(self, *, agent: str, actor: str, tool: str, reason: str,
+                                 session: str | None = None, path: str | None = None,
+                                 command: str | None = None, worktree: str | None = None) -> int:
+        """Append one ``hook.denied`` event: an agent's hook refused a tool call; returns its seq."""
+        details: dict[str, Any] = {"agent": agent, "session": session, "tool": tool,
+                                   "reason": reason[:500]}
+        if command is not None:
+            details["command"] = command[:300]
+        async with self.transaction() as tx:
+            return await self._audit(tx, "hook.denied", actor=actor, worktree=worktree, path=path,
+                                     details=details)
+
     async def queue_counts(self) -> dict[str, int]:
         """How many tasks wait: pending, and of those the ones whose dependencies are done."""
         row = await self._fetchone(

@@ -24,11 +24,17 @@ from collections.abc import Callable
 
 STARTED = time.monotonic()  # as early as Tower's code runs: the deadline counts from here
 
-HOOKS = {("hook", "claude-code")}
+AGENT_KINDS = ("claude-code", "codex", "gemini", "copilot", "cursor")
+HOOKS = {("hook", kind) for kind in AGENT_KINDS}
 _REASON_LIMIT = 2000
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 _answered = False
+# whose format the answer takes, and for which event: set from argv in run() and by
+# the adapter once it has read the event, so a crash at any point denies in the
+# format the agent reads (a Codex PermissionRequest wants decision.behavior)
+_format = "claude-code"
+_event: str | None = None
 _hard_deadline: float | None = None
 _budget_deadline: float | None = None
 
@@ -50,17 +56,60 @@ def answered() -> bool:
     return _answered
 
 
-def encode(decision: str, reason: str) -> bytes:
-    """The documented PreToolUse answer, as one line of bytes that always encodes.
+def set_format(kind: str, event: str | None = None) -> None:
+    global _format, _event
+    if kind in AGENT_KINDS:
+        _format = kind
+    if event is not None:
+        _event = event
 
-    Lone surrogates (JSON allows them, UTF-8 does not) are shown as ``\\udcff``.
-    """
+
+def _clean(reason: str) -> str:
     reason = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", " ".join(str(reason).split()))
     if len(reason) > _REASON_LIMIT:
         reason = reason[: _REASON_LIMIT - 1] + "…"
-    body = {"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": decision,
-                                   "permissionDecisionReason": reason}}
-    return (json.dumps(body, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
+    return reason
+
+
+def body(decision: str, reason: str, kind: str | None = None, event: str | None = None) -> dict:
+    """The answer object in ``kind``'s format for ``event`` (docs/agents.md).
+
+    ``decision`` ``noop`` is the answer to an event that decides nothing
+    (PostToolUse, Stop, SessionStart …): an empty object every agent reads as
+    "carry on". ``ask`` reaches only agents that enforce it (Claude Code,
+    Copilot, Cursor); the adapters turn it into ``deny`` for the others.
+    """
+    kind = kind or _format
+    event = event if event is not None else _event
+    if decision == "noop":
+        return {}
+    low = (event or "").lower()
+    if kind in ("claude-code", "codex"):
+        if low == "permissionrequest":
+            behavior = "allow" if decision == "allow" else "deny"
+            d: dict = {"behavior": behavior}
+            if behavior == "deny":
+                d["message"] = reason
+            return {"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": d}}
+        return {"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": decision,
+                                       "permissionDecisionReason": reason}}
+    if kind == "gemini":
+        return {"decision": "allow" if decision == "allow" else "deny", "reason": reason}
+    if kind == "copilot":
+        if low == "permissionrequest":
+            return {"behavior": "allow" if decision == "allow" else "deny", "message": reason}
+        return {"permissionDecision": decision, "permissionDecisionReason": reason}
+    # cursor
+    return {"permission": decision, "user_message": reason, "agent_message": reason}
+
+
+def encode(decision: str, reason: str) -> bytes:
+    """The documented answer of this hook's agent, as one line of bytes that always encodes.
+
+    Lone surrogates (JSON allows them, UTF-8 does not) are shown as ``\\udcff``.
+    """
+    data = body(decision, _clean(reason))
+    return (json.dumps(data, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
 
 
 def answer(decision: str, reason: str) -> None:
@@ -72,7 +121,7 @@ def answer(decision: str, reason: str) -> None:
     global _answered
     if _answered:
         return
-    if decision not in ("allow", "deny", "ask"):
+    if decision not in ("allow", "deny", "ask", "noop"):
         decision, reason = "deny", f"Tower hook: not a decision {decision!r} ({reason})"
     _disarm()  # first: the watchdog must not cut the answer in half, nor exit before it is out
     _answered = True
@@ -184,6 +233,11 @@ def run(main: Callable[[], object]) -> None:
     """Run the hook's command line so that it answers exactly once and exits 0 (or 2, see above)."""
     # stdout is the answer's alone: a stray print there would make it unreadable to Claude Code
     sys.stdout = sys.stderr
+    args = sys.argv[1:]
+    for a, b in zip(args, args[1:]):
+        if (a, b) in HOOKS:
+            set_format(b)
+            break
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         try:
             signal.signal(sig, _on_signal)

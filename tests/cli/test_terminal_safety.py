@@ -35,7 +35,7 @@ UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 # commands whose output is not for a person's terminal (an agent's hook format) or
 # that open the control room; `watch` runs until stopped (its one-shot form is walked)
-NOT_HUMAN = {("demo",), ("watch",), ("hook", "claude-code")}
+NOT_HUMAN = {("demo",), ("watch",), ("serve",), ("hook", "claude-code")}
 HUMAN_HOOK_COMMANDS = {"install", "uninstall", "check"}
 
 

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -109,12 +110,14 @@ async def test_eight_agents_never_share_a_task_or_a_file(db_path):
 def test_expired_holder_cannot_complete_or_claim_after_takeover(tower):
     tower("init")
     tower("task", "add", "contested")
-    old = tower("task", "claim", "--agent", "slow", "--ttl", "1", "--json").data
+    old = tower("task", "claim", "--agent", "slow", "--json").data
     assert tower("claim", old["lease_id"], "src/a.py", "--agent", "slow").code == 0
-    # wait out the lease (time passing is the behaviour under test)
-    deadline = time.time() + 1.2
-    while time.time() < deadline:
-        time.sleep(deadline - time.time())
+    # only now let the lease run out (1 s, the shortest): --ttl 1 at claim time expired it
+    # before the file claim whenever starting `tower` took longer than that (a loaded machine)
+    beat = tower("lease", "heartbeat", old["lease_id"], "--ttl", "1", "--agent", "slow", "--json").data
+    expires = datetime.fromisoformat(beat["expires_at"]).timestamp()
+    while time.time() <= expires:  # wait out the lease (time passing is the behaviour under test)
+        time.sleep(expires - time.time() + 0.001)
     new = tower("task", "claim", "--agent", "fast", "--json").data
     assert new["task_id"] == old["task_id"] and new["token"] > old["token"]
     for args in (["task", "done", old["lease_id"]], ["claim", old["lease_id"], "src/b.py"],

@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import ROOT, run_tower, tower_env
+from store import Store
+from tests.conftest import ROOT, tower_env
 from tests.serve import cdp
 
 PERSON = "serve-person"  # the login of whoever starts `tower serve` in these tests
@@ -142,11 +143,11 @@ async def start_server(db: Path, *args: str, env: dict | None = None, timeout: f
 
 
 @pytest.fixture
-def serve_db(tmp_path: Path) -> Path:
+async def serve_db(tmp_path: Path) -> Path:
     """A store with one task and nothing else."""
     db = tmp_path / "store" / "tower.db"
-    assert run_tower("--db", str(db), "init").code == 0
-    assert run_tower("--db", str(db), "task", "add", TITLE).code == 0
+    async with Store(db, create=True, actor="person:test") as store:
+        await store.add_task(TITLE)
     return db
 
 

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, run_tower
-from tui.services.serve import Guard, child_command, is_loopback_host, new_token, tokens_equal
+from tests.conftest import ROOT, run_tower, tower_env
+from tui.services.serve import (Guard, Refusal, ServeConfig, check_config, child_command, is_loopback_host,
+                                new_token, tokens_equal)
 
 TOKEN = new_token()
 
@@ -116,9 +117,16 @@ def store_db(tmp_path):
     return db
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3"])
-def test_a_non_loopback_host_needs_an_explicit_flag(store_db, host):
-    r = run_tower("--db", str(store_db), "serve", "--host", host, "--port", "0", timeout=30)
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "no-such-host.invalid"])
+def test_a_non_loopback_host_needs_an_explicit_flag(host):
+    with pytest.raises(Refusal, match="--allow-remote"):
+        check_config(ServeConfig(db="x", host=host))
+    assert check_config(ServeConfig(db="x", host=host, allow_remote=True)) is False
+    assert check_config(ServeConfig(db="x", host="localhost")) is True
+
+
+def test_the_command_line_refuses_a_non_loopback_host_in_one_line(store_db):
+    r = run_tower("--db", str(store_db), "serve", "--host", "0.0.0.0", "--port", "0", timeout=30)
     assert r.code == 2 and r.stdout == ""
     assert "not a loopback address" in r.stderr and "--allow-remote" in r.stderr
     assert "SSH tunnel" in r.stderr and "TLS" in r.stderr
@@ -136,9 +144,15 @@ def test_a_missing_store_is_the_usual_error(tmp_path):
     assert r.code == 3 and r.json["ok"] is False
 
 
-@pytest.mark.parametrize("url", ["ftp://x", "https://x/path", "tower.example.com", "https://x/?a=1"])
-def test_public_url_must_be_an_origin(store_db, url):
-    r = run_tower("--db", str(store_db), "serve", "--port", "0", "--public-url", url, timeout=30)
+@pytest.mark.parametrize("url", ["ftp://x", "https://x/path", "tower.example.com", "https://x/?a=1", "https://"])
+def test_public_url_must_be_an_origin(url):
+    with pytest.raises(Refusal, match="--public-url"):
+        check_config(ServeConfig(db="x", public_url=url))
+    check_config(ServeConfig(db="x", public_url="https://tower.example.com/"))
+
+
+def test_the_command_line_refuses_a_bad_public_url(store_db):
+    r = run_tower("--db", str(store_db), "serve", "--port", "0", "--public-url", "ftp://x", timeout=30)
     assert r.code == 2 and "--public-url" in r.stderr
 
 
@@ -164,3 +178,14 @@ def test_the_default_policy_denies_agents_tower_serve(store_db):
     for command in ("tower task add 'serve static files'", "tower task list"):
         r = run_tower("--db", str(store_db), "hook", "check", "--command", command)
         assert r.stdout.splitlines()[-1].startswith("allow:"), (command, r.stdout)
+
+
+def test_a_session_s_errors_reach_the_server_s_terminal_escaped(tmp_path):
+    """textual-serve copies a session's stderr to the person's terminal: stored text must not act on it."""
+    db = tmp_path / "x\x1b]0;pwned\x07.db"  # a name that reaches the error message
+    code = ("import sys\nfrom tui.services.serve import child_main\n"
+            f"child_main(['--db', {str(db)!r}, '--person', 'p', '--parent', str(__import__('os').getppid())])\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                       env={**tower_env(), "TOWER_AGENT": "mallory"})
+    assert r.returncode == 3, r.stderr
+    assert "\x1b" not in r.stderr and "\\e]0;pwned" in r.stderr

@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import os
 import signal
+from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.serve.conftest import start_server
+from tests.serve.conftest import PERSON, serve_env, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -141,19 +142,33 @@ async def test_the_log_shows_paths_and_statuses_never_the_token(server):
     assert server.token not in log and "token=" not in log
 
 
-async def test_a_served_session_runs_the_control_room_and_ends_with_its_websocket(server):
-    async with aiohttp.ClientSession(cookies={server.cookie_name: server.token}) as http:
-        async with http.ws_connect(server.base + "/ws?width=120&height=40", headers={"Origin": server.base}) as ws:
-            msg = await asyncio.wait_for(ws.receive(), 30)  # the control room's first screen
-            assert msg.type == aiohttp.WSMsgType.BINARY
-            [child] = server.children()
-            pidfd = os.pidfd_open(child)
-        await server.wait_log(r"control room closed")
+async def test_a_served_session_runs_as_the_person_and_ends_with_its_websocket(serve_db):
+    # Started from a shell where an agent's variables linger: none reaches a session.
+    server = await start_server(serve_db, env=serve_env({"TOWER_LEASE": "L9", "TOWER_WORKTREE": "wt-a"}))
     try:
-        await wait_exit(pidfd)  # closing the websocket quits its control room
+        async with aiohttp.ClientSession(cookies={server.cookie_name: server.token}) as http:
+            # The browser chooses the size, and nothing else: odd values change nothing.
+            url = server.base + "/ws?width=120;id&height=$(id)&LOGNAME=mallory&TOWER_AGENT=mallory"
+            async with http.ws_connect(url, headers={"Origin": server.base}) as ws:
+                msg = await asyncio.wait_for(ws.receive(), 30)  # the control room's first screen
+                assert msg.type == aiohttp.WSMsgType.BINARY
+                [child] = server.children()
+                pidfd = os.pidfd_open(child)
+                environ = dict(item.split("=", 1) for item in
+                               Path(f"/proc/{child}/environ").read_bytes().decode().split("\0") if "=" in item)
+                argv = Path(f"/proc/{child}/cmdline").read_bytes().decode().split("\0")
+            await server.wait_log(r"control room closed")
+        try:
+            await wait_exit(pidfd)  # closing the websocket quits its control room
+        finally:
+            os.close(pidfd)
     finally:
-        os.close(pidfd)
-    assert server.children() == []
+        await server.stop()
+    assert not {"TOWER_AGENT", "TOWER_LEASE", "TOWER_WORKTREE"} & set(environ)
+    assert environ["LOGNAME"] == PERSON and argv[argv.index("--person") + 1] == PERSON
+    assert (environ["COLUMNS"], environ["ROWS"]) == ("80", "24")  # unparsable: textual-serve's defaults
+    # Other local users can read a process's arguments: the token is in neither.
+    assert not any(server.token in v for v in [*environ.values(), *argv])
 
 
 async def read_all(ws: aiohttp.ClientWebSocketResponse) -> None:

@@ -159,3 +159,20 @@ async def test_text_with_a_lone_surrogate_is_bad_input_and_nothing_is_written(st
     with pytest.raises(BadInput):
         await store.list_tasks("pend\udcffing")
     assert await store.list_tasks() == [] and await store.audit_head() == head
+
+
+async def test_the_audit_pane_read_marks_a_damaged_row(tmp_path):
+    """The control room reads audit lines by seq: a row with bytes that are not UTF-8 comes
+    back marked as damaged (the pane shows it so), not silently repaired."""
+    import sqlite3
+
+    db = tmp_path / "tower.db"
+    async with Store(db, create=True, actor="t") as s:
+        await s.add_task("x")
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE audit SET actor = CAST(x'fffe' AS TEXT) WHERE seq = 1")
+    conn.commit()
+    conn.close()
+    async with Store(db, actor="t") as s:
+        [event] = await s.audit_events([1])
+    assert event.event == "task.added" and event.damaged and "actor" in event.damaged

@@ -31,7 +31,7 @@ def _start_watch(env: Env) -> tuple[subprocess.Popen, Lines]:
         cwd=env.repo, env=tower_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     out = Lines(proc.stdout)
-    out.next(lambda d: d["event"] == "watching")  # ready: snapshots stored, start-up diffs judged
+    out.next(lambda d: d["event"] == "watching", timeout=60)  # ready: snapshots stored, start-up diffs judged
     return proc, out
 
 

@@ -25,10 +25,11 @@ import click
 
 from core.errors import BadInput, NotFound, TowerError
 from core.gitrepo import DB_NAME, POLICY_NAME
-from core.hook import FILE_TOOLS, HookInput, HookInputError, parse_input
+from tui.services import hook_engine
+from tui.services.hook_engine import Limits, Wait, _where, decide, session_lease  # noqa: F401
 from tui.clikit import common_options, emit, opt
 
-AGENTS = ("claude-code",)
+AGENTS = ("claude-code", "codex", "gemini", "copilot", "cursor")
 
 
 @click.group()
@@ -53,6 +54,7 @@ def hook_claude_code(deadline) -> None:
     from tui import hookguard
 
     started = hookguard.STARTED
+    _use_db()
     limits = Limits(started, None)
     hookguard.set_deadline(limits.hard)
     try:
@@ -79,363 +81,166 @@ def hook_claude_code(deadline) -> None:
     hookguard.answer(decision, reason)
 
 
-class Limits:
-    """The hook's time limits, counted from its start.
 
-    Claude Code kills the hook ``deadline`` seconds after it starts (the
-    installed ``--deadline``; without one its default, or the policy's ask
-    timeout plus the margin when that is longer) and then runs the call. So:
-    a store lock is waited for until ``soft``, the hook answers ``deny`` by
-    itself at ``hard`` whatever it is doing, and the policy check has
-    ``budget`` seconds.
+def _agent_hook(kind: str, event: str | None, deadline) -> None:
+    """Any agent's hook but Claude Code's: parse, decide each call, answer in the agent's format.
+
+    An agent that cannot be asked (Codex PreToolUse, Gemini, Copilot
+    permissionRequest) gets ``deny`` where the engine would answer ``ask``, with
+    a reason the model can act on. Every refusal is audited (``hook.denied``);
+    events that decide nothing are answered at once and recorded.
     """
+    from tui import hookguard
+    from tui.services import hook_adapters
 
-    def __init__(self, started: float, deadline: float | None, ask_timeout: float | None = None) -> None:
-        from core.hook import DEADLINE_MARGIN
-        from core.policy import CLAUDE_HOOK_TIMEOUT
+    started = hookguard.STARTED
+    hookguard.set_format(kind, event)
+    hook_engine.AGENT = kind
+    _use_db()
+    limits = Limits(started, None)
+    hookguard.set_deadline(limits.hard)
+    parsed = None
+    call = None
+    try:
+        if deadline is not None:
+            from core.hook import parse_deadline
 
-        if deadline is None:
-            deadline = CLAUDE_HOOK_TIMEOUT
-            if ask_timeout is not None:
-                deadline = max(deadline, ask_timeout + DEADLINE_MARGIN)
-        self.total = deadline
-        margin = min(1.0, deadline * 0.1)
-        self.hard = started + deadline - margin
-        self.soft = self.hard - margin
-        self.budget = min(2.0, deadline / 4)
+            try:
+                deadline = parse_deadline(deadline)
+            except ValueError as exc:
+                raise BadInput(f"{exc} (fix the hook entry: run `tower hook install {kind}` again)") from None
+            limits = Limits(started, deadline)
+            hookguard.set_deadline(limits.hard)
+        raw = sys.stdin.buffer.read()
+        from core.hook import HookInputError
+
+        try:
+            parsed = hook_adapters.parse(kind, raw, event)
+        except HookInputError as exc:
+            decision, reason = "deny", f"Tower hook: unusable input: {exc}"
+        else:
+            hookguard.set_format(kind, parsed.event)
+            if not parsed.gate:
+                hookguard.answer("noop", "")  # never hold up an agent for news
+                _record_news(kind, parsed)
+                return
+            decision, reason = "allow", "Tower: allowed"
+            for call in parsed.calls:
+                decision, reason = hook_engine.decide_call(call, started, deadline, limits,
+                                                           ask_person=parsed.ask_person)
+                if decision != "allow":
+                    break
+            if decision == "ask" and not parsed.can_ask:
+                decision, reason = "deny", (f"{reason} — {kind} cannot ask its user from this hook, so Tower"
+                                            " denies it: ask the person running Tower to approve it, or do"
+                                            " something else")
+    except TowerError as exc:
+        decision, reason = "deny", f"Tower: {exc.message}"
+    except hookguard.OutOfTime:
+        decision, reason = "deny", (f"Tower could not check this call within {limits.budget:g}s (a very long or"
+                                    " complex command?): denied; split it into simpler commands")
+    except (KeyboardInterrupt, hookguard.HookInterrupted):
+        decision, reason = "deny", "Tower hook interrupted before it could decide"
+    except BaseException as exc:  # noqa: BLE001 - a hook that dies lets the call through
+        decision, reason = "deny", f"Tower hook internal error: {_where(exc)} (a bug: please report it)"
+    hookguard.answer(decision, reason)
+    if decision == "deny" and parsed is not None:
+        _audit_denial(kind, parsed, call, reason)
 
 
-def _where(exc: BaseException) -> str:
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    at = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb is not None else ""
-    return f"{type(exc).__name__}: {exc}{at}"
+def _audit_denial(kind: str, parsed, call, reason: str) -> None:
+    """``hook.denied`` in one short transaction, after the answer is out (the agent is not kept waiting)."""
+    try:
+        from tui.services.hook_adapters import target_of
+
+        cwd = Path(call.cwd) if call is not None and call.cwd else Path.cwd()
+        db = hook_engine.find_db(cwd)
+        if db is None or not db.exists():
+            return
+        path, command = target_of(call) if call is not None else (None, None)
+        if path is not None and os.path.isabs(path):
+            from core.gitrepo import discover
+
+            info = discover(cwd)
+            if info is not None:
+                try:
+                    path = os.path.relpath(path, info.worktree_root)
+                except ValueError:
+                    pass
+        session = parsed.session
+        actor = hook_engine.agent_name_or(kind, session)
+
+        async def body(store):
+            await store.record_hook_denial(agent=kind, actor=actor, tool=parsed.tool or "?", reason=reason,
+                                           session=session, path=path, command=command)
+            if session:
+                from tui.services.agent_events import SessionEvent, record
+
+                await record(store, SessionEvent(kind=kind, session=session, event=parsed.event,
+                                                 state="working", tool=parsed.tool, target=path or command,
+                                                 tool_call=True, outcome="denied", cwd=str(cwd)))
+
+        _run_store(db, actor, body)
+    except BaseException as exc:  # noqa: BLE001 - the answer is out; a failed audit must not change it
+        sys.stderr.write(f"tower hook: could not audit the refusal: {exc}\n")
+
+
+def _record_news(kind: str, parsed) -> None:
+    try:
+        from tui.services.agent_events import record, session_event
+
+        ev = session_event(kind, parsed.payload, parsed.event)
+        if ev is None:
+            return
+        db = hook_engine.find_db(Path(ev.cwd) if ev.cwd else Path.cwd())
+        if db is None or not db.exists():
+            return
+        _run_store(db, hook_engine.agent_name_or(kind, ev.session), lambda store: record(store, ev))
+    except BaseException as exc:  # noqa: BLE001 - news must never fail the agent
+        sys.stderr.write(f"tower hook: could not record the session event: {exc}\n")
+
+
+def _run_store(db: Path, actor: str, body) -> None:
+    import asyncio
+
+    from store import Store
+
+    async def main():
+        async with Store(db, actor=actor) as store:
+            await body(store)
+
+    asyncio.run(main())
+
+
+def _agent_command(kind: str, events: str):
+    @hook.command(kind, help=f"{kind} hook ({events}): one JSON payload on stdin -> one answer in"
+                             f" {kind}'s format on stdout; always exits 0. See docs/agents.md.")
+    @click.option("--event", default=None, help="The event this entry was installed for (payloads that"
+                                                 " do not name theirs).")
+    @click.option("--deadline", "deadline", default=None, metavar="SECONDS",
+                  help=f"When {kind} kills this hook: stop waiting for a person before that.")
+    @common_options
+    def command(event, deadline) -> None:
+        _agent_hook(kind, event, deadline)
+
+    return command
+
+
+hook_codex = _agent_command("codex", "PreToolUse, PermissionRequest")
+hook_gemini = _agent_command("gemini", "BeforeTool")
+hook_copilot = _agent_command("copilot", "preToolUse, permissionRequest")
+hook_cursor = _agent_command("cursor", "beforeShellExecution, beforeReadFile, beforeMCPExecution, preToolUse")
+
+
+def _use_db() -> None:
+    explicit = opt("db")
+    if explicit:
+        hook_engine.EXPLICIT_DB = Path(explicit).expanduser().absolute()
 
 
 def _explicit_db() -> Path | None:
     explicit = opt("db") or os.environ.get("TOWER_DB")
     return Path(explicit).expanduser().absolute() if explicit else None
-
-
-class Wait:
-    """How long this hook call may wait for a person, counted from the hook's start.
-
-    The policy's ask timeout, capped by the installed deadline (``--deadline``:
-    Claude Code kills the hook then and lets the call through) less a margin.
-    """
-
-    def __init__(self, started: float, ask_timeout: float, deadline: float | None = None) -> None:
-        from core.hook import wait_budget
-
-        self.started = started
-        self.ask_timeout = ask_timeout
-        self.deadline = deadline
-        self.limit = ask_timeout
-        self.capped = False
-        if deadline is not None and wait_budget(deadline) < ask_timeout:
-            self.limit, self.capped = wait_budget(deadline), True
-
-    def left(self) -> float:
-        return self.limit - (time.monotonic() - self.started)
-
-    def within(self) -> str:
-        text = f"within {self.limit:g}s"
-        if self.capped:
-            text += (f" (the hook's deadline: Claude Code stops it after {self.deadline:g}s, sooner than the"
-                     f" policy's ask timeout of {self.ask_timeout:g}s; run `tower hook install claude-code`"
-                     " again to raise it)")
-        return text
-
-
-def decide(raw: bytes, started: float, deadline: float | None = None,
-           limits: Limits | None = None) -> tuple[str, str]:
-    """The whole hook: (permissionDecision, reason).
-
-    ``deadline``: seconds after ``started`` when Claude Code kills the hook (the
-    installed ``--deadline``); a person is waited for until shortly before it.
-    """
-    from core.gitrepo import discover
-    from tui import hookguard
-
-    try:
-        call = parse_input(raw)
-    except HookInputError as exc:
-        return "deny", f"Tower hook: unusable input: {exc}"
-
-    cwd = Path(call.cwd) if call.cwd else Path.cwd()
-    repo = discover(cwd) if cwd.is_dir() else None
-    db = _explicit_db()
-    if db is None:
-        if repo is None:
-            return "deny", (f"Tower: {cwd} is not inside a git repository, so there is no Tower store"
-                            " (run `tower init` in the repository, or set TOWER_DB)")
-        db = repo.store_dir / DB_NAME
-    if not db.exists():
-        return "deny", f"Tower: no Tower store at {db}: run `tower init` in the repository"
-
-    from core.policy import PolicyError, load_policy
-
-    try:
-        policy = load_policy(db.parent / POLICY_NAME)
-    except PolicyError as exc:
-        return "deny", f"Tower: {exc.message}; fix the policy file (check it with `tower hook check`)"
-
-    if limits is None:
-        limits = Limits(started, deadline, policy.ask_timeout)
-    elif deadline is None:
-        limits = Limits(started, None, policy.ask_timeout)  # waits as long as the policy asks
-        hookguard.set_deadline(limits.hard)
-    root = repo.worktree_root if repo is not None else None
-    wait = Wait(started, policy.ask_timeout, deadline)
-    written = call.written_path
-    if written is not None:
-        return _file_call(call, policy, db, root, cwd, written, wait, limits)
-
-    rel = _relative(call.read_path, root, cwd) if call.read_path else None
-    with hookguard.budget(limits.budget):
-        verdict = policy.decide(call.tool_name, command=call.command, path=rel, cwd=str(cwd))
-    if verdict.decision != "ask":
-        return _plain(verdict.decision), verdict.reason
-    return _with_store(db, limits, call, lambda s, c: _ask(s, c, call, policy, verdict.reason, rel, root, wait))
-
-
-def _plain(decision: str) -> str:
-    # "prompt" is Claude Code's own prompt, which the hook asks for with "ask"
-    return "ask" if decision == "prompt" else decision
-
-
-def _relative(path: str, root: Path | None, cwd: Path) -> str | None:
-    if root is None:
-        return None
-    from core.paths import PathError, normalize
-
-    try:
-        return normalize(path, root, cwd)
-    except PathError:
-        return None
-
-
-def _file_call(call: HookInput, policy, db: Path, root: Path | None, cwd: Path, written: str,
-               wait: Wait, limits: Limits) -> tuple[str, str]:
-    from core.paths import PathError, normalize
-
-    tool = call.tool_name
-    if not written:
-        return "deny", f"Tower: {tool} without tool_input.{FILE_TOOLS[tool]}: nothing to claim"
-    if root is None:
-        outside = f"{cwd} is not inside a git repository"
-        rel = None
-    else:
-        try:
-            rel = normalize(written, root, cwd)
-            outside = None
-        except PathError as exc:
-            rel, outside = None, f"{exc} (worktree {root})"
-    if outside is not None:
-        decision = policy.outside_repo
-        reason = f"Tower: {outside}; the policy says {decision} for files outside the repository"
-        if decision == "ask":
-            return _with_store(db, limits, call, lambda s, c: _ask(s, c, call, policy, reason, None, root, wait))
-        return _plain(decision), reason
-
-    verdict = policy.decide(tool, path=rel)
-    if verdict.decision == "deny":
-        return "deny", verdict.reason
-    return _with_store(db, limits, call, lambda s, c: _claim(s, c, call, policy, verdict, rel, root, wait))
-
-
-def _with_store(db: Path, limits: Limits, call: HookInput, body) -> tuple[str, str]:
-    import asyncio
-
-    from store import Store
-
-    async def main() -> tuple[str, str]:
-        from tui.commands.approvals import SignalCatcher
-
-        with SignalCatcher() as catcher:
-            async with Store(db, actor=_caller(call)) as store:
-                # a store another process keeps locked is waited for only until shortly
-                # before the hook's own deadline, then denied saying so
-                store.give_up_at = limits.soft
-                return await body(store, catcher)
-
-    return asyncio.run(main())
-
-
-def _caller(call: HookInput) -> str:
-    """Who acts when the hook writes: the named agent, else this Claude Code session."""
-    from tui.clikit import agent_name
-
-    name = agent_name()
-    if name:
-        return name
-    return f"claude-code:{call.session_id[:8]}" if call.session_id else "claude-code"
-
-
-# -- which lease is this session's ------------------------------------------------
-
-
-async def _worktree_name(store, root: Path | None) -> str | None:
-    from tui.clikit import worktree_hint
-
-    hint = worktree_hint()
-    if hint:
-        return hint
-    if root is None:
-        return None
-    real = os.path.realpath(root)
-    for name, path, active in await store.worktree_rows():
-        if active and os.path.realpath(path) == real:
-            return name
-    return None
-
-
-async def session_lease(store, root: Path | None, path: str | None):
-    """The lease this Claude Code session writes for: ``(lease, worktree, problem)``.
-
-    1. ``TOWER_LEASE`` (e.g. ``L7``) names it outright; it must be active.
-    2. Else the active leases of this worktree (the registered worktree whose
-       path is the git worktree of the call's ``cwd``, or ``TOWER_WORKTREE``),
-       narrowed to ``TOWER_AGENT``'s when that is set (an agent's leases with no
-       worktree count too). One lease: that one. Several: the one already
-       holding ``path``, else the only one whose task scope covers it; still
-       several is a problem the reason names (set TOWER_LEASE).
-    ``lease`` is None when there is none (``problem`` None) or when it cannot
-    be told (``problem`` says why).
-    """
-    from core.ids import format_id, parse_id
-    from tui.clikit import agent_name
-
-    worktree = await _worktree_name(store, root)
-    leases = await store.view_leases()  # active leases, plain rows: no pydantic here
-    wanted = os.environ.get("TOWER_LEASE")
-    if wanted:
-        try:
-            lid = parse_id("lease", wanted)
-        except BadInput as exc:
-            return None, worktree, f"TOWER_LEASE: {exc.message}"
-        match = next((lease for lease in leases if lease.id == lid), None)
-        if match is None:
-            return None, worktree, (f"TOWER_LEASE={format_id('lease', lid)} is not an active lease:"
-                                    " claim a task (`tower task claim`) and set TOWER_LEASE to its lease")
-        return match, worktree, None
-    agent = agent_name()
-    if agent:
-        candidates = [lease for lease in leases if lease.agent == agent and lease.worktree in (worktree, None)]
-    elif worktree is not None:
-        candidates = [lease for lease in leases if lease.worktree == worktree]
-    else:
-        candidates = []
-    if len(candidates) <= 1:
-        return (candidates[0] if candidates else None), worktree, None
-    if path is not None:
-        holding = [lease for lease in candidates if path in lease.claims]
-        if len(holding) == 1:
-            return holding[0], worktree, None
-        from core.scope import match_one
-
-        covering = [lease for lease in candidates
-                    if lease.scope and any(match_one(path, g) for g in lease.scope)]
-        if len(covering) == 1:
-            return covering[0], worktree, None
-    ids = ", ".join(format_id("lease", lease.id) for lease in candidates)
-    who = f"{agent} holds" if agent else f"worktree {worktree} has"
-    return None, worktree, (f"{who} several active leases ({ids}) and none is the obvious one for this"
-                            " call: set TOWER_LEASE to the session's lease")
-
-
-def _requester(call: HookInput, lease) -> str:
-    from tui.clikit import agent_name
-
-    name = agent_name() or (lease.agent if lease is not None else None)
-    if name:
-        return name
-    return f"claude-code:{call.session_id[:8]}" if call.session_id else "claude-code"
-
-
-# -- writes: claim, then (maybe) ask -----------------------------------------------
-
-
-async def _claim(store, catcher, call: HookInput, policy, verdict, rel: str, root, wait: Wait):
-    from core.errors import Refused
-    from core.ids import format_id
-    from tui.clikit import agent_name
-
-    lease, worktree, problem = await session_lease(store, root, rel)
-    if problem is not None:
-        return "deny", f"Tower: cannot claim {rel}: {problem}"
-    if lease is None:
-        decision = policy.without_lease
-        where = f"worktree {worktree}" if worktree else "this worktree (not registered with Tower)"
-        reason = (f"Tower: no active lease for this session in {where}, so {rel} cannot be claimed:"
-                  " run `tower task claim` first")
-        if decision == "ask":
-            return await _ask(store, catcher, call, policy, reason + " (asking a person)", rel, root, wait)
-        if decision == "allow":
-            return "allow", f"Tower: no active lease in {where}; the policy allows writing {rel} unclaimed"
-        return _plain(decision), reason
-    lid = format_id("lease", lease.id)
-    already = rel in lease.claims and lease.expires_at > time.time()
-    if not already:
-        try:
-            await store.claim_files(lease.id, [rel], agent=agent_name())
-        except (Refused, NotFound) as exc:
-            hint = ""
-            if exc.code == "claim_conflict":
-                hint = ": work on other files, or coordinate through the person running Tower"
-            elif exc.code == "lease_not_active":
-                hint = ": claim a task again (`tower task claim`)"
-            return "deny", f"Tower: cannot claim {rel} for {lid}: {exc.message}{hint}"
-    held = f"{rel} is claimed for {lid} (task {format_id('task', lease.task_id)})"
-    if verdict.decision == "ask":
-        return await _ask(store, catcher, call, policy, f"{verdict.reason}; {held}", rel, root, wait,
-                          lease=lease, worktree=worktree)
-    if verdict.decision == "prompt":
-        return "ask", f"{verdict.reason}; {held}"
-    return "allow", f"Tower: {held}"
-
-
-# -- ask a person -------------------------------------------------------------------
-
-
-async def _ask(store, catcher, call: HookInput, policy, why: str, rel: str | None, root, wait: Wait, *,
-               lease=..., worktree=...):
-    """File an approval (idempotent on tool_use_id) and wait for it until the hook's deadline."""
-    from core.errors import Refused
-    from core.hook import approval_detail, approval_kind, approval_summary
-    from core.ids import format_id
-    from tui.commands.approvals import Interrupted, wait_or_cancel
-
-    if lease is ... or worktree is ...:
-        lease, worktree, _ = await session_lease(store, root, rel)
-    requester = _requester(call, lease)
-    fields = dict(kind=approval_kind(call), summary=approval_summary(call, rel),
-                  detail=approval_detail(call, rel_path=rel, policy_reason=why),
-                  key=call.tool_use_id, requested_by=requester, worktree=worktree)
-    try:
-        a = await store.request_approval(lease_id=lease.id if lease is not None else None, **fields)
-    except Refused:  # the lease ended meanwhile: ask without it
-        a = await store.request_approval(**fields)
-    aid = format_id("approval", a.id)
-    if a.status == "pending":
-        left = wait.left()
-        try:
-            a = await wait_or_cancel(store, a.id, timeout=max(round(left, 1), 0.1), actor=requester,
-                                     catcher=catcher, lease_id=a.lease_id)
-        except Interrupted as exc:
-            return "deny", f"Tower: {exc.message}"
-    by = f" by {a.decided_by}" if a.decided_by else ""
-    if a.status == "approved":
-        return "allow", f"Tower: {aid} approved{by}" + (f": {a.reason}" if a.reason else "")
-    if a.status == "rejected":
-        return "deny", f"Tower: {aid} rejected{by}: {a.reason}"
-    if a.status == "expired":
-        waited = wait.within()
-        if policy.on_timeout == "deny":
-            return "deny", f"Tower: nobody decided {aid} ({a.summary}) {waited}: denied; ask again later"
-        return "ask", f"Tower: nobody decided {aid} ({a.summary}) {waited} in Tower; your call"
-    return "deny", f"Tower: {aid} was {a.status}" + (f": {a.reason}" if a.reason else "")
 
 
 # -- install / uninstall ---------------------------------------------------------------
@@ -568,6 +373,9 @@ def hook_install(kind, local) -> None:
     """
     from core.hook import hook_command, install_entry
 
+    if kind != "claude-code":
+        _install_other(kind)
+        return
     policy = _policy_for_install()  # a bad policy file stops here, naming its line
     db = _explicit_db()
     timeout = policy.hook_timeout()
@@ -595,6 +403,9 @@ def hook_uninstall(kind, local) -> None:
     """Remove Tower's hook from a worktree's .claude/settings.json, and nothing else."""
     from core.hook import remove_entry
 
+    if kind != "claude-code":
+        _uninstall_other(kind)
+        return
     path = _settings_path(local)
     settings = _read_settings(path)
     try:
@@ -605,6 +416,118 @@ def hook_uninstall(kind, local) -> None:
         _write_atomically(path, settings)
     emit({"settings": str(path), "removed": removed},
          f"removed Tower's hook from {path}" if removed else f"Tower's hook is not in {path}")
+
+
+_FILES = {"codex": (".codex", "hooks.json"), "gemini": (".gemini", "settings.json"),
+          "copilot": (".github/hooks", "tower.json"), "cursor": (".cursor", "hooks.json")}
+
+
+def _agent_file(kind: str) -> tuple[Path, Path]:
+    """(the hook file, the worktree it serves); Codex reads the MAIN worktree's .codex/hooks.json."""
+    from core.gitrepo import discover
+
+    root = _target_root()
+    base = root
+    if kind == "codex":
+        info = discover(root)
+        if info is not None:
+            base = info.common_dir.parent  # the main worktree (common dir is its .git)
+    folder, name = _FILES[kind]
+    return base / folder / name, root
+
+
+def _codex_config() -> Path:
+    home = os.environ.get("CODEX_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".codex"
+
+
+def _install_other(kind: str) -> None:
+    from tui.services import hook_install
+
+    _policy_for_install()  # a bad policy file stops here, naming its line
+    db = _explicit_db()
+    path, root = _agent_file(kind)
+    settings = _read_settings(path)
+    # the hook stops waiting for a person a margin before the agent kills it
+    deadline = hook_install.TIMEOUT_S[kind]
+    try:
+        changed = hook_install.install(settings, kind, _tower_program(), str(db) if db else None, deadline)
+    except ValueError as exc:
+        raise BadInput(f"{path}: {exc}; fix it first") from None
+    if changed:
+        _write_atomically(path, settings)
+    data = {"settings": str(path), "changed": changed, "timeout": deadline, "deadline": deadline}
+    if kind == "codex":
+        (root / ".codex").mkdir(exist_ok=True)  # without it Codex loads no project hooks in a linked worktree
+        config = _codex_config() / "config.toml"
+        text = config.read_text(encoding="utf-8") if config.exists() else ""
+        records = hook_install.codex_trust_records(path, settings)
+        new = hook_install.set_codex_trust(text, path, records, root)
+        if new != text:
+            config.parent.mkdir(parents=True, exist_ok=True)
+            _write_text_atomically(config, new)
+        data["codex_config"] = str(config)
+        data["trusted"] = len(records)
+    emit(data, f"{'installed' if changed else 'already installed:'} Tower's {kind} hooks in {path}")
+
+
+def _uninstall_other(kind: str) -> None:
+    from tui.services import hook_install
+
+    path, root = _agent_file(kind)
+    settings = _read_settings(path)
+    removed = hook_install.uninstall(settings, kind)
+    if removed:
+        _write_atomically(path, settings)
+    if kind == "codex":
+        config = _codex_config() / "config.toml"
+        if config.exists():
+            text = config.read_text(encoding="utf-8")
+            new = hook_install.set_codex_trust(text, path, {}, None)
+            if new != text:
+                _write_text_atomically(config, new)
+    emit({"settings": str(path), "removed": removed},
+         f"removed Tower's {kind} hooks from {path}" if removed else f"Tower's {kind} hooks are not in {path}")
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _agent_warnings() -> list[str]:
+    """Each installed agent's entries: a Codex trust record missing or stale is a silent fail-open."""
+    from core.gitrepo import discover
+    from tui.services import hook_install
+
+    if not (opt("worktree") or os.environ.get("TOWER_WORKTREE")) and discover(Path.cwd()) is None:
+        return []
+    out = []
+    for kind in _FILES:
+        path, _root = _agent_file(kind)
+        if not path.exists():
+            continue
+        try:
+            settings = _read_settings(path)
+        except BadInput as exc:
+            out.append(f"cannot check the {kind} hooks: {exc.message}")
+            continue
+        if not hook_install.installed(settings, kind):
+            continue
+        if kind == "codex":
+            config = _codex_config() / "config.toml"
+            text = config.read_text(encoding="utf-8") if config.exists() else ""
+            stale = hook_install.codex_stale(text, hook_install.codex_trust_records(path, settings))
+            if stale:
+                out.append(f"{len(stale)} Tower Codex hook(s) in {path} are not trusted in {config}: Codex skips"
+                           " them without a word; run `tower hook install codex` again")
+    return out
 
 
 def _deadline_warnings(policy) -> list[str]:
@@ -665,7 +588,7 @@ def hook_check(tool, command, path, defaults) -> None:
         return
 
     policy = load_policy(db_path().parent / POLICY_NAME)
-    warnings = _rule_warnings(policy) + _deadline_warnings(policy)
+    warnings = _rule_warnings(policy) + _deadline_warnings(policy) + _agent_warnings()
     data: dict = {"policy": policy.source, "exists": policy.exists, "rules": len(policy.rules),
                   "default": policy.default, "ask_timeout": policy.ask_timeout,
                   "on_timeout": policy.ask_on_timeout, "warnings": warnings}

@@ -26,8 +26,8 @@ def _line(data: dict) -> None:
 
 
 def _say(text: str) -> None:
-    """Print a line; once the terminal is gone (SIGHUP, a closed pipe) keep watching silently:
-    the store holds everything printed, and a dead terminal must not stop the watcher."""
+    """Print a line; once the output is gone (a hung-up terminal, a closed pipe) keep watching
+    silently: the store holds everything printed, and a dead output must not stop the watcher."""
     try:
         click.echo(text)
     except OSError:  # EIO from a hung-up terminal, EPIPE
@@ -48,9 +48,10 @@ def _tell(text: str) -> None:
 
 
 def _stop_signals() -> list[signal.Signals]:
-    """SIGINT, SIGTERM and SIGHUP stop the watcher cleanly: a closed terminal (SIGHUP) would
-    otherwise kill it between storing a batch and reporting it. SIGHUP is left alone when it is
-    ignored (``nohup tower watch``)."""
+    """SIGINT, SIGTERM and SIGHUP stop the watcher cleanly. Killed by a closed terminal's
+    SIGHUP it would lose nothing (the next start finds every write not yet judged), but a clean
+    stop judges what is queued now and hands the single-watcher lock on at once. SIGHUP is left
+    alone when it is ignored (``nohup tower watch``)."""
     out = [signal.SIGINT, signal.SIGTERM]
     hup = getattr(signal, "SIGHUP", None)
     if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:

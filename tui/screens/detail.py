@@ -202,7 +202,7 @@ class DetailScreen(ModalScreen[None]):
         self.query_one("#detail-related").display = shown
         links.display = shown
         if shown and self.focused is not links:
-            links.focus()
+            links.focus(scroll_visible=False)  # the top (what it is, its status) stays in view
         self.refresh_bindings()
 
     @staticmethod

@@ -273,8 +273,25 @@ def _die_with_parent(parent: int) -> None:
         sys.exit(0)
 
 
+class _PrintableLines:
+    """A text stream that escapes control characters in every line written to it."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write("\n".join(printable(line) for line in text.split("\n")))
+        return len(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def child_main(argv: list[str]) -> None:
-    """``python -m tui.services.serve --db DB --person LOGIN --parent PID [--no-watch]``: one served session."""
+    """``python -m tui.services.serve --db DB --person LOGIN --parent PID [--no-watch]``: one served session.
+
+    Runs the real control room (``tui.app.run_app``, what ``tower`` runs) on the store.
+    """
     import argparse
 
     parser = argparse.ArgumentParser(prog="tower serve (session)")
@@ -290,9 +307,23 @@ def child_main(argv: list[str]) -> None:
     for name in AGENT_ENV:
         os.environ.pop(name, None)
     os.environ["LOGNAME"] = os.environ["USER"] = args.person
-    from tui.cli import main
+    # textual-serve copies a session's stderr to the server's terminal as is:
+    # stored text (agents') in an error must not reach it raw.
+    sys.stderr = _PrintableLines(sys.stderr)
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    # run_app, not `tower` itself: the command line refuses to open the control
+    # room without a terminal, and here the terminal is textual-serve's pipe
+    # (TEXTUAL_DRIVER is its web driver).
+    from tui.app import run_app
+    from tui.clikit import report
 
-    main(["--db", args.db, *(["--no-watch"] if args.no_watch else [])])
+    try:
+        code = run_app(Path(args.db), watch=not args.no_watch)
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:  # noqa: BLE001 - one line and the contract's exit code, never a traceback
+        code = report(exc)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 # -- the server -------------------------------------------------------------------------------

@@ -155,6 +155,9 @@ class HeaderBar(Static):
 class AlertBar(Static):
     """Hidden when nothing needs the person."""
 
+    _shown = Text()
+    _state: tuple = (None, None)
+
     def on_mount(self) -> None:
         self.display = False
         self._shown = Text()

@@ -1,0 +1,416 @@
+"""The agent-neutral decision engine of every ``tower hook <agent>``.
+
+A call, normalised by an adapter (tui/services/hook_adapters.py) into a
+:class:`core.hook.HookInput` whose ``tool_name`` is Claude Code's (``Bash`` for
+a shell command, ``Write`` for a file write, anything else as it came), goes
+through :func:`decide_call`: the policy on commands, claims on writes,
+approvals that wait for a person within the hook's deadline. The answer is
+``(allow|deny|ask, reason)``; the adapter puts it in its agent's format.
+
+No click or Textual here; the store and asyncio are imported only when a call
+needs them (a call the policy decides alone never opens the database).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from core.errors import BadInput, NotFound
+from core.gitrepo import DB_NAME, POLICY_NAME
+from core.hook import FILE_TOOLS, HookInput, HookInputError, parse_input
+
+
+class Limits:
+    """The hook's time limits, counted from its start.
+
+    Claude Code kills the hook ``deadline`` seconds after it starts (the
+    installed ``--deadline``; without one its default, or the policy's ask
+    timeout plus the margin when that is longer) and then runs the call. So:
+    a store lock is waited for until ``soft``, the hook answers ``deny`` by
+    itself at ``hard`` whatever it is doing, and the policy check has
+    ``budget`` seconds.
+    """
+
+    def __init__(self, started: float, deadline: float | None, ask_timeout: float | None = None) -> None:
+        from core.hook import DEADLINE_MARGIN
+        from core.policy import CLAUDE_HOOK_TIMEOUT
+
+        if deadline is None:
+            deadline = CLAUDE_HOOK_TIMEOUT
+            if ask_timeout is not None:
+                deadline = max(deadline, ask_timeout + DEADLINE_MARGIN)
+        self.total = deadline
+        margin = min(1.0, deadline * 0.1)
+        self.hard = started + deadline - margin
+        self.soft = self.hard - margin
+        self.budget = min(2.0, deadline / 4)
+
+
+def _where(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    at = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb is not None else ""
+    return f"{type(exc).__name__}: {exc}{at}"
+
+
+EXPLICIT_DB: Path | None = None  # --db of the command line, set by the click layer
+AGENT = "claude-code"  # the agent kind this hook process serves, set by the adapter
+
+
+def _explicit_db() -> Path | None:
+    if EXPLICIT_DB is not None:
+        return EXPLICIT_DB
+    explicit = os.environ.get("TOWER_DB")
+    return Path(explicit).expanduser().absolute() if explicit else None
+
+
+class Wait:
+    """How long this hook call may wait for a person, counted from the hook's start.
+
+    The policy's ask timeout, capped by the installed deadline (``--deadline``:
+    Claude Code kills the hook then and lets the call through) less a margin.
+    """
+
+    def __init__(self, started: float, ask_timeout: float, deadline: float | None = None) -> None:
+        from core.hook import wait_budget
+
+        self.started = started
+        self.ask_timeout = ask_timeout
+        self.deadline = deadline
+        self.limit = ask_timeout
+        self.capped = False
+        if deadline is not None and wait_budget(deadline) < ask_timeout:
+            self.limit, self.capped = wait_budget(deadline), True
+
+    def left(self) -> float:
+        return self.limit - (time.monotonic() - self.started)
+
+    def within(self) -> str:
+        text = f"within {self.limit:g}s"
+        if self.capped:
+            text += (f" (the hook's deadline: Claude Code stops it after {self.deadline:g}s, sooner than the"
+                     f" policy's ask timeout of {self.ask_timeout:g}s; run `tower hook install claude-code`"
+                     " again to raise it)")
+        return text
+
+
+def decide(raw: bytes, started: float, deadline: float | None = None,
+           limits: Limits | None = None) -> tuple[str, str]:
+    """The whole hook: (permissionDecision, reason).
+
+    ``deadline``: seconds after ``started`` when Claude Code kills the hook (the
+    installed ``--deadline``); a person is waited for until shortly before it.
+    """
+    try:
+        call = parse_input(raw)
+    except HookInputError as exc:
+        return "deny", f"Tower hook: unusable input: {exc}"
+    return decide_call(call, started, deadline, limits)
+
+
+def find_db(cwd: Path) -> Path | None:
+    """The store a call made in ``cwd`` answers to (``--db``/``TOWER_DB``, else the repository's)."""
+    from core.gitrepo import discover
+
+    db = _explicit_db()
+    if db is not None:
+        return db
+    repo = discover(cwd) if cwd.is_dir() else None
+    return repo.store_dir / DB_NAME if repo is not None else None
+
+
+def decide_call(call: HookInput, started: float, deadline: float | None = None,
+                limits: Limits | None = None, *, ask_person: bool = False) -> tuple[str, str]:
+    """One normalised call -> (allow|deny|ask, reason).
+
+    ``ask_person``: the agent is asking its user (a permission event): anything
+    the policy does not deny becomes a Tower approval a person decides.
+    """
+    from core.gitrepo import discover
+    from tui import hookguard
+
+    cwd = Path(call.cwd) if call.cwd else Path.cwd()
+    repo = discover(cwd) if cwd.is_dir() else None
+    db = _explicit_db()
+    if db is None:
+        if repo is None:
+            return "deny", (f"Tower: {cwd} is not inside a git repository, so there is no Tower store"
+                            " (run `tower init` in the repository, or set TOWER_DB)")
+        db = repo.store_dir / DB_NAME
+    if not db.exists():
+        return "deny", f"Tower: no Tower store at {db}: run `tower init` in the repository"
+
+    from core.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(db.parent / POLICY_NAME)
+    except PolicyError as exc:
+        return "deny", f"Tower: {exc.message}; fix the policy file (check it with `tower hook check`)"
+
+    if limits is None:
+        limits = Limits(started, deadline, policy.ask_timeout)
+    elif deadline is None:
+        limits = Limits(started, None, policy.ask_timeout)  # waits as long as the policy asks
+        hookguard.set_deadline(limits.hard)
+    root = repo.worktree_root if repo is not None else None
+    wait = Wait(started, policy.ask_timeout, deadline)
+    written = call.written_path
+    if written is not None:
+        return _file_call(call, policy, db, root, cwd, written, wait, limits)
+
+    rel = _relative(call.read_path, root, cwd) if call.read_path else None
+    with hookguard.budget(limits.budget):
+        verdict = policy.decide(call.tool_name, command=call.command, path=rel, cwd=str(cwd))
+    if ask_person and verdict.decision != "deny":
+        why = f"{AGENT} asks permission: {verdict.reason}"
+        return _with_store(db, limits, call, lambda s, c: _ask(s, c, call, policy, why, rel, root, wait))
+    if verdict.decision != "ask":
+        return _plain(verdict.decision), verdict.reason
+    return _with_store(db, limits, call, lambda s, c: _ask(s, c, call, policy, verdict.reason, rel, root, wait))
+
+
+def _plain(decision: str) -> str:
+    # "prompt" is Claude Code's own prompt, which the hook asks for with "ask"
+    return "ask" if decision == "prompt" else decision
+
+
+def _relative(path: str, root: Path | None, cwd: Path) -> str | None:
+    if root is None:
+        return None
+    from core.paths import PathError, normalize
+
+    try:
+        return normalize(path, root, cwd)
+    except PathError:
+        return None
+
+
+def _file_call(call: HookInput, policy, db: Path, root: Path | None, cwd: Path, written: str,
+               wait: Wait, limits: Limits) -> tuple[str, str]:
+    from core.paths import PathError, normalize
+
+    tool = call.tool_name
+    if not written:
+        return "deny", f"Tower: {tool} without tool_input.{FILE_TOOLS[tool]}: nothing to claim"
+    if root is None:
+        outside = f"{cwd} is not inside a git repository"
+        rel = None
+    else:
+        try:
+            rel = normalize(written, root, cwd)
+            outside = None
+        except PathError as exc:
+            rel, outside = None, f"{exc} (worktree {root})"
+    if outside is not None:
+        decision = policy.outside_repo
+        reason = f"Tower: {outside}; the policy says {decision} for files outside the repository"
+        if decision == "ask":
+            return _with_store(db, limits, call, lambda s, c: _ask(s, c, call, policy, reason, None, root, wait))
+        return _plain(decision), reason
+
+    verdict = policy.decide(tool, path=rel)
+    if verdict.decision == "deny":
+        return "deny", verdict.reason
+    return _with_store(db, limits, call, lambda s, c: _claim(s, c, call, policy, verdict, rel, root, wait))
+
+
+def _with_store(db: Path, limits: Limits, call: HookInput, body) -> tuple[str, str]:
+    import asyncio
+
+    from store import Store
+
+    async def main() -> tuple[str, str]:
+        from tui.commands.approvals import SignalCatcher
+
+        with SignalCatcher() as catcher:
+            async with Store(db, actor=_caller(call)) as store:
+                # a store another process keeps locked is waited for only until shortly
+                # before the hook's own deadline, then denied saying so
+                store.give_up_at = limits.soft
+                return await body(store, catcher)
+
+    return asyncio.run(main())
+
+
+def agent_name_or(kind: str, session: str | None) -> str:
+    from tui.clikit import agent_name
+
+    return agent_name() or (f"{kind}:{session[:8]}" if session else kind)
+
+
+def _caller(call: HookInput) -> str:
+    """Who acts when the hook writes: the named agent, else this Claude Code session."""
+    from tui.clikit import agent_name
+
+    name = agent_name()
+    if name:
+        return name
+    return f"{AGENT}:{call.session_id[:8]}" if call.session_id else AGENT
+
+
+# -- which lease is this session's ------------------------------------------------
+
+
+async def _worktree_name(store, root: Path | None) -> str | None:
+    from tui.clikit import worktree_hint
+
+    hint = worktree_hint()
+    if hint:
+        return hint
+    if root is None:
+        return None
+    real = os.path.realpath(root)
+    for name, path, active in await store.worktree_rows():
+        if active and os.path.realpath(path) == real:
+            return name
+    return None
+
+
+async def session_lease(store, root: Path | None, path: str | None):
+    """The lease this Claude Code session writes for: ``(lease, worktree, problem)``.
+
+    1. ``TOWER_LEASE`` (e.g. ``L7``) names it outright; it must be active.
+    2. Else the active leases of this worktree (the registered worktree whose
+       path is the git worktree of the call's ``cwd``, or ``TOWER_WORKTREE``),
+       narrowed to ``TOWER_AGENT``'s when that is set (an agent's leases with no
+       worktree count too). One lease: that one. Several: the one already
+       holding ``path``, else the only one whose task scope covers it; still
+       several is a problem the reason names (set TOWER_LEASE).
+    ``lease`` is None when there is none (``problem`` None) or when it cannot
+    be told (``problem`` says why).
+    """
+    from core.ids import format_id, parse_id
+    from tui.clikit import agent_name
+
+    worktree = await _worktree_name(store, root)
+    leases = await store.view_leases()  # active leases, plain rows: no pydantic here
+    wanted = os.environ.get("TOWER_LEASE")
+    if wanted:
+        try:
+            lid = parse_id("lease", wanted)
+        except BadInput as exc:
+            return None, worktree, f"TOWER_LEASE: {exc.message}"
+        match = next((lease for lease in leases if lease.id == lid), None)
+        if match is None:
+            return None, worktree, (f"TOWER_LEASE={format_id('lease', lid)} is not an active lease:"
+                                    " claim a task (`tower task claim`) and set TOWER_LEASE to its lease")
+        return match, worktree, None
+    agent = agent_name()
+    if agent:
+        candidates = [lease for lease in leases if lease.agent == agent and lease.worktree in (worktree, None)]
+    elif worktree is not None:
+        candidates = [lease for lease in leases if lease.worktree == worktree]
+    else:
+        candidates = []
+    if len(candidates) <= 1:
+        return (candidates[0] if candidates else None), worktree, None
+    if path is not None:
+        holding = [lease for lease in candidates if path in lease.claims]
+        if len(holding) == 1:
+            return holding[0], worktree, None
+        from core.scope import match_one
+
+        covering = [lease for lease in candidates
+                    if lease.scope and any(match_one(path, g) for g in lease.scope)]
+        if len(covering) == 1:
+            return covering[0], worktree, None
+    ids = ", ".join(format_id("lease", lease.id) for lease in candidates)
+    who = f"{agent} holds" if agent else f"worktree {worktree} has"
+    return None, worktree, (f"{who} several active leases ({ids}) and none is the obvious one for this"
+                            " call: set TOWER_LEASE to the session's lease")
+
+
+def _requester(call: HookInput, lease) -> str:
+    from tui.clikit import agent_name
+
+    name = agent_name() or (lease.agent if lease is not None else None)
+    if name:
+        return name
+    return f"{AGENT}:{call.session_id[:8]}" if call.session_id else AGENT
+
+
+# -- writes: claim, then (maybe) ask -----------------------------------------------
+
+
+async def _claim(store, catcher, call: HookInput, policy, verdict, rel: str, root, wait: Wait):
+    from core.errors import Refused
+    from core.ids import format_id
+    from tui.clikit import agent_name
+
+    lease, worktree, problem = await session_lease(store, root, rel)
+    if problem is not None:
+        return "deny", f"Tower: cannot claim {rel}: {problem}"
+    if lease is None:
+        decision = policy.without_lease
+        where = f"worktree {worktree}" if worktree else "this worktree (not registered with Tower)"
+        reason = (f"Tower: no active lease for this session in {where}, so {rel} cannot be claimed:"
+                  " run `tower task claim` first")
+        if decision == "ask":
+            return await _ask(store, catcher, call, policy, reason + " (asking a person)", rel, root, wait)
+        if decision == "allow":
+            return "allow", f"Tower: no active lease in {where}; the policy allows writing {rel} unclaimed"
+        return _plain(decision), reason
+    lid = format_id("lease", lease.id)
+    already = rel in lease.claims and lease.expires_at > time.time()
+    if not already:
+        try:
+            await store.claim_files(lease.id, [rel], agent=agent_name())
+        except (Refused, NotFound) as exc:
+            hint = ""
+            if exc.code == "claim_conflict":
+                hint = ": work on other files, or coordinate through the person running Tower"
+            elif exc.code == "lease_not_active":
+                hint = ": claim a task again (`tower task claim`)"
+            return "deny", f"Tower: cannot claim {rel} for {lid}: {exc.message}{hint}"
+    held = f"{rel} is claimed for {lid} (task {format_id('task', lease.task_id)})"
+    if verdict.decision == "ask":
+        return await _ask(store, catcher, call, policy, f"{verdict.reason}; {held}", rel, root, wait,
+                          lease=lease, worktree=worktree)
+    if verdict.decision == "prompt":
+        return "ask", f"{verdict.reason}; {held}"
+    return "allow", f"Tower: {held}"
+
+
+# -- ask a person -------------------------------------------------------------------
+
+
+async def _ask(store, catcher, call: HookInput, policy, why: str, rel: str | None, root, wait: Wait, *,
+               lease=..., worktree=...):
+    """File an approval (idempotent on tool_use_id) and wait for it until the hook's deadline."""
+    from core.errors import Refused
+    from core.hook import approval_detail, approval_kind, approval_summary
+    from core.ids import format_id
+    from tui.commands.approvals import Interrupted, wait_or_cancel
+
+    if lease is ... or worktree is ...:
+        lease, worktree, _ = await session_lease(store, root, rel)
+    requester = _requester(call, lease)
+    fields = dict(kind=approval_kind(call), summary=approval_summary(call, rel),
+                  detail=approval_detail(call, rel_path=rel, policy_reason=why),
+                  key=call.tool_use_id, requested_by=requester, worktree=worktree)
+    try:
+        a = await store.request_approval(lease_id=lease.id if lease is not None else None, **fields)
+    except Refused:  # the lease ended meanwhile: ask without it
+        a = await store.request_approval(**fields)
+    aid = format_id("approval", a.id)
+    if a.status == "pending":
+        left = wait.left()
+        try:
+            a = await wait_or_cancel(store, a.id, timeout=max(round(left, 1), 0.1), actor=requester,
+                                     catcher=catcher, lease_id=a.lease_id)
+        except Interrupted as exc:
+            return "deny", f"Tower: {exc.message}"
+    by = f" by {a.decided_by}" if a.decided_by else ""
+    if a.status == "approved":
+        return "allow", f"Tower: {aid} approved{by}" + (f": {a.reason}" if a.reason else "")
+    if a.status == "rejected":
+        return "deny", f"Tower: {aid} rejected{by}: {a.reason}"
+    if a.status == "expired":
+        waited = wait.within()
+        if policy.on_timeout == "deny":
+            return "deny", f"Tower: nobody decided {aid} ({a.summary}) {waited}: denied; ask again later"
+        return "ask", f"Tower: nobody decided {aid} ({a.summary}) {waited} in Tower; your call"
+    return "deny", f"Tower: {aid} was {a.status}" + (f": {a.reason}" if a.reason else "")
