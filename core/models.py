@@ -136,10 +136,10 @@ R = TypeVar("R", bound=type)
 @dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(field, ref, refs, when, items, local))
 def record(cls: R) -> R:
     """A row type: a slotted dataclass, keyword-only, immutable as far as the type
-    checker is concerned. Not ``frozen=True`` at run time: a frozen dataclass costs
-    about ten times as much to create at import and four times as much per row, and
-    every agent command imports these; equality, hash and repr come from ``Record``
-    for the same reason (generating them per class is most of a dataclass's cost)."""
+    checker is concerned. Not ``frozen=True`` at run time, and equality, hash and repr
+    come from ``Record`` rather than being generated per class: generating them is most
+    of what a dataclass costs to create, every agent command imports these, and a
+    frozen row is also slower to build (docs/DECISIONS.md has the measurement)."""
     return dataclass(slots=True, kw_only=True, eq=False, repr=False)(cls)  # type: ignore[return-value]
 
 
