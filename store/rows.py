@@ -11,7 +11,7 @@ or ``{"undecodable": …}``, so a damaged row still lists.
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from core.limits import stored_detail
@@ -24,11 +24,24 @@ READY = """NOT EXISTS (SELECT 1 FROM task_deps d JOIN tasks x ON x.id = d.depend
 
 
 def json_items(text: str | None) -> tuple[Any, ...]:
+    """A stored JSON list as a tuple; ``()`` for anything else. Most lists are empty, and
+    the rest repeat (a queue's tasks share a few scopes): neither reaches the parser twice."""
+    if not text or text == "[]":
+        return ()
+    return _parsed(text)
+
+
+@lru_cache(maxsize=1024)
+def _parsed(text: str) -> tuple[Any, ...]:
     try:
-        value = json.loads(text) if text else []
+        value = json.loads(text)
     except (ValueError, RecursionError, TypeError):
         return ()
     return tuple(value) if isinstance(value, list) else ()
+
+
+def _sorted(items: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(sorted(items)) if len(items) > 1 else items
 
 
 @cache
@@ -47,7 +60,7 @@ FROM tasks t LEFT JOIN leases l ON l.task_id = t.id AND l.status = 'active'
 def task_from_row(r: Row) -> Task:
     return Task(id=r[0], title=r[1], description=r[2], priority=r[3], status=r[4], scope=json_items(r[5]),
                 attempts=r[6], max_attempts=r[7], last_error=r[8], created_by=r[9], created_at=r[10],
-                updated_at=r[11], depends_on=tuple(sorted(json_items(r[12]))), blocked=bool(r[13]),
+                updated_at=r[11], depends_on=_sorted(json_items(r[12])), blocked=bool(r[13]),
                 lease_id=r[14], agent=r[15], worktree=r[16])
 
 
