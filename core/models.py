@@ -20,15 +20,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 from core.ids import PREFIXES
-from core.vocab import (  # noqa: F401 - re-exported
-    APPROVAL_KINDS,
-    APPROVAL_STATUSES,
-    CONFLICT_KINDS,
-    CONFLICT_STATUSES,
-    LEASE_STATUSES,
-    TASK_STATUSES,
-    iso,
-)
+from core.vocab import iso
 
 _Encode = Callable[[Any], Any]
 

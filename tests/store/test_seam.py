@@ -127,3 +127,27 @@ async def test_rows_encode_the_documented_json(store, clock):
     assert (await store.view_tasks([2], with_dependents=False))[0] == await store.get_task(2)
     with pytest.raises(NotFound):
         await store.get_lease(99)
+
+
+def test_no_verb_class_calls_another():
+    """What several verbs share (reaping, ending a lease, an agent's session) is a function of
+    store/lifecycle.py they call, never a method of a sibling class composed into Store."""
+    def members(cls: ast.ClassDef) -> set[str]:
+        names = {f.name for f in cls.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        return names | {t.id for f in cls.body if isinstance(f, ast.Assign) for t in f.targets
+                        if isinstance(t, ast.Name)}
+
+    def self_attributes(node: ast.AST) -> set[str]:
+        return {n.attr for n in ast.walk(node)
+                if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "self"}
+
+    [base] = [c for c in ast.walk(ast.parse((ROOT / "store" / "db.py").read_text())) if isinstance(c, ast.ClassDef)
+              and c.name == "StoreBase"]
+    shared = members(base) | self_attributes(base)
+    found = {}
+    for path in sorted((ROOT / "store").glob("*.py")):
+        for cls in ast.walk(ast.parse(path.read_text())):
+            if isinstance(cls, ast.ClassDef) and any(getattr(b, "id", None) == "StoreBase" for b in cls.bases):
+                found[cls.name] = sorted(self_attributes(cls) - members(cls) - shared)
+    assert {"ApprovalVerbs", "TaskVerbs", "ConflictVerbs"} <= set(found)  # not vacuous
+    assert {k: v for k, v in found.items() if v} == {}
