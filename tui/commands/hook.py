@@ -74,8 +74,9 @@ def hook_claude_code(deadline) -> None:
     except hookguard.OutOfTime:
         decision, reason = "deny", (f"Tower could not check this call within {limits.budget:g}s (a very long or"
                                     " complex command?): denied; split it into simpler commands")
-    except (KeyboardInterrupt, hookguard.HookInterrupted):
-        decision, reason = "deny", "Tower hook interrupted before it could decide"
+    except (KeyboardInterrupt, hookguard.HookInterrupted) as exc:
+        # the signal's name tells the model (and the person reading the audit) what stopped it
+        decision, reason = "deny", f"Tower hook interrupted ({exc or 'SIGINT'}) before it could decide"
     except BaseException as exc:  # noqa: BLE001 - a hook that dies lets the call through
         decision, reason = "deny", f"Tower hook internal error: {_where(exc)} (a bug: please report it)"
     hookguard.answer(decision, reason)
@@ -139,8 +140,9 @@ def _agent_hook(kind: str, event: str | None, deadline) -> None:
     except hookguard.OutOfTime:
         decision, reason = "deny", (f"Tower could not check this call within {limits.budget:g}s (a very long or"
                                     " complex command?): denied; split it into simpler commands")
-    except (KeyboardInterrupt, hookguard.HookInterrupted):
-        decision, reason = "deny", "Tower hook interrupted before it could decide"
+    except (KeyboardInterrupt, hookguard.HookInterrupted) as exc:
+        # the signal's name tells the model (and the person reading the audit) what stopped it
+        decision, reason = "deny", f"Tower hook interrupted ({exc or 'SIGINT'}) before it could decide"
     except BaseException as exc:  # noqa: BLE001 - a hook that dies lets the call through
         decision, reason = "deny", f"Tower hook internal error: {_where(exc)} (a bug: please report it)"
     hookguard.answer(decision, reason)
