@@ -228,6 +228,10 @@ class StoreBase:
                     pass
                 except OSError as exc:
                     raise StoreUnusable(f"cannot create the audit key {self.key_path}: {exc.strerror or exc}") from None
+            if not self.create and recorded is None and not self.key_path.exists():
+                # the schema may be there (a database made from a template), but no
+                # `tower init` ever signed anything in it
+                raise NotFound(f"no Tower store at {self.backend.where}: run `tower init`", code="not_initialised")
             try:
                 self._key = chain.load_key(self.key_path)
             except chain.AuditKeyError as exc:

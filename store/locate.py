@@ -63,11 +63,11 @@ def read_pointer(path: Path) -> str:
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise StoreUnusable(f"cannot read {path}: {exc}", code="bad_pointer") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise StoreUnusable(f"cannot read {path}: {exc}") from None
     url = data.get("url")
     if not is_url(url):
-        raise StoreUnusable(f"{path} names no postgresql:// URL (url = \"postgresql://…\")", code="bad_pointer")
+        raise StoreUnusable(f"{path} names no postgresql:// URL (url = \"postgresql://…\")")
     assert isinstance(url, str)
     return url
 
