@@ -92,3 +92,51 @@ def write_pointer(directory: Path, url: str) -> Path:
 
 def _toml_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+class StoreURL(str):
+    """A ``postgresql://`` URL where code expects the store's path (``TOWER_DB`` or ``--db``
+    holding the URL itself): ``parent`` is the local directory (the current repository's
+    ``.git/tower/``, which holds the audit key and the policy), ``exists()`` leaves the
+    answer to the database, ``name`` is the URL without its password."""
+
+    @property
+    def parent(self) -> Path:
+        from core.errors import NotFound
+        from core.gitrepo import discover
+
+        info = discover()
+        if info is None:
+            raise NotFound(f"{redact(self)} is a database: run inside the repository whose .git/tower/ holds"
+                           " its audit key", code="not_initialised")
+        return info.store_dir
+
+    @property
+    def name(self) -> str:
+        return redact(self)
+
+    def exists(self) -> bool:
+        return True
+
+    def expanduser(self) -> StoreURL:
+        return self
+
+    def absolute(self) -> StoreURL:
+        return self
+
+    def resolve(self) -> StoreURL:
+        return self
+
+
+def store_ref(value: str | os.PathLike[str]) -> Path | StoreURL:
+    """What ``--db`` / ``TOWER_DB`` names: a path (made absolute), or a URL kept as it is."""
+    if is_url(value):
+        return StoreURL(str(value))
+    return Path(value).expanduser().absolute()
+
+
+def store_in(directory: Path) -> Path:
+    """The store of a local directory (``.git/tower/``): ``store.toml`` once ``tower init
+    --db postgresql://…`` recorded one there, else the SQLite file ``tower.db``."""
+    pointer = directory / POINTER_NAME
+    return pointer if pointer.exists() else directory / "tower.db"
