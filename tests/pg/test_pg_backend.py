@@ -355,3 +355,17 @@ def test_audit_head_and_verify_head_on_postgres(pg_store_path):
     assert ok.code == 0, ok
     wrong = tower("audit", "verify", "--head", f"{seq}:{'0' * 64}", "--json")
     assert wrong.code == 6, wrong
+
+
+def test_the_hook_finds_a_recorded_postgres_store(repo, pg_database):
+    """An agent's hook in a repository whose store is Postgres answers from the database
+    (the worktree is registered there, no lease holds the path), not 'no Tower store'."""
+    assert run_tower("init", "--db", pg_database.url, cwd=repo).code == 0
+    payload = {"session_id": "s-pg-1", "cwd": str(repo), "hook_event_name": "PreToolUse", "tool_name": "Write",
+               "tool_input": {"file_path": str(repo / "src" / "new.py"), "content": "x"}, "tool_use_id": "t1"}
+    result = run_tower("hook", "claude-code", cwd=repo, input=json.dumps(payload))
+    assert result.code == 0, result
+    decision = json.loads(result.stdout)["hookSpecificOutput"]
+    # the worktree `tower init` registered in the database, and no lease there
+    assert decision["permissionDecision"] == "deny", decision
+    assert "no active lease for this session in worktree main" in decision["permissionDecisionReason"]
