@@ -205,11 +205,11 @@ class PostgresTx:
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         cur = await self.conn.execute(translate(sql), params or None)
-        return await cur.fetchall() if cur.description is not None else []  # type: ignore[return-value]
+        return await cur.fetchall() if cur.description is not None else []
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         cur = await self.conn.execute(translate(sql), params or None)
-        return await cur.fetchone() if cur.description is not None else None  # type: ignore[return-value]
+        return await cur.fetchone() if cur.description is not None else None
 
     async def execute(self, sql: str, params: Params = ()) -> None:
         await self.conn.execute(translate(sql), params or None)
