@@ -461,7 +461,11 @@ class PostgresBackend:
             if self._conn is None or self._conn.closed:
                 if self._conn is None:
                     raise RuntimeError("store is not open")
-                self._conn = await self._connect()  # lost since the last verb: a new one
+                try:
+                    self._conn = await self._connect()  # lost since the last verb: a new one
+                except StoreUnusable as exc:
+                    # right after a link heals the first connect may fail at once: the verb retries
+                    raise RetryableConflict(exc.message, reconnect=True) from None
             async with self._transaction(self._conn, wait) as tx:
                 yield tx
 
