@@ -23,11 +23,6 @@ class TowerError(Exception):
         self.data = data or {}
 
 
-class InternalError(TowerError):
-    exit_code = 1
-    code = "internal"
-
-
 class BadInput(TowerError):
     """Bad input or usage: unknown option, invalid path, path outside the repo."""
 

@@ -1,158 +1,264 @@
-"""Pydantic models of Tower's entities.
+"""Tower's entities: one slotted dataclass per entity, one JSON encoder.
 
-Ids are ints in Python and prefixed strings (``T3``) in JSON; timestamps are
-UTC ``datetime`` in Python and ISO-8601 in JSON. ``model_dump(mode="json")``
-is exactly what ``--json`` prints as ``data``.
+Every command, the control room and the agents' hot path use these same
+types, so they are cheap to build and to import (no pydantic). Ids are ints,
+times are epoch seconds (floats, as the store keeps and compares them),
+lists are tuples. ``to_json()`` is exactly what ``--json`` prints as
+``data``: ids prefixed (``T3``), times ISO-8601 UTC with milliseconds,
+tuples as lists; a field marked ``local`` is read with the row (the control
+room shows it) but is not part of the JSON contract.
+
+Nothing here validates: input is checked where it enters (the store's verbs,
+the command line, the policy file), and a damaged stored row still becomes a
+row, so that a listing shows every row as it is stored.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, TypeVar, dataclass_transform
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from core.ids import PREFIXES
+from core.vocab import iso
 
-from core.vocab import (  # noqa: F401 - re-exported
-    APPROVAL_KINDS,
-    APPROVAL_STATUSES,
-    CONFLICT_KINDS,
-    CONFLICT_STATUSES,
-    LEASE_STATUSES,
-    TASK_STATUSES,
-    iso,
-    utc,
-)
-
-# The words live in core.vocab (no pydantic) so that light callers need not import this module.
-TaskStatus = Literal[TASK_STATUSES]  # type: ignore[valid-type]
-LeaseStatus = Literal[LEASE_STATUSES]  # type: ignore[valid-type]
-ApprovalKind = Literal[APPROVAL_KINDS]  # type: ignore[valid-type]
-ApprovalStatus = Literal[APPROVAL_STATUSES]  # type: ignore[valid-type]
-ConflictKind = Literal[CONFLICT_KINDS]  # type: ignore[valid-type]
-ConflictStatus = Literal[CONFLICT_STATUSES]  # type: ignore[valid-type]
+_Encode = Callable[[Any], Any]
 
 
-def _prefixed(prefix: str):
-    return PlainSerializer(
-        lambda v: None if v is None else f"{prefix}{v}", return_type=str | None, when_used="json"
-    )
+def _ref(kind: str) -> _Encode:
+    letter = PREFIXES[kind]
+    return lambda v: None if v is None else f"{letter}{v}"
 
 
-TaskId = Annotated[int, _prefixed("T")]
-LeaseId = Annotated[int, _prefixed("L")]
-ApprovalId = Annotated[int, _prefixed("A")]
-ConflictId = Annotated[int, _prefixed("C")]
+def _refs(kind: str) -> _Encode:
+    letter = PREFIXES[kind]
+    return lambda vs: [f"{letter}{v}" for v in vs]
 
 
-Timestamp = Annotated[
-    datetime,
-    PlainSerializer(
-        lambda v: v.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        return_type=str,
-        when_used="json",
-    ),
-]
+_ENCODERS: dict[str, _Encode] = {
+    **{f"ref:{kind}": _ref(kind) for kind in PREFIXES},
+    **{f"refs:{kind}": _refs(kind) for kind in PREFIXES},
+    "time": iso,
+    "list": list,
+}
 
 
-class Model(BaseModel):
-    # defer_build: building every schema at import costs ~50 ms on each command
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+def ref(kind: str, **kw: Any) -> Any:
+    """A field holding the id of a ``kind`` (``task``, ``lease``…): ``T3`` in JSON."""
+    return field(metadata={"json": f"ref:{kind}"}, **kw)
 
 
-class Task(Model):
-    id: TaskId
+def refs(kind: str, **kw: Any) -> Any:
+    """A tuple of ids of a ``kind``: a list of ``T3`` in JSON."""
+    return field(metadata={"json": f"refs:{kind}"}, **kw)
+
+
+def when(**kw: Any) -> Any:
+    """Epoch seconds: ISO-8601 UTC in JSON."""
+    return field(metadata={"json": "time"}, **kw)
+
+
+def items(**kw: Any) -> Any:
+    """A tuple: a list in JSON."""
+    return field(metadata={"json": "list"}, **kw)
+
+
+def local(**kw: Any) -> Any:
+    """Read with the row, not part of its JSON."""
+    return field(metadata={"json": None}, **kw)
+
+
+class Record:
+    """The base of every row: ``to_json()`` from the fields' markers, and value semantics
+    (equality, hash, repr) over the fields."""
+
+    __slots__ = ()
+    _plan: ClassVar[tuple[tuple[str, _Encode | None], ...]] = ()
+    _names: ClassVar[tuple[str, ...]] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        plan = type(self)._plan or _make_plan(type(self))
+        out: dict[str, Any] = {}
+        for name, encode in plan:
+            value = getattr(self, name)
+            out[name] = value if encode is None else encode(value)
+        return out
+
+    def _values(self) -> tuple[Any, ...]:
+        cls = type(self)
+        names = cls._names or _make_names(cls)
+        return tuple(getattr(self, n) for n in names)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._values()))
+
+    def __repr__(self) -> str:
+        cls = type(self)
+        names = cls._names or _make_names(cls)
+        return f"{cls.__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in names) + ")"
+
+
+_SKIP: Any = object()
+
+
+def _make_plan(cls: type[Record]) -> tuple[tuple[str, _Encode | None], ...]:
+    plan = []
+    for f in fields(cls):  # type: ignore[arg-type]
+        marker = f.metadata.get("json", _SKIP)
+        if marker is None:
+            continue
+        plan.append((f.name, None if marker is _SKIP else _ENCODERS[marker]))
+    cls._plan = tuple(plan)
+    return cls._plan
+
+
+def _make_names(cls: type[Record]) -> tuple[str, ...]:
+    cls._names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    return cls._names
+
+
+R = TypeVar("R", bound=type)
+
+
+@dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(field, ref, refs, when, items, local))
+def record(cls: R) -> R:
+    """A row type: a slotted dataclass, keyword-only, immutable as far as the type
+    checker is concerned. Not ``frozen=True`` at run time, and equality, hash and repr
+    come from ``Record`` rather than being generated per class: generating them is most
+    of what a dataclass costs to create, every agent command imports these, and a
+    frozen row is also slower to build (docs/DECISIONS.md has the measurement)."""
+    return dataclass(slots=True, kw_only=True, eq=False, repr=False)(cls)  # type: ignore[return-value]
+
+
+def to_json(value: Any) -> Any:
+    """Rows (and lists and dicts of them) as their JSON data; anything else as it is."""
+    if isinstance(value, Record):
+        return value.to_json()
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    return value
+
+
+@record
+class Task(Record):
+    id: int = ref("task")
     title: str
     description: str = ""
     priority: int = 0
-    status: TaskStatus = "pending"
-    depends_on: list[TaskId] = Field(default_factory=list)
-    scope: list[str] = Field(default_factory=list)
+    status: str = "pending"
+    depends_on: tuple[int, ...] = refs("task", default=())
+    scope: tuple[str, ...] = items(default=())
     attempts: int = 0
     max_attempts: int = 3
     last_error: str | None = None
     created_by: str | None = None
-    created_at: Timestamp
-    updated_at: Timestamp
+    created_at: float = when()
+    updated_at: float = when()
+    # pending with a dependency not done yet
+    blocked: bool = local(default=False)
+    # the active lease (if any) and its holder
+    lease_id: int | None = local(default=None)
+    agent: str | None = local(default=None)
+    worktree: str | None = local(default=None)
 
 
-class Claim(Model):
-    path: str
-    lease_id: LeaseId
-    worktree: str | None = None
-    claimed_at: Timestamp
-
-
-class Lease(Model):
-    id: LeaseId
-    task_id: TaskId
+@record
+class Lease(Record):
+    id: int = ref("lease")
+    task_id: int = ref("task")
     task_title: str | None = None
     agent: str
     worktree: str | None = None
     token: int
-    status: LeaseStatus
+    status: str
     ttl: float
-    acquired_at: Timestamp
-    heartbeat_at: Timestamp
-    expires_at: Timestamp
-    ended_at: Timestamp | None = None
-    claims: list[str] = Field(default_factory=list)
+    acquired_at: float = when()
+    heartbeat_at: float = when()
+    expires_at: float = when()
+    ended_at: float | None = when(default=None)
+    claims: tuple[str, ...] = items(default=())
+    # the task's scope: what the holder may write
+    scope: tuple[str, ...] = local(default=())
 
 
-class Worktree(Model):
+@record
+class ClaimResult(Record):
+    """What claiming a task answers: the lease, its fencing token, the task."""
+
+    lease_id: int = ref("lease")
+    token: int
+    task_id: int = ref("task")
+    title: str
+    scope: tuple[str, ...] = items(default=())
+    expires_at: float = when()
+
+
+@record
+class Worktree(Record):
     name: str
     path: str
     branch: str | None = None
     agent: str | None = None
-    last_seen: Timestamp | None = None
+    last_seen: float | None = when(default=None)
     active: bool = True
 
 
-class Approval(Model):
-    id: ApprovalId
-    kind: ApprovalKind
+@record
+class Approval(Record):
+    id: int = ref("approval")
+    kind: str
     summary: str
-    detail: dict[str, Any] = Field(default_factory=dict)
-    status: ApprovalStatus
+    detail: dict[str, Any] = field(default_factory=dict)
+    status: str
     requested_by: str
     worktree: str | None = None
-    lease_id: LeaseId | None = None
-    task_id: TaskId | None = None
+    lease_id: int | None = ref("lease", default=None)
+    task_id: int | None = ref("task", default=None)
     key: str | None = None
-    created_at: Timestamp
-    decided_at: Timestamp | None = None
+    created_at: float = when()
+    decided_at: float | None = when(default=None)
     decided_by: str | None = None
     reason: str | None = None
 
 
-class Conflict(Model):
-    id: ConflictId
-    kind: ConflictKind
+@record
+class Conflict(Record):
+    id: int = ref("conflict")
+    kind: str
     path: str
     worktree: str
     other_worktree: str | None = None
-    lease_id: LeaseId | None = None
-    other_lease_id: LeaseId | None = None
-    task_id: TaskId | None = None
-    status: ConflictStatus
+    lease_id: int | None = ref("lease", default=None)
+    other_lease_id: int | None = ref("lease", default=None)
+    task_id: int | None = ref("task", default=None)
+    status: str
     message: str = ""
-    detail: dict[str, Any] = Field(default_factory=dict)
-    created_at: Timestamp
-    updated_at: Timestamp
-    closed_at: Timestamp | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    created_at: float = when()
+    updated_at: float = when()
+    closed_at: float | None = when(default=None)
     closed_by: str | None = None
 
 
-class AuditEvent(Model):
+@record
+class AuditEvent(Record):
     seq: int
     ts: str
     actor: str
     event: str
-    task_id: TaskId | None = None
-    lease_id: LeaseId | None = None
-    approval_id: ApprovalId | None = None
+    task_id: int | None = ref("task", default=None)
+    lease_id: int | None = ref("lease", default=None)
+    approval_id: int | None = ref("approval", default=None)
     worktree: str | None = None
     path: str | None = None
-    details: dict[str, Any] = Field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
     prev_hash: str
     entry_hash: str
     signature: str
@@ -160,18 +266,8 @@ class AuditEvent(Model):
     damaged: str | None = None
 
 
-class ClaimResult(Model):
-    """What ``tower task claim`` answers."""
-
-    lease_id: LeaseId
-    token: int
-    task_id: TaskId
-    title: str
-    scope: list[str] = Field(default_factory=list)
-    expires_at: Timestamp
-
-
-class Counts(Model):
+@record
+class Counts(Record):
     """The control room's header line."""
 
     pending: int = 0
@@ -184,3 +280,29 @@ class Counts(Model):
     open_conflicts: int = 0
     audit_seq: int = 0
     audit_hash: str | None = None
+
+
+@record
+class AgentSession(Record):
+    """An agent session as a reader sees it (states derived at read time: store/sessions.py)."""
+
+    id: int = ref("session")
+    kind: str
+    session: str
+    agent: str | None
+    worktree: str | None
+    lease_id: int | None = ref("lease")  # the session's lease while it is active
+    state: str
+    last_tool: str | None
+    last_event_at: float = when()
+    waiting_for: int | None = ref("approval")  # a pending Tower approval
+    last_target: str | None
+    last_event: str
+    state_since: float = when()
+    waiting_reason: str | None
+    task_id: int | None = ref("task")
+    last_lease_id: int | None = ref("lease")  # the last lease it held, whatever its status
+    started_at: float = when()
+    pid: int | None
+    stored_state: str = local()
+    rev: int = local()

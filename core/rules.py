@@ -11,7 +11,8 @@ MIN_TTL = 1.0
 MAX_TTL = 7 * 24 * 3600.0
 DEFAULT_MAX_ATTEMPTS = 3
 
-# status -> statuses it may move to
+# status -> statuses it may move to. The store writes every task status through one
+# statement guarded by this table (store/lifecycle.py, ``move_task``).
 TASK_TRANSITIONS: dict[str, frozenset[str]] = {
     "pending": frozenset({"leased", "cancelled"}),
     "leased": frozenset({"done", "pending", "failed", "cancelled"}),
@@ -20,11 +21,10 @@ TASK_TRANSITIONS: dict[str, frozenset[str]] = {
     "done": frozenset(),
 }
 
-TERMINAL_TASK = frozenset({"done", "failed", "cancelled"})
 
-
-def can_transition(current: str, target: str) -> bool:
-    return target in TASK_TRANSITIONS.get(current, frozenset())
+def sources(target: str) -> tuple[str, ...]:
+    """The statuses a task may move to ``target`` from (sorted)."""
+    return tuple(sorted(s for s, targets in TASK_TRANSITIONS.items() if target in targets))
 
 
 def after_lost_attempt(attempts: int, max_attempts: int) -> str:
@@ -39,13 +39,3 @@ def check_ttl(ttl: float) -> float:
         raise BadInput(f"ttl must be between {MIN_TTL:g} and {MAX_TTL:g} seconds, got {ttl:g}")
     return float(ttl)
 
-
-def eligible_order_key(priority: int, task_id: int) -> tuple[int, int]:
-    """Higher priority first, then the oldest (lowest id). Mirrors the store's ORDER BY."""
-    return (-priority, task_id)
-
-
-def pick_next(candidates: list[tuple[int, int, set[int]]], done: set[int]) -> int | None:
-    """Choose from ``(task_id, priority, depends_on)`` pending tasks; ``done`` holds finished ids."""
-    ready = [(eligible_order_key(p, t), t) for t, p, deps in candidates if deps <= done]
-    return min(ready)[1] if ready else None

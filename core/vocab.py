@@ -1,9 +1,5 @@
-"""Tower's fixed words and time helpers, without pydantic.
-
-The command line imports this on every call; ``core.models`` (pydantic) is
-imported only where a model is built, so a hook call that never builds one
-never pays for pydantic.
-"""
+"""Tower's fixed words and the time format of its JSON: the store's CHECK constraints,
+the command line's choices and the row types (core/models.py) use the same words."""
 
 from __future__ import annotations
 
@@ -17,13 +13,8 @@ CONFLICT_KINDS = ("claimed_by_other", "out_of_scope", "unleased_write", "concurr
 CONFLICT_STATUSES = ("open", "acked", "resolved")
 
 
-def utc(ts: float | None) -> datetime | None:
-    """Epoch seconds (how the store keeps time) to an aware UTC datetime."""
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds (how the store keeps time) as ISO-8601 UTC with milliseconds: ``…Z``."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc)
-
-
-def iso(ts: float | None) -> str | None:
-    dt = utc(ts)
-    return None if dt is None else dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

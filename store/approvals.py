@@ -9,18 +9,18 @@ request, is refused (exit 4) and the refused attempt is itself audited
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from core.errors import BadInput, NotFound, Refused, TimedOut
 from core.ids import format_id
-from core.limits import check_detail, stored_detail
-from core.vocab import APPROVAL_KINDS, utc
+from core.limits import check_detail
+from core.models import Approval
+from core.vocab import APPROVAL_KINDS
+from store import lifecycle
+from store.backend import Row, Tx
 from store.db import StoreBase
-
-if TYPE_CHECKING:
-    from core.models import Approval
+from store.rows import APPROVAL_SELECT, approval_from_row
 
 
 def _loads(text: str) -> Any:
@@ -30,39 +30,9 @@ def _loads(text: str) -> Any:
         return None
 
 
-def approval_from_row(row: sqlite3.Row) -> Approval:
-    """The approval of a stored row. Never fails on what a row holds (a listing
-    shows every request, damaged or not): the detail is decoded defensively
-    and a row the model would refuse is shown as stored."""
-    from pydantic import ValidationError
-
-    from core.models import Approval
-
-    fields = dict(
-        id=row["id"],
-        kind=row["kind"],
-        summary=row["summary"],
-        detail=stored_detail(row["detail"]),
-        status=row["status"],
-        requested_by=row["requested_by"],
-        worktree=row["worktree"],
-        lease_id=row["lease_id"],
-        task_id=row["task_id"],
-        key=row["idem_key"],
-        created_at=utc(row["created_at"]),
-        decided_at=utc(row["decided_at"]),
-        decided_by=row["decided_by"],
-        reason=row["reason"],
-    )
-    try:
-        return Approval(**fields)
-    except ValidationError:
-        return Approval.model_construct(**fields)
-
-
 class ApprovalVerbs(StoreBase):
     async def get_approval(self, approval_id: int) -> Approval:
-        row = await self._fetchone("SELECT * FROM approvals WHERE id = ?", (approval_id,))
+        row = await self._fetchone(APPROVAL_SELECT + " WHERE id = ?", (approval_id,))
         if row is None:
             raise NotFound(f"no approval {format_id('approval', approval_id)}", code="approval_not_found")
         return approval_from_row(row)
@@ -71,11 +41,11 @@ class ApprovalVerbs(StoreBase):
         """Pending first (oldest first), then the rest newest first."""
         if status is None:
             rows = await self._fetchall(
-                "SELECT * FROM approvals ORDER BY status != 'pending',"
+                APPROVAL_SELECT + " ORDER BY CASE WHEN status = 'pending' THEN 0 ELSE 1 END,"
                 " CASE WHEN status = 'pending' THEN id ELSE -id END"
             )
         else:
-            rows = await self._fetchall("SELECT * FROM approvals WHERE status = ? ORDER BY id", (status,))
+            rows = await self._fetchall(APPROVAL_SELECT + " WHERE status = ? ORDER BY id", (status,))
         return [approval_from_row(r) for r in rows]
 
     async def request_approval(
@@ -102,11 +72,11 @@ class ApprovalVerbs(StoreBase):
             raise BadInput("an approval needs a non-empty --summary")
         detail = detail or {}
         check_detail(detail)
-        async with self.transaction():
+        async with self.transaction() as tx:
             task_id = None
             lease = None
             if lease_id is not None:
-                lease = await self._fetchone("SELECT * FROM leases WHERE id = ?", (lease_id,))
+                lease = await tx.fetchone("SELECT * FROM leases WHERE id = ?", (lease_id,))
                 if lease is None:
                     raise NotFound(f"no lease {format_id('lease', lease_id)}", code="lease_not_found")
                 if requested_by is not None and requested_by != lease["agent"]:
@@ -116,8 +86,8 @@ class ApprovalVerbs(StoreBase):
                     )
             requester = requested_by or (lease["agent"] if lease is not None else None) or self.actor
             if key is not None:
-                row = await self._fetchone("SELECT * FROM approvals WHERE idem_key = ? AND requested_by = ?",
-                                           (key, requester))
+                row = await tx.fetchone(APPROVAL_SELECT + " WHERE idem_key = ? AND requested_by = ?",
+                                        (key, requester))
                 if row is not None:
                     if (row["kind"], row["summary"], _loads(row["detail"])) != (kind, summary, detail):
                         aid = format_id("approval", row["id"])
@@ -128,20 +98,20 @@ class ApprovalVerbs(StoreBase):
                         )
                     return approval_from_row(row)
             if lease is not None:
-                if lease["status"] != "active" or lease["expires_at"] <= self.clock():
+                if lease["status"] != "active" or lease["expires_at"] <= tx.now:
                     raise Refused(
                         f"lease {format_id('lease', lease_id)} is not active: it cannot ask for approvals",
                         code="lease_not_active",
                     )
                 task_id = lease["task_id"]
                 worktree = worktree or lease["worktree"]
-            now = self.clock()
-            approval_id = await self._exec(
+            approval_id = await tx.insert(
                 "INSERT INTO approvals (kind, summary, detail, requested_by, worktree, lease_id, task_id,"
-                " idem_key, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                (kind, summary, json.dumps(detail), requester, worktree, lease_id, task_id, key, now),
+                " idem_key, created_at) VALUES (?,?,?,?,?,?,?,?,?) RETURNING id",
+                (kind, summary, json.dumps(detail), requester, worktree, lease_id, task_id, key, tx.now),
             )
             await self._audit(
+                tx,
                 "approval.requested",
                 actor=requester,
                 approval_id=approval_id,
@@ -149,7 +119,6 @@ class ApprovalVerbs(StoreBase):
                 lease_id=lease_id,
                 worktree=worktree,
                 details={"kind": kind, "summary": summary, **({"key": key} if key else {})},
-                now=now,
             )
         return await self.get_approval(approval_id)
 
@@ -174,18 +143,17 @@ class ApprovalVerbs(StoreBase):
         actor = actor or self.actor
         aid = format_id("approval", approval_id)
         problem: Refused | None = None
-        async with self.transaction():
-            now = self.clock()
+        async with self.transaction() as tx:
             # a request tied to a lease dies with it: reap first, so that a lease
             # past its expiry cannot have a step approved on its behalf
-            await self._reap_locked(now)  # TaskVerbs, composed into Store beside this class
-            row = await self._fetchone("SELECT * FROM approvals WHERE id = ?", (approval_id,))
+            await lifecycle.reap(self, tx)
+            row = await tx.fetchone(APPROVAL_SELECT + " WHERE id = ?", (approval_id,))
             if row is None:
                 raise NotFound(f"no approval {aid}", code="approval_not_found")
             agent = None
             if actor == row["requested_by"]:
                 agent = f"{actor} filed {aid} itself, and a request is decided by someone other than its requester"
-            elif await self.is_lease_holder(actor):  # TaskVerbs
+            elif await lifecycle.has_held_lease(tx, actor):
                 agent = f"{actor} is an agent (it holds leases in this store)"
             elif any(fnmatch.fnmatchcase(actor, g) for g in agents):
                 agent = f"{actor} is an agent (the policy's [agents] names say so)"
@@ -209,6 +177,7 @@ class ApprovalVerbs(StoreBase):
             if problem is not None:
                 # kept (COMMIT) and raised below: a refused attempt leaves a trace
                 await self._audit(
+                    tx,
                     "approval.decision_refused",
                     actor=actor,
                     approval_id=approval_id,
@@ -217,23 +186,9 @@ class ApprovalVerbs(StoreBase):
                     worktree=row["worktree"],
                     details={"attempted": target, "status": row["status"], "why": problem.code,
                              **({"reason": reason} if reason else {})},
-                    now=now,
                 )
             else:
-                await self._exec(
-                    "UPDATE approvals SET status = ?, decided_at = ?, decided_by = ?, reason = ? WHERE id = ?",
-                    (target, now, actor, reason, approval_id),
-                )
-                await self._audit(
-                    f"approval.{target}",
-                    actor=actor,
-                    approval_id=approval_id,
-                    task_id=row["task_id"],
-                    lease_id=row["lease_id"],
-                    worktree=row["worktree"],
-                    details={"summary": row["summary"], **({"reason": reason} if reason else {})},
-                    now=now,
-                )
+                await self._close(tx, row, target, actor=actor, reason=reason)
         if problem is not None:
             raise problem
         return await self.get_approval(approval_id)
@@ -282,24 +237,22 @@ class ApprovalVerbs(StoreBase):
         no longer pending is returned as is, so a decision that won the race stands."""
         if status not in ("expired", "cancelled"):
             raise BadInput(f"an approval can be closed as expired or cancelled, not {status!r}")
-        async with self.transaction():
-            row = await self._fetchone("SELECT * FROM approvals WHERE id = ?", (approval_id,))
+        async with self.transaction() as tx:
+            row = await tx.fetchone(APPROVAL_SELECT + " WHERE id = ?", (approval_id,))
             if row is None:
                 raise NotFound(f"no approval {format_id('approval', approval_id)}", code="approval_not_found")
             if row["status"] == "pending":
-                now = self.clock()
-                await self._exec(
-                    "UPDATE approvals SET status = ?, decided_at = ?, decided_by = ?, reason = ? WHERE id = ?",
-                    (status, now, actor or self.actor, reason, approval_id),
-                )
-                await self._audit(
-                    f"approval.{status}",
-                    actor=actor,
-                    approval_id=approval_id,
-                    task_id=row["task_id"],
-                    lease_id=row["lease_id"],
-                    worktree=row["worktree"],
-                    details={"summary": row["summary"], **({"reason": reason} if reason else {})},
-                    now=now,
-                )
+                await self._close(tx, row, status, actor=actor, reason=reason)
         return await self.get_approval(approval_id)
+
+    async def _close(self, tx: Tx, row: Row, status: str, *, actor: str | None, reason: str | None) -> None:
+        """Move a pending request to ``status`` (approved, rejected, expired, cancelled), audited."""
+        await tx.execute(
+            "UPDATE approvals SET status = ?, decided_at = ?, decided_by = ?, reason = ? WHERE id = ?",
+            (status, tx.now, actor or self.actor, reason, row["id"]),
+        )
+        await self._audit(
+            tx, f"approval.{status}", actor=actor, approval_id=row["id"], task_id=row["task_id"],
+            lease_id=row["lease_id"], worktree=row["worktree"],
+            details={"summary": row["summary"], **({"reason": reason} if reason else {})},
+        )

@@ -9,10 +9,10 @@ waits for it.
 
 from __future__ import annotations
 
-import json
 from typing import Any, NamedTuple
 
 from store.db import StoreBase
+from store.rows import READY, json_items, lease_from_row, lease_select
 
 # A refused commit of 5,000 files must not write a 5,000-entry audit event.
 REFUSAL_DETAIL_LIMIT = 50
@@ -55,7 +55,7 @@ class ChannelVerbs(StoreBase):
             " WHERE l.status = 'active' AND l.worktree = ? ORDER BY l.id",
             (worktree,),
         )
-        return [WorktreeLease(r[0], r[1], r[2], tuple(json.loads(r[3]))) for r in rows]
+        return [WorktreeLease(r[0], r[1], r[2], json_items(r[3])) for r in rows]
 
     async def record_guard_refusal(
         self,
@@ -76,8 +76,9 @@ class ChannelVerbs(StoreBase):
         shown = refusals[:REFUSAL_DETAIL_LIMIT]
         details: dict[str, Any] = {"hook": hook, "count": len(refusals), "refusals": shown}
         first_path = refusals[0].get("path") if refusals else None
-        async with self.transaction():
+        async with self.transaction() as tx:
             return await self._audit(
+                tx,
                 "guard.refused",
                 actor=actor,
                 worktree=worktree,
@@ -85,7 +86,6 @@ class ChannelVerbs(StoreBase):
                 task_id=task_id,
                 path=first_path if isinstance(first_path, str) else None,
                 details=details,
-                now=self.clock(),
             )
 
     async def record_hook_denial(self, *, agent: str, actor: str, tool: str, reason: str,
@@ -96,16 +96,16 @@ class ChannelVerbs(StoreBase):
                                    "reason": reason[:500]}
         if command is not None:
             details["command"] = command[:300]
-        async with self.transaction():
-            return await self._audit("hook.denied", actor=actor, worktree=worktree, path=path,
-                                     details=details, now=self.clock())
+        async with self.transaction() as tx:
+            return await self._audit(tx, "hook.denied", actor=actor, worktree=worktree, path=path,
+                                     details=details)
 
     async def queue_counts(self) -> dict[str, int]:
         """How many tasks wait: pending, and of those the ones whose dependencies are done."""
         row = await self._fetchone(
-            "SELECT count(*), sum(NOT EXISTS (SELECT 1 FROM task_deps d JOIN tasks x ON x.id = d.depends_on"
-            " WHERE d.task_id = t.id AND x.status != 'done')) FROM tasks t WHERE t.status = 'pending'"
+            f"SELECT count(*), sum(CASE WHEN {READY} THEN 1 ELSE 0 END) FROM tasks t WHERE t.status = 'pending'"
         )
+        assert row is not None
         return {"pending": row[0] or 0, "eligible": row[1] or 0}
 
     async def agent_leases(self, agent: str) -> list[dict[str, Any]]:
@@ -113,17 +113,11 @@ class ChannelVerbs(StoreBase):
         from core.ids import format_id
         from core.vocab import iso
 
-        rows = await self._fetchall(
-            "SELECT l.id, l.task_id, t.title, l.worktree, l.token, l.ttl, l.expires_at, t.scope,"
-            " (SELECT json_group_array(path) FROM (SELECT path FROM claims c"
-            "   WHERE c.lease_id = l.id AND c.active = 1 ORDER BY path))"
-            " FROM leases l JOIN tasks t ON t.id = l.task_id"
-            " WHERE l.status = 'active' AND l.agent = ? ORDER BY l.id",
-            (agent,),
-        )
+        rows = await self._fetchall(lease_select(self.dialect) + " WHERE l.status = 'active' AND l.agent = ? ORDER BY l.id",
+                                    (agent,))
         return [
-            {"lease_id": format_id("lease", r[0]), "task_id": format_id("task", r[1]), "title": r[2],
-             "worktree": r[3], "token": r[4], "ttl": r[5], "expires_at": iso(r[6]),
-             "scope": json.loads(r[7]), "claims": json.loads(r[8] or "[]")}
-            for r in rows
+            {"lease_id": format_id("lease", lease.id), "task_id": format_id("task", lease.task_id),
+             "title": lease.task_title, "worktree": lease.worktree, "token": lease.token, "ttl": lease.ttl,
+             "expires_at": iso(lease.expires_at), "scope": list(lease.scope), "claims": list(lease.claims)}
+            for lease in map(lease_from_row, rows)
         ]

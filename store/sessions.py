@@ -24,14 +24,19 @@ those derived transitions down (audited once each) and prunes old sessions.
 from __future__ import annotations
 
 import os
-import sqlite3
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from core.audit import ROW_FIELDS
 from core.errors import BadInput, NotFound
 from core.ids import format_id
+from core.models import AgentSession
 from core.vocab import iso
+from store.audit_log import event_from_values
+from store.backend import Row, Tx
 from store.db import StoreBase
+from store.rows import APPROVAL_SELECT, approval_from_row, lease_from_row, lease_select
+
 
 KINDS = ("claude-code", "codex", "gemini", "copilot", "cursor", "cli")
 STATES = ("working", "waiting", "idle", "stalled", "ended")
@@ -148,55 +153,11 @@ class SessionChange(NamedTuple):
     created: bool
 
 
-@dataclass(frozen=True, slots=True)
-class SessionRow:
-    """A session as a reader sees it (states derived at read time, see :func:`derive`)."""
-
-    id: int
-    kind: str
-    session: str
-    agent: str | None
-    worktree: str | None
-    lease_id: int | None  # the session's lease while it is active
-    last_lease_id: int | None  # the last lease it held, whatever its status
-    task_id: int | None
-    state: str
-    state_since: float
-    waiting_for: int | None  # a pending Tower approval
-    waiting_reason: str | None
-    last_event: str
-    last_event_at: float
-    last_tool: str | None
-    last_target: str | None
-    started_at: float
-    pid: int | None
-    stored_state: str
-    rev: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": format_id("session", self.id),
-            "kind": self.kind,
-            "session": self.session,
-            "agent": self.agent,
-            "worktree": self.worktree,
-            "lease_id": format_id("lease", self.lease_id),
-            "state": self.state,
-            "last_tool": self.last_tool,
-            "last_event_at": iso(self.last_event_at),
-            "waiting_for": format_id("approval", self.waiting_for),
-            "last_target": self.last_target,
-            "last_event": self.last_event,
-            "state_since": iso(self.state_since),
-            "waiting_reason": self.waiting_reason,
-            "task_id": format_id("task", self.task_id),
-            "last_lease_id": format_id("lease", self.last_lease_id),
-            "started_at": iso(self.started_at),
-            "pid": self.pid,
-        }
+# a session as a reader sees it: one of the row types of core/models.py
+SessionRow = AgentSession
 
 
-def sort_key(row: SessionRow) -> tuple:
+def sort_key(row: SessionRow) -> tuple[int, float, int]:
     """Waiting first, then stalled, working, idle, ended; the longest in its state first."""
     return STATE_ORDER[row.state], row.state_since, row.id
 
@@ -225,8 +186,8 @@ class Derived(NamedTuple):
     reason: str | None
 
 
-def derive(r: sqlite3.Row | dict, now: float, stall_after: float, end_after: float, *,
-           alive=process_alive, host: str | None = None) -> Derived:
+def derive(r: Row | Mapping[str, Any], now: float, stall_after: float, end_after: float, *,
+           alive: Callable[[int, int | None], bool] = process_alive, host: str | None = None) -> Derived:
     """The state a reader sees, from the stored row and what it joins (see ``_SESSION_SELECT``).
 
     - ``ended`` stays ended; a session whose recorded process (on this host) is
@@ -274,12 +235,12 @@ def derive(r: sqlite3.Row | dict, now: float, stall_after: float, end_after: flo
     return Derived(state, since, None, None)
 
 
-def _lease_active(r, now: float) -> bool:
+def _lease_active(r: Row | Mapping[str, Any], now: float) -> bool:
     # a lease past its expiry is as good as reaped: the next lease verb will reap it
-    return r["lease_status"] == "active" and r["lease_expires"] > now
+    return bool(r["lease_status"] == "active" and r["lease_expires"] > now)
 
 
-def _row(r, d: Derived, now: float) -> SessionRow:
+def _row(r: Row, d: Derived, now: float) -> SessionRow:
     lease_active = _lease_active(r, now)
     return SessionRow(
         id=r["id"], kind=r["kind"], session=r["session"], agent=r["agent"], worktree=r["worktree"],
@@ -293,37 +254,45 @@ def _row(r, d: Derived, now: float) -> SessionRow:
 
 # the session as it is, with the worktree and the lease the event falls under:
 # its own, else the one active lease of its worktree (narrowed to its agent)
+# (positional parameters: see _lookup_params for their order)
 _LOOKUP = """
 WITH here(wt) AS (
-    SELECT coalesce(:worktree,
-                    (SELECT worktree FROM agent_sessions WHERE kind = :kind AND session = :session),
-                    (SELECT name FROM worktrees WHERE active = 1 AND :cwd IS NOT NULL
-                       AND (:cwd = path OR substr(:cwd, 1, length(path) + 1) = path || '/')
+    SELECT coalesce(?,
+                    (SELECT worktree FROM agent_sessions WHERE kind = ? AND session = ?),
+                    (SELECT name FROM worktrees WHERE active = 1 AND CAST(? AS TEXT) IS NOT NULL
+                       AND (? = path OR substr(?, 1, length(path) + 1) = path || '/')
                      ORDER BY length(path) DESC LIMIT 1))),
+who(agent) AS (
+    SELECT coalesce(?, (SELECT agent FROM agent_sessions WHERE kind = ? AND session = ?))),
 cand AS (
     SELECT id, agent, task_id FROM leases
-    WHERE status = 'active' AND expires_at > :now AND worktree = (SELECT wt FROM here)
-      AND (coalesce(:agent, (SELECT agent FROM agent_sessions WHERE kind = :kind AND session = :session))
-           IS NULL OR agent = coalesce(:agent, (SELECT agent FROM agent_sessions
-                                               WHERE kind = :kind AND session = :session)))
+    WHERE status = 'active' AND expires_at > ? AND worktree = (SELECT wt FROM here)
+      AND ((SELECT agent FROM who) IS NULL OR agent = (SELECT agent FROM who))
     LIMIT 2)
 SELECT here.wt AS here,
        (SELECT CASE WHEN count(*) = 1 THEN max(id) END FROM cand) AS wt_lease,
        (SELECT CASE WHEN count(*) = 1 THEN max(agent) END FROM cand) AS wt_lease_agent,
        (SELECT CASE WHEN count(*) = 1 THEN max(task_id) END FROM cand) AS wt_lease_task,
-       (SELECT status FROM approvals WHERE id = :waiting_for) AS new_wait_status,
+       (SELECT status FROM approvals WHERE id = ?) AS new_wait_status,
        s.id, s.agent, s.lease_id, s.host, s.pid, s.pid_start, s.last_tool, s.last_target,
        s.state, s.state_since, s.waiting_for, s.waiting_reason,
-       l.id AS lease_found, l.status = 'active' AND l.expires_at > :now AS lease_active,
+       l.id AS lease_found, CASE WHEN l.status = 'active' AND l.expires_at > ? THEN 1 ELSE 0 END AS lease_active,
        l.agent AS lease_agent, l.task_id AS lease_task,
        w.status AS wait_status
 FROM here
-LEFT JOIN agent_sessions s ON s.kind = :kind AND s.session = :session
-LEFT JOIN leases l ON l.id = coalesce(:lease_id, s.lease_id)
+LEFT JOIN agent_sessions s ON s.kind = ? AND s.session = ?
+LEFT JOIN leases l ON l.id = coalesce(?, s.lease_id)
 LEFT JOIN approvals w ON w.id = s.waiting_for
 """
 
-_NEXT_REV = "(SELECT ifnull(max(rev), 0) + 1 FROM agent_sessions)"
+
+def _lookup_params(kind: str, session: str, worktree: str | None, cwd: str | None, agent: str | None,
+                   lease_id: int | None, waiting_for: int | None, now: float) -> tuple[Any, ...]:
+    return (worktree, kind, session, cwd, cwd, cwd, agent, kind, session, now, waiting_for, now, kind, session,
+            lease_id)
+
+
+_NEXT_REV = "(SELECT coalesce(max(rev), 0) + 1 FROM agent_sessions)"
 
 
 class SessionVerbs(StoreBase):
@@ -380,167 +349,14 @@ class SessionVerbs(StoreBase):
             cwd = os.path.realpath(cwd)
         if pid is not None and host is None:
             host = this_host()
-        async with self.transaction():
-            return await self._record_session_locked(
-                self.clock(), kind, session, _clip(event) or "?", state=state, tool=_clip(tool),
+        async with self.transaction() as tx:
+            return await _record(
+                self, tx, kind, session, _clip(event) or "?", state=state, tool=_clip(tool),
                 target=_clip(target), tool_call=tool_call, outcome=_clip(outcome), waiting_for=waiting_for,
                 waiting_reason=_clip(waiting_reason), ends_wait=ends_wait, agent=_clip(agent),
                 worktree=worktree, cwd=cwd, lease_id=lease_id, pid=pid, pid_start=pid_start, host=host,
                 audit=True,
             )
-
-    async def _record_session_locked(
-        self, now: float, kind: str, session: str, event: str, *, state: str | None, tool: str | None,
-        target: str | None, tool_call: bool, outcome: str | None, waiting_for: int | None,
-        waiting_reason: str | None, ends_wait: int | None, agent: str | None, worktree: str | None,
-        cwd: str | None, lease_id: int | None, pid: int | None, pid_start: int | None, host: str | None,
-        audit: bool,
-    ) -> SessionChange:
-        r = await self._fetchone(_LOOKUP, {
-            "kind": kind, "session": session, "worktree": worktree, "cwd": cwd, "agent": agent,
-            "lease_id": lease_id, "waiting_for": waiting_for, "now": now,
-        })
-        if lease_id is not None and r["lease_found"] is None:
-            raise NotFound(f"no lease {format_id('lease', lease_id)}", code="lease_not_found")
-        if waiting_for is not None and r["new_wait_status"] is None:
-            raise NotFound(f"no approval {format_id('approval', waiting_for)}", code="approval_not_found")
-        exists = r["id"] is not None
-        prev = r["state"] if exists else None
-
-        # a Tower approval the hook waits for holds the session in `waiting` until
-        # that wait ends, whatever parallel tool calls report meanwhile
-        held = prev == "waiting" and r["waiting_for"] is not None and r["wait_status"] == "pending"
-        if ends_wait is not None:
-            new = prev if held and r["waiting_for"] != ends_wait else (state or "working")
-        elif state is None:
-            new = prev if prev in ("working", "waiting", "idle") else "working"
-        elif state == "working" and held:
-            new = "waiting"
-        else:
-            new = state
-        if new != "waiting":
-            wait_id, reason = None, None
-        elif state == "waiting" and not (held and waiting_for is None):
-            wait_id, reason = waiting_for, waiting_reason
-        else:
-            wait_id, reason = r["waiting_for"], r["waiting_reason"]
-
-        if lease_id is not None:
-            lid, lease_agent, task_id = lease_id, r["lease_agent"], r["lease_task"]
-        elif exists and r["lease_active"]:
-            lid, lease_agent, task_id = r["lease_id"], r["lease_agent"], r["lease_task"]
-        elif r["wt_lease"] is not None:
-            lid, lease_agent, task_id = r["wt_lease"], r["wt_lease_agent"], r["wt_lease_task"]
-        else:
-            lid, lease_agent, task_id = (r["lease_id"] if exists else None), None, None
-        name = agent or (r["agent"] if exists else None) or lease_agent
-        if pid is None and exists:
-            host, pid, pid_start = r["host"], r["pid"], r["pid_start"]
-        if tool is None and exists:
-            tool, target = r["last_tool"], r["last_target"]
-        since = r["state_since"] if exists and new == prev else now
-
-        if exists:
-            sid = r["id"]
-            await self._exec(
-                "UPDATE agent_sessions SET agent = ?, worktree = ?, lease_id = ?, host = ?, pid = ?, pid_start = ?,"
-                " last_event = ?, last_event_at = ?, last_tool = ?, last_target = ?, state = ?, state_since = ?,"
-                f" waiting_for = ?, waiting_reason = ?, rev = {_NEXT_REV} WHERE id = ?",
-                (name, r["here"], lid, host, pid, pid_start, event, now, tool, target, new, since, wait_id,
-                 reason, sid),
-            )
-        else:
-            sid = await self._exec(
-                "INSERT INTO agent_sessions (kind, session, agent, worktree, lease_id, host, pid, pid_start,"
-                " started_at, last_event, last_event_at, last_tool, last_target, state, state_since,"
-                f" waiting_for, waiting_reason, rev) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,{_NEXT_REV})",
-                (kind, session, name, r["here"], lid, host, pid, pid_start, now, event, now, tool, target, new,
-                 now, wait_id, reason),
-            )
-            await self._prune_sessions_locked(now - DEFAULT_RETENTION, keep=sid)
-        if kind != "cli" and lid is not None and lid != r["lease_id"] and (
-                lease_id is not None and r["lease_active"] or lid == r["wt_lease"]):
-            # the agent claimed from a shell before its hooks reported: its stand-in
-            # command-line session ends here, and this one carries on
-            await self._exec(
-                "UPDATE agent_sessions SET state = 'ended', state_since = ?, waiting_for = NULL,"
-                f" waiting_reason = ?, rev = {_NEXT_REV} WHERE kind = 'cli' AND lease_id = ? AND state != 'ended'",
-                (now, f"continued as {format_id('session', sid)} ({kind})", lid),
-            )
-        if tool_call:
-            closed = None
-            if outcome is not None:
-                closed = await self._fetchone(
-                    "UPDATE agent_tool_calls SET outcome = ? WHERE id = (SELECT id FROM agent_tool_calls"
-                    " WHERE session_id = ? AND outcome IS NULL AND tool IS ? AND target IS ?"
-                    " ORDER BY id DESC LIMIT 1) RETURNING id",
-                    (outcome, sid, tool, target),
-                )
-            if closed is None:
-                await self._exec(
-                    "INSERT INTO agent_tool_calls (session_id, at, event, tool, target, outcome)"
-                    " VALUES (?,?,?,?,?,?)",
-                    (sid, now, event, tool, target, outcome),
-                )
-        if audit and new != prev:
-            details: dict[str, Any] = {"session": format_id("session", sid), "kind": kind,
-                                       "agent_session": session, "from": prev, "to": new, "event": event}
-            if wait_id is not None:
-                details["waiting_for"] = format_id("approval", wait_id)
-            if reason:
-                details["reason"] = reason
-            await self._audit("agent.state", actor=name or f"{kind}:{session[:8]}", task_id=task_id,
-                              lease_id=lid, approval_id=wait_id, worktree=r["here"], details=details, now=now)
-        return SessionChange(sid, new, prev, not exists)
-
-    async def _agent_seen(self, worktree: str | None, agent: str | None, now: float) -> None:
-        """Called by the lease verbs (store/tasks.py ``_seen``) inside their transaction, after
-        the lease changed: the agent is a session too.
-
-        An agent whose hooks already report a live session in this worktree
-        (the same agent, or one not yet named) is that session: it gets the lease
-        and the name. Any other agent is a ``cli`` session (its session id is its
-        agent name) that works while its lease is active. Not audited: the lease
-        verb's own event, in the same transaction, says what happened.
-        """
-        if not agent:
-            return
-        r = await self._fetchone(
-            "SELECT l.id, l.status, l.acquired_at, l.heartbeat_at, l.task_id,"
-            " (SELECT group_concat(id) FROM (SELECT id FROM agent_sessions WHERE worktree = :wt"
-            "   AND kind != 'cli' AND state != 'ended' AND (agent IS NULL OR agent = :agent) LIMIT 2)) AS hooked"
-            " FROM (SELECT 1) LEFT JOIN leases l ON l.id = (SELECT id FROM leases"
-            "   WHERE agent = :agent AND worktree IS :wt ORDER BY id DESC LIMIT 1)",
-            {"wt": worktree, "agent": agent},
-        )
-        if r["id"] is None:
-            return
-        active = r["status"] == "active"
-        lid = format_id("lease", r["id"])
-        if not active:
-            verb = {"completed": "task done", "failed": "task fail", "released": "lease release"}.get(
-                r["status"], f"lease {r['status']}")
-        elif r["acquired_at"] == now:
-            verb = "task claim"
-        elif r["heartbeat_at"] == now:
-            verb = "lease heartbeat"
-        else:
-            verb = "claim"
-        hooked = r["hooked"]
-        if hooked and "," not in str(hooked):
-            if active:
-                await self._exec(
-                    f"UPDATE agent_sessions SET lease_id = ?, agent = coalesce(agent, ?), rev = {_NEXT_REV}"
-                    " WHERE id = ?",
-                    (r["id"], agent, int(hooked)),
-                )
-            return
-        await self._record_session_locked(
-            now, "cli", agent, f"tower {verb}", state="working" if active else "idle", tool="tower",
-            target=f"{verb} {lid}", tool_call=verb != "lease heartbeat", outcome=None, waiting_for=None,
-            waiting_reason=None, ends_wait=None, agent=agent, worktree=worktree, cwd=None,
-            lease_id=r["id"], pid=None, pid_start=None, host=None, audit=False,
-        )
 
     async def sweep_sessions(
         self,
@@ -559,7 +375,7 @@ class SessionVerbs(StoreBase):
         end_after = end_after_default() if end_after is None else end_after
         now = self.clock()
         rows = await self._fetchall(_SESSION_SELECT + " WHERE s.state != 'ended'")
-        due = [r["id"] for r in rows if self._sweep_target(r, now, stall_after, end_after) is not None]
+        due = [r["id"] for r in rows if _sweep_target(r, now, stall_after, end_after) is not None]
         old = await self._fetchone(
             "SELECT 1 FROM agent_sessions s WHERE last_event_at < ? AND (lease_id IS NULL OR NOT EXISTS"
             " (SELECT 1 FROM leases WHERE id = s.lease_id AND status = 'active')) LIMIT 1",
@@ -568,58 +384,28 @@ class SessionVerbs(StoreBase):
         if not due and old is None:
             return []
         changes: list[SessionChange] = []
-        async with self.transaction():
-            now = self.clock()
+        async with self.transaction() as tx:
             if due:
-                marks = ",".join("?" * len(due))
-                for r in await self._fetchall(_SESSION_SELECT + f" WHERE s.id IN ({marks})", tuple(due)):
-                    target = self._sweep_target(r, now, stall_after, end_after)
+                for r in await tx.fetchall(_SESSION_SELECT + f" WHERE s.id IN {tx.dialect.values('int')}",
+                                           (tx.dialect.list_param(due),)):
+                    target = _sweep_target(r, tx.now, stall_after, end_after)
                     if target is None:
                         continue  # an event got there first
-                    await self._exec(
+                    await tx.execute(
                         f"UPDATE agent_sessions SET state = ?, state_since = ?, waiting_for = NULL,"
                         f" waiting_reason = ?, rev = {_NEXT_REV} WHERE id = ?",
                         (target.state, target.since, target.reason, r["id"]),
                     )
                     await self._audit(
-                        "agent.state", actor=actor, task_id=r["task_id"], lease_id=r["lease_id"],
+                        tx, "agent.state", actor=actor, task_id=r["task_id"], lease_id=r["lease_id"],
                         worktree=r["worktree"],
                         details={"session": format_id("session", r["id"]), "kind": r["kind"],
                                  "agent_session": r["session"], "from": r["state"], "to": target.state,
                                  "event": None, "reason": target.reason},
-                        now=now,
                     )
                     changes.append(SessionChange(r["id"], target.state, r["state"], False))
-            await self._prune_sessions_locked(now - retention)
+            await _prune(tx, tx.now - retention)
         return changes
-
-    @staticmethod
-    def _sweep_target(r, now: float, stall_after: float, end_after: float) -> Derived | None:
-        """What the sweep writes for this row (None: nothing). Waiting is never written:
-        the approvals it derives from are audited themselves."""
-        d = derive(r, now, stall_after, end_after)
-        stored = r["state"]
-        if d.state in ("stalled", "ended") and d.state != stored:
-            quiet = now - r["last_event_at"]
-            if d.state == "stalled":
-                why = f"no event for {int(quiet)}s with lease {format_id('lease', r['lease_id'])} active"
-            elif d.reason:
-                why = d.reason
-            else:
-                why = f"no event for {int(quiet)}s and no active lease"
-            return Derived(d.state, d.since, None, why)
-        if stored == "stalled" and d.state not in ("stalled", "waiting"):
-            return Derived(d.state, now, None, "its lease is no longer active")
-        return None
-
-    async def _prune_sessions_locked(self, cutoff: float, *, keep: int | None = None) -> int:
-        rows = await self._fetchall(
-            "DELETE FROM agent_sessions AS s WHERE last_event_at < ? AND id IS NOT ?"
-            " AND (lease_id IS NULL OR NOT EXISTS (SELECT 1 FROM leases WHERE id = s.lease_id AND status = 'active'))"
-            " RETURNING id",
-            (cutoff, keep),
-        )
-        return len(rows)
 
     # -- reads -----------------------------------------------------------------
 
@@ -650,8 +436,8 @@ class SessionVerbs(StoreBase):
 
     async def session_rev(self) -> int:
         """Grows with every write to a session: a live view re-reads when it moves."""
-        row = await self._fetchone("SELECT ifnull(max(rev), 0) FROM agent_sessions")
-        return row[0]
+        row = await self._fetchone("SELECT coalesce(max(rev), 0) FROM agent_sessions")
+        return int(row[0]) if row is not None else 0
 
     async def session_tool_calls(self, session_id: int, limit: int = HISTORY_PER_SESSION) -> list[dict[str, Any]]:
         """The session's recent tool calls, newest first."""
@@ -668,58 +454,241 @@ class SessionVerbs(StoreBase):
         """Everything ``tower agent show`` and the Agents pane's detail show, as plain data:
         the session, its recent tool calls, its (last) lease with its claims, the
         approvals filed under that lease or by its agent, and the latest audit
-        events of its task (oldest first)."""
+        events of its task (oldest first). Each part is the JSON of its row type
+        (core/models.py), narrowed to what the detail shows."""
         s = await self.get_session(session_id, stall_after=stall_after, end_after=end_after)
         calls = await self.session_tool_calls(session_id)
         lease = None
         if s.last_lease_id is not None:
-            lease = await self._fetchone(
-                "SELECT l.id, l.task_id, t.title, l.agent, l.worktree, l.token, l.status, l.expires_at,"
-                " l.ended_at, (SELECT json_group_array(path) FROM (SELECT path FROM claims"
-                "   WHERE lease_id = l.id AND active = 1 ORDER BY path)) AS claims"
-                " FROM leases l JOIN tasks t ON t.id = l.task_id WHERE l.id = ?",
-                (s.last_lease_id,),
-            )
-        import json
-
-        claims = json.loads(lease["claims"]) if lease is not None else []
+            row = await self._fetchone(lease_select(self.dialect) + " WHERE l.id = ?", (s.last_lease_id,))
+            lease = lease_from_row(row) if row is not None else None
         requesters = [n for n in (s.agent, f"{s.kind}:{s.session[:8]}") if n]
-        approvals = await self._fetchall(
-            "SELECT id, kind, summary, status, requested_by, lease_id, task_id, created_at, decided_at,"
-            " decided_by, reason FROM approvals"
-            " WHERE (lease_id IS NOT NULL AND lease_id = :lease) OR id IS :wait"
-            "   OR requested_by IN (SELECT value FROM json_each(:who))"
-            " ORDER BY id DESC LIMIT 50",
-            {"lease": s.last_lease_id, "wait": s.waiting_for, "who": json.dumps(requesters)},
-        )
-        task_id = lease["task_id"] if lease is not None else None
+        where = [f"requested_by IN {self.dialect.values('text')}"]
+        params: list[Any] = [self.dialect.list_param(requesters)]
+        if s.last_lease_id is not None:
+            where.append("lease_id = ?")
+            params.append(s.last_lease_id)
+        if s.waiting_for is not None:
+            where.append("id = ?")
+            params.append(s.waiting_for)
+        approvals = [approval_from_row(r) for r in await self._fetchall(
+            f"{APPROVAL_SELECT} WHERE {' OR '.join(where)} ORDER BY id DESC LIMIT 50", tuple(params))]
         events = []
-        if task_id is not None:
-            events = await self._fetchall(
-                "SELECT * FROM (SELECT seq, ts, actor, event, task_id, lease_id, approval_id, worktree, path,"
-                " details FROM audit WHERE task_id = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
-                (task_id, audit_limit),
-            )
+        if lease is not None:
+            rows = await self._fetchall(
+                f"SELECT {self.dialect.cells(ROW_FIELDS)} FROM audit WHERE task_id = ? ORDER BY seq DESC LIMIT ?",
+                (lease.task_id, audit_limit))
+            events = [event_from_values(self.dialect.cell_values(r, ROW_FIELDS)) for r in reversed(rows)]
         return {
             "session": s,
             "tool_calls": calls,
-            "lease": None if lease is None else {
-                "id": format_id("lease", lease["id"]), "task_id": format_id("task", lease["task_id"]),
-                "task_title": lease["title"], "agent": lease["agent"], "worktree": lease["worktree"],
-                "token": lease["token"], "status": lease["status"], "expires_at": iso(lease["expires_at"]),
-                "ended_at": iso(lease["ended_at"]),
-            },
-            "claims": claims,
-            "approvals": [{
-                "id": format_id("approval", a["id"]), "kind": a["kind"], "summary": a["summary"],
-                "status": a["status"], "requested_by": a["requested_by"], "lease_id": format_id("lease", a["lease_id"]),
-                "task_id": format_id("task", a["task_id"]), "created_at": iso(a["created_at"]),
-                "decided_at": iso(a["decided_at"]), "decided_by": a["decided_by"], "reason": a["reason"],
-            } for a in approvals],
-            "audit": [{
-                "seq": e["seq"], "ts": e["ts"], "actor": e["actor"], "event": e["event"],
-                "task_id": format_id("task", e["task_id"]), "lease_id": format_id("lease", e["lease_id"]),
-                "approval_id": format_id("approval", e["approval_id"]), "worktree": e["worktree"],
-                "path": e["path"], "details": json.loads(e["details"]),
-            } for e in events],
+            "lease": None if lease is None else _pick(lease.to_json(), _LEASE_KEYS),
+            "claims": list(lease.claims) if lease is not None else [],
+            "approvals": [_pick(a.to_json(), _APPROVAL_KEYS) for a in approvals],
+            "audit": [_pick(e.to_json(), _AUDIT_KEYS) for e in events],
         }
+
+
+_LEASE_KEYS = ("id", "task_id", "task_title", "agent", "worktree", "token", "status", "expires_at", "ended_at")
+_APPROVAL_KEYS = ("id", "kind", "summary", "status", "requested_by", "lease_id", "task_id", "created_at",
+                  "decided_at", "decided_by", "reason")
+_AUDIT_KEYS = ("seq", "ts", "actor", "event", "task_id", "lease_id", "approval_id", "worktree", "path", "details")
+
+
+def _pick(data: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: data[k] for k in keys}
+
+
+# -- recording (inside a transaction the caller holds) -------------------------
+
+
+async def _record(
+    store: StoreBase, tx: Tx, kind: str, session: str, event: str, *, state: str | None, tool: str | None,
+    target: str | None, tool_call: bool, outcome: str | None, waiting_for: int | None,
+    waiting_reason: str | None, ends_wait: int | None, agent: str | None, worktree: str | None,
+    cwd: str | None, lease_id: int | None, pid: int | None, pid_start: int | None, host: str | None,
+    audit: bool,
+) -> SessionChange:
+    now = tx.now
+    r = await tx.fetchone(_LOOKUP, _lookup_params(kind, session, worktree, cwd, agent, lease_id, waiting_for, now))
+    assert r is not None  # the lookup selects FROM a one-row CTE
+    if lease_id is not None and r["lease_found"] is None:
+        raise NotFound(f"no lease {format_id('lease', lease_id)}", code="lease_not_found")
+    if waiting_for is not None and r["new_wait_status"] is None:
+        raise NotFound(f"no approval {format_id('approval', waiting_for)}", code="approval_not_found")
+    exists = r["id"] is not None
+    prev: str | None = r["state"] if exists else None
+
+    # a Tower approval the hook waits for holds the session in `waiting` until
+    # that wait ends, whatever parallel tool calls report meanwhile
+    held = prev == "waiting" and r["waiting_for"] is not None and r["wait_status"] == "pending"
+    new: str
+    if ends_wait is not None:
+        new = "waiting" if held and r["waiting_for"] != ends_wait else (state or "working")  # held: prev waits
+    elif state is None:
+        new = prev if prev is not None and prev in ("working", "waiting", "idle") else "working"
+    elif state == "working" and held:
+        new = "waiting"
+    else:
+        new = state
+    if new != "waiting":
+        wait_id, reason = None, None
+    elif state == "waiting" and not (held and waiting_for is None):
+        wait_id, reason = waiting_for, waiting_reason
+    else:
+        wait_id, reason = r["waiting_for"], r["waiting_reason"]
+
+    lid: int | None
+    if lease_id is not None:
+        lid, lease_agent, task_id = lease_id, r["lease_agent"], r["lease_task"]
+    elif exists and r["lease_active"]:
+        lid, lease_agent, task_id = r["lease_id"], r["lease_agent"], r["lease_task"]
+    elif r["wt_lease"] is not None:
+        lid, lease_agent, task_id = r["wt_lease"], r["wt_lease_agent"], r["wt_lease_task"]
+    else:
+        lid, lease_agent, task_id = (r["lease_id"] if exists else None), None, None
+    name = agent or (r["agent"] if exists else None) or lease_agent
+    if pid is None and exists:
+        host, pid, pid_start = r["host"], r["pid"], r["pid_start"]
+    if tool is None and exists:
+        tool, target = r["last_tool"], r["last_target"]
+    since = r["state_since"] if exists and new == prev else now
+
+    sid: int
+    if exists:
+        sid = r["id"]
+        await tx.execute(
+            "UPDATE agent_sessions SET agent = ?, worktree = ?, lease_id = ?, host = ?, pid = ?, pid_start = ?,"
+            " last_event = ?, last_event_at = ?, last_tool = ?, last_target = ?, state = ?, state_since = ?,"
+            f" waiting_for = ?, waiting_reason = ?, rev = {_NEXT_REV} WHERE id = ?",
+            (name, r["here"], lid, host, pid, pid_start, event, now, tool, target, new, since, wait_id,
+             reason, sid),
+        )
+    else:
+        sid = await tx.insert(
+            "INSERT INTO agent_sessions (kind, session, agent, worktree, lease_id, host, pid, pid_start,"
+            " started_at, last_event, last_event_at, last_tool, last_target, state, state_since,"
+            f" waiting_for, waiting_reason, rev) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,{_NEXT_REV})"
+            " RETURNING id",
+            (kind, session, name, r["here"], lid, host, pid, pid_start, now, event, now, tool, target, new,
+             now, wait_id, reason),
+        )
+        await _prune(tx, now - DEFAULT_RETENTION, keep=sid)
+    if kind != "cli" and lid is not None and lid != r["lease_id"] and (
+            lease_id is not None and r["lease_active"] or lid == r["wt_lease"]):
+        # the agent claimed from a shell before its hooks reported: its stand-in
+        # command-line session ends here, and this one carries on
+        await tx.execute(
+            "UPDATE agent_sessions SET state = 'ended', state_since = ?, waiting_for = NULL,"
+            f" waiting_reason = ?, rev = {_NEXT_REV} WHERE kind = 'cli' AND lease_id = ? AND state != 'ended'",
+            (now, f"continued as {format_id('session', sid)} ({kind})", lid),
+        )
+    if tool_call:
+        closed = None
+        if outcome is not None:
+            same_tool = "tool IS NULL" if tool is None else "tool = ?"
+            same_target = "target IS NULL" if target is None else "target = ?"
+            closed = await tx.fetchone(
+                "UPDATE agent_tool_calls SET outcome = ? WHERE id = (SELECT id FROM agent_tool_calls"
+                f" WHERE session_id = ? AND outcome IS NULL AND {same_tool} AND {same_target}"
+                " ORDER BY id DESC LIMIT 1) RETURNING id",
+                (outcome, sid, *(v for v in (tool, target) if v is not None)),
+            )
+        if closed is None:
+            await tx.execute(
+                "INSERT INTO agent_tool_calls (session_id, at, event, tool, target, outcome)"
+                " VALUES (?,?,?,?,?,?)",
+                (sid, now, event, tool, target, outcome),
+            )
+    if audit and new != prev:
+        details: dict[str, Any] = {"session": format_id("session", sid), "kind": kind,
+                                   "agent_session": session, "from": prev, "to": new, "event": event}
+        if wait_id is not None:
+            details["waiting_for"] = format_id("approval", wait_id)
+        if reason:
+            details["reason"] = reason
+        await store._audit(tx, "agent.state", actor=name or f"{kind}:{session[:8]}", task_id=task_id,
+                           lease_id=lid, approval_id=wait_id, worktree=r["here"], details=details)
+    return SessionChange(sid, new, prev, not exists)
+
+
+
+async def agent_seen(store: StoreBase, tx: Tx, worktree: str | None, agent: str | None) -> None:
+    """Called by the lease verbs (``store.lifecycle.seen``) inside their transaction, after
+    the lease changed: the agent is a session too.
+
+    An agent whose hooks already report a live session in this worktree
+    (the same agent, or one not yet named) is that session: it gets the lease
+    and the name. Any other agent is a ``cli`` session (its session id is its
+    agent name) that works while its lease is active. Not audited: the lease
+    verb's own event, in the same transaction, says what happened.
+    """
+    if not agent:
+        return
+    same_worktree = "worktree IS NULL" if worktree is None else "worktree = ?"
+    r = await tx.fetchone(
+        "SELECT l.id, l.status, l.acquired_at, l.heartbeat_at, l.task_id,"
+        " (SELECT CASE WHEN count(*) = 1 THEN max(id) END FROM (SELECT id FROM agent_sessions WHERE worktree = ?"
+        "   AND kind != 'cli' AND state != 'ended' AND (agent IS NULL OR agent = ?) LIMIT 2) AS h) AS hooked"
+        " FROM (SELECT 1 AS one) AS base LEFT JOIN leases l ON l.id = (SELECT id FROM leases"
+        f"   WHERE agent = ? AND {same_worktree} ORDER BY id DESC LIMIT 1)",
+        (worktree, agent, agent, *((worktree,) if worktree is not None else ())),
+    )
+    if r is None or r["id"] is None:
+        return
+    now = tx.now
+    active = r["status"] == "active"
+    lid = format_id("lease", r["id"])
+    if not active:
+        verb = {"completed": "task done", "failed": "task fail", "released": "lease release"}.get(
+            r["status"], f"lease {r['status']}")
+    elif r["acquired_at"] == now:
+        verb = "task claim"
+    elif r["heartbeat_at"] == now:
+        verb = "lease heartbeat"
+    else:
+        verb = "claim"
+    hooked = r["hooked"]  # the one live hooked session of this worktree (None: none, or several)
+    if hooked is not None:
+        if active:
+            await tx.execute(
+                f"UPDATE agent_sessions SET lease_id = ?, agent = coalesce(agent, ?), rev = {_NEXT_REV}"
+                " WHERE id = ?",
+                (r["id"], agent, int(hooked)),
+            )
+        return
+    await _record(
+        store, tx, "cli", agent, f"tower {verb}", state="working" if active else "idle", tool="tower",
+        target=f"{verb} {lid}", tool_call=verb != "lease heartbeat", outcome=None, waiting_for=None,
+        waiting_reason=None, ends_wait=None, agent=agent, worktree=worktree, cwd=None,
+        lease_id=r["id"], pid=None, pid_start=None, host=None, audit=False,
+    )
+
+
+def _sweep_target(r: Row, now: float, stall_after: float, end_after: float) -> Derived | None:
+    """What the sweep writes for this row (None: nothing). Waiting is never written:
+    the approvals it derives from are audited themselves."""
+    d = derive(r, now, stall_after, end_after)
+    stored = r["state"]
+    if d.state in ("stalled", "ended") and d.state != stored:
+        quiet = now - r["last_event_at"]
+        if d.state == "stalled":
+            why = f"no event for {int(quiet)}s with lease {format_id('lease', r['lease_id'])} active"
+        elif d.reason:
+            why = d.reason
+        else:
+            why = f"no event for {int(quiet)}s and no active lease"
+        return Derived(d.state, d.since, None, why)
+    if stored == "stalled" and d.state not in ("stalled", "waiting"):
+        return Derived(d.state, now, None, "its lease is no longer active")
+    return None
+
+async def _prune(tx: Tx, cutoff: float, *, keep: int | None = None) -> int:
+    """Delete sessions with no event since ``cutoff`` and no active lease (but ``keep``)."""
+    rows = await tx.fetchall(
+        "DELETE FROM agent_sessions WHERE last_event_at < ?" + ("" if keep is None else " AND id != ?") +
+        " AND (lease_id IS NULL OR NOT EXISTS (SELECT 1 FROM leases l WHERE l.id = agent_sessions.lease_id"
+        " AND l.status = 'active')) RETURNING id",
+        (cutoff,) if keep is None else (cutoff, keep),
+    )
+    return len(rows)

@@ -50,9 +50,11 @@ from textual.worker import Worker, WorkerState
 
 from core.display import printable_line
 from core.errors import TowerError
-from core.models import Approval, Counts
+from core.models import Approval as ApprovalRow
+from core.models import Conflict as ConflictRow
+from core.models import Counts
 from store import Store
-from store.views import ApprovalRow, ConflictRow
+from store.locate import store_ref
 from tui import settings, terminal, theme
 from tui.changes import touched_by
 from tui.format import aid, cid, ellipsize, tid
@@ -111,12 +113,6 @@ def default_actor() -> str:
         return f"person:{getpass.getuser()}"
     except Exception:  # no login name in some containers
         return "person"
-
-
-def approval_row(a: Approval) -> ApprovalRow:
-    ts = lambda v: v.timestamp() if v is not None else None  # noqa: E731
-    return ApprovalRow(a.id, a.kind, a.summary, a.status, a.requested_by, a.worktree, a.lease_id, a.task_id,
-                       a.created_at.timestamp(), ts(a.decided_at), a.decided_by, a.reason)
 
 
 class SafeMonochrome(Monochrome):
@@ -193,11 +189,12 @@ class TowerApp(App[None]):
         super().__init__()
         # NO_COLOR: Textual's filter breaks on unstyled segments; ours copes
         self._filters = [SafeMonochrome() if type(f) is Monochrome else f for f in self._filters]
-        self.db_path = Path(db_path)
+        self.db_path = store_ref(db_path)  # a path, or a postgresql:// URL as it is
         self.clock = clock
         self.watch_enabled = watch
         self.actor = actor or default_actor()
-        self.store = Store(self.db_path, actor=self.actor, clock=clock)
+        # pool: on Postgres the room's reads never queue behind a write waiting for the gate
+        self.store = Store(self.db_path, actor=self.actor, clock=clock, pool=True)
         self.counts: Counts | None = None
         self.store_error: str | None = None
         self.loaded = asyncio.Event()
@@ -1055,7 +1052,7 @@ class TowerApp(App[None]):
             self.post_message(ActionFailed(exc.message, approval_id=approval_id))
             return
         # the committed row, straight away; the store worker follows with the audit event
-        self.post_message(ApprovalsChanged([approval_row(approval)]))
+        self.post_message(ApprovalsChanged([approval]))
         if approval.decided_by != self.actor:
             # the same decision was already taken by someone else: ours changed nothing
             verdict = f"was already {approval.status} by {approval.decided_by}"
@@ -1172,7 +1169,7 @@ class Burst:
 CRASH_LINE = "the control room stopped on an internal error (a bug: please report it at {url})"
 
 
-def run_app(db_path: Path, watch: bool = True) -> int:
+def run_app(db_path: Path | str, watch: bool = True) -> int:
     """``tower`` with no subcommand; returns the exit code.
 
     The store is opened once before the screen is taken over, so a missing,
@@ -1180,7 +1177,7 @@ def run_app(db_path: Path, watch: bool = True) -> int:
     one-line error and exit code, not an empty control room. A crash inside
     the room is exit 1, never 0.
     """
-    db_path = Path(db_path)
+    db_path = store_ref(db_path)
 
     async def check() -> None:
         async with Store(db_path):

@@ -18,7 +18,7 @@ import click
 
 from core.display import printable
 from core.errors import BadInput, NotFound, TowerError
-from core.gitrepo import DB_NAME, RepoInfo, discover
+from core.gitrepo import RepoInfo, discover
 
 T = TypeVar("T")
 
@@ -35,13 +35,24 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
+class _StoreOption(click.ParamType):
+    """--db: a store file (not a directory), or a postgresql:// URL taken as it is."""
+
+    name = "store"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.startswith(("postgresql://", "postgres://")):
+            return value
+        return click.Path(dir_okay=False, path_type=Path).convert(value, param, ctx)
+
+
 def common_options(func: Callable) -> Callable:
     """--json, --db, --agent, --worktree on every command (and on ``tower`` itself)."""
     options = [
         click.option("--json", "json_output", is_flag=True, expose_value=False, callback=_remember,
                      help="Print exactly one JSON object on stdout."),
-        click.option("--db", type=click.Path(dir_okay=False, path_type=Path), expose_value=False,
-                     callback=_remember, help="Store file (default: .git/tower/tower.db; env TOWER_DB)."),
+        click.option("--db", type=_StoreOption(), expose_value=False, callback=_remember,
+                     help="Store: a file, or a postgresql:// URL (default: .git/tower/; env TOWER_DB)."),
         click.option("--agent", expose_value=False, callback=_remember,
                      help="Who is acting (env TOWER_AGENT)."),
         click.option("--worktree", expose_value=False, callback=_remember,
@@ -109,17 +120,23 @@ def check_path_length(path: str | os.PathLike, what: str) -> None:
 
 
 def db_path() -> Path:
+    """The store: ``--db`` / ``TOWER_DB`` (a path, or a ``postgresql://`` URL kept as a
+    ``StoreURL``), else the repository's ``.git/tower/tower.db``, or its ``store.toml``
+    once ``tower init --db postgresql://…`` recorded one (store/locate.py)."""
+    from store.locate import is_url, store_in, store_ref
+
     explicit = opt("db") or env("TOWER_DB")
     if explicit:
-        check_path_length(explicit, "--db")
-        return Path(explicit).expanduser().absolute()
+        if not is_url(str(explicit)):
+            check_path_length(explicit, "--db")
+        return store_ref(explicit)  # type: ignore[return-value]  # a StoreURL quacks like the Path
     info = repo()
     if info is None:
         raise NotFound(
             "no Tower store: not inside a git repository (run `tower init` in one, or pass --db)",
             code="not_initialised",
         )
-    return info.store_dir / DB_NAME
+    return store_in(info.store_dir)
 
 
 def agent_name() -> str | None:
@@ -245,15 +262,9 @@ def parse(kind: str, text: str) -> int:
 
 
 def to_data(value: Any) -> Any:
-    if hasattr(value, "to_json"):  # plain rows that skip pydantic on the agents' path
-        return value.to_json()
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, list):
-        return [to_data(v) for v in value]
-    if isinstance(value, dict):
-        return {k: to_data(v) for k, v in value.items()}
-    return value
+    from core.models import to_json
+
+    return to_json(value)
 
 
 def json_line(obj: Any) -> str:
@@ -342,8 +353,10 @@ def report(exc: BaseException) -> int:
     )
 
 
-def short(ts) -> str:
-    """A timestamp for humans: local time, seconds."""
+def short(ts: float | None) -> str:
+    """A timestamp (epoch seconds) for humans: local time, seconds."""
     if ts is None:
         return "-"
-    return ts.astimezone().strftime("%H:%M:%S")
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts).astimezone().strftime("%H:%M:%S")

@@ -10,8 +10,11 @@ from collections.abc import Sequence
 
 from textual.message import Message
 
+from core.models import Approval as ApprovalRow
 from core.models import AuditEvent, Counts
-from store.views import ApprovalRow, ConflictRow, LeaseRow, TaskRow
+from core.models import Conflict as ConflictRow
+from core.models import Lease as LeaseRow
+from core.models import Task as TaskRow
 
 
 class StoreOpened(Message):

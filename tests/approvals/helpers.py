@@ -110,7 +110,7 @@ def pending_approval(db: Path, timeout: float = 30):
 def audit_events(db: Path) -> list[dict]:
     async def read():
         async with Store(db) as s:
-            return [e.model_dump(mode="json") for e in await s.audit_tail(100000)]
+            return [e.to_json() for e in await s.audit_tail(100000)]
 
     return asyncio.run(read())
 

@@ -29,8 +29,8 @@ WORKER = Path(__file__).with_name("claim_worker.py")
 
 async def make_store(db: Path, tasks: int) -> None:
     async with Store(db, create=True) as s:
-        async with s.transaction():
-            await s.conn.executemany(
+        async with s.transaction() as tx:
+            await tx.executemany(
                 "INSERT INTO tasks (title, priority, created_at, updated_at) VALUES (?, ?, 0, 0)",
                 [(f"task {i}", i % 5) for i in range(tasks)],
             )

@@ -11,7 +11,7 @@ Prints four tables:
    beside ``python -c pass``, interleaved.
 3. What the command-line agents' sessions add to the lease verbs: a claim,
    heartbeat and done cycle with the session bookkeeping and with it
-   switched off (``_agent_seen`` a no-op), interleaved.
+   switched off (``store.sessions.agent_seen`` a no-op), interleaved.
 4. 16 processes sending events at 10/s in total, then 8 processes back to
    back: latency of each record, and events per second.
 """
@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from store import Store  # noqa: E402
+from store import Store, sessions  # noqa: E402
 from tui.services.agent_events import record, session_event  # noqa: E402
 
 RUNS = 400
@@ -144,27 +144,27 @@ def per_process(db: Path) -> dict[str, list[float]]:
 
 
 async def lease_cycles(db: Path) -> dict[str, list[float]]:
-    rows: dict[str, list[float]] = {"with agent sessions": [], "without (_agent_seen a no-op)": []}
-    original = Store._agent_seen
+    rows: dict[str, list[float]] = {"with agent sessions": [], "without (agent_seen a no-op)": []}
+    original = sessions.agent_seen
 
-    async def nothing(self, worktree, agent, now):
+    async def nothing(store, tx, worktree, agent):
         return None
 
     async with Store(db, actor="bench") as s:
-        async with s.transaction():
-            await s.conn.executemany("INSERT INTO tasks (title, created_at, updated_at) VALUES (?, 0, 0)",
+        async with s.transaction() as tx:
+            await tx.executemany("INSERT INTO tasks (title, created_at, updated_at) VALUES (?, 0, 0)",
                                      [(f"t{i}",) for i in range(2 * CYCLES + 2)])
         for _ in range(CYCLES):
             order = list(rows)
             random.shuffle(order)
             for name in order:
-                Store._agent_seen = original if name == "with agent sessions" else nothing
+                sessions.agent_seen = original if name == "with agent sessions" else nothing
                 t0 = time.perf_counter()
                 lease = await s.claim_task(agent="agent-a", worktree="wt-a")
                 await s.heartbeat(lease.lease_id)
                 await s.complete_task(lease.lease_id)
                 rows[name].append(time.perf_counter() - t0)
-        Store._agent_seen = original
+        sessions.agent_seen = original
     return rows
 
 
@@ -202,7 +202,7 @@ def main() -> None:
             print(row(name, values, base))
 
         rows = asyncio.run(_cycles(Path(tmp) / "cycles.db"))
-        base = statistics.median(rows["without (_agent_seen a no-op)"])
+        base = statistics.median(rows["without (agent_seen a no-op)"])
         print()
         print(f"claim + heartbeat + done, {CYCLES} cycles each, interleaved (one process)")
         print(f"{'what':44} {'p50 ms':>9} {'p95 ms':>8} {'+ ms':>9}")

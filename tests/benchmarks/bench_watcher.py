@@ -97,8 +97,8 @@ async def in_process(db: Path, roots: dict[str, Path], rows: list) -> None:
         rows.append(("initial snapshot incl. storing it", f"{t_all:.2f} s", f"{len(roots)} worktrees"))
 
         # cold start: no stored snapshot
-        async with store.transaction():
-            await store.conn.execute("DELETE FROM snapshots")
+        async with store.transaction() as tx:
+            await tx.execute("DELETE FROM snapshots")
         for label in ("cold", "warm"):
             service = WatchService(store)
             t0 = time.perf_counter()

@@ -24,7 +24,7 @@ TYPE_CLASS = {"INTEGER": {"bigint", "integer", "smallint"}, "REAL": {"double pre
 
 @pytest.fixture(scope="module")
 def migrated_template(pg_server):
-    """The page's schema applied once; each test gets a copy (what the store tests will do)."""
+    """store/schema.py's Postgres texts applied once by hand; each test gets a copy."""
     db = fresh_database(pg_server)
     with psycopg.connect(db.dsn, autocommit=True) as c:
         assert migrate(c) == SCHEMA_VERSION
@@ -47,8 +47,8 @@ def conn(pg_database):
 
 def _sqlite_schema() -> tuple[dict, set]:
     db = sqlite3.connect(":memory:")
-    for script in MIGRATIONS:
-        db.executescript(script)
+    for step in MIGRATIONS:
+        db.executescript(step.sqlite)
     tables = {}
     for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"):
         tables[name] = {r[1]: (r[2], bool(r[3]) or bool(r[5])) for r in db.execute(f"PRAGMA table_info({name})")}
@@ -58,7 +58,7 @@ def _sqlite_schema() -> tuple[dict, set]:
     return tables, indexes
 
 
-def test_the_page_has_one_migration_per_sqlite_migration():
+def test_every_migration_has_its_postgres_text_and_the_page_its_roles():
     migrations, roles = doc_blocks()
     assert sorted(migrations) == list(range(1, len(MIGRATIONS) + 1))
     assert roles is not None

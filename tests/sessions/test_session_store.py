@@ -313,7 +313,7 @@ async def test_a_pending_approval_under_the_lease_is_a_wait(wt_store, clock):
     a = await store.request_approval(kind="merge", summary="merge to main", lease_id=lease.lease_id)
     clock.advance(5)
     row = await state_of(store, "cli", "bob")
-    assert (row.state, row.waiting_for, row.state_since) == ("waiting", a.id, a.created_at.timestamp())
+    assert (row.state, row.waiting_for, row.state_since) == ("waiting", a.id, a.created_at)
     assert row.waiting_reason == "Tower approval A1: merge to main"
     await store.decide_approval(a.id, approve=True, actor="person:me")
     assert (await state_of(store, "cli", "bob")).state == "working"
@@ -514,7 +514,7 @@ async def test_a_store_of_schema_2_is_migrated(tmp_path):
     """An existing store (before agent sessions) gets the tables on open, its data intact."""
     import sqlite3
 
-    from store.db import _split_sql
+    from store.backend.sqlite import split_sql
     from store.schema import MIGRATIONS
 
     db = tmp_path / "tower.db"
@@ -528,4 +528,4 @@ async def test_a_store_of_schema_2_is_migrated(tmp_path):
         assert [t.title for t in await s.list_tasks()] == ["kept"]
         await s.record_session_event("codex", "s", "Stop", state="idle")
         assert (await s._fetchone("PRAGMA user_version"))[0] == len(MIGRATIONS)
-    assert _split_sql(MIGRATIONS[3])  # the migration splits into statements
+    assert split_sql(MIGRATIONS[3].sqlite)  # the migration splits into statements

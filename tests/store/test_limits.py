@@ -24,7 +24,7 @@ def nested(levels: int) -> dict:
 
 async def test_a_detail_nested_or_sized_beyond_the_bound_is_refused_and_nothing_is_stored(store):
     ok = await store.request_approval(kind="custom", summary="at the bound", detail=nested(MAX_DETAIL_DEPTH))
-    assert ok.model_dump(mode="json")["detail"] == nested(MAX_DETAIL_DEPTH)
+    assert ok.to_json()["detail"] == nested(MAX_DETAIL_DEPTH)
     head = await store.audit_head()
     for detail, code in ((nested(MAX_DETAIL_DEPTH + 1), "too_deep"), (nested(5000), "too_deep"),
                          ({"blob": "x" * MAX_DETAIL_BYTES}, "too_large")):
@@ -47,6 +47,7 @@ def _insert_raw(db_path, summary_sql: str, detail_sql: str, kind: str = "custom"
     conn.close()
 
 
+@pytest.mark.sqlite_only
 async def test_listing_shows_every_stored_request_even_undecodable_ones(db_path, clock):
     async with Store(db_path, create=True, clock=clock) as s:
         good = await s.request_approval(kind="command", summary="deploy", detail={"cmd": "make deploy"})
@@ -59,9 +60,9 @@ async def test_listing_shows_every_stored_request_even_undecodable_ones(db_path,
     async with Store(db_path, clock=clock) as s:
         listed = await s.list_approvals()
         # the JSON every reader gets: this is what failed for everyone before
-        dumped = {a["summary"]: a for a in (x.model_dump(mode="json") for x in listed)}
+        dumped = {a["summary"]: a for a in (x.to_json() for x in listed)}
         for a in listed:
-            assert (await s.get_approval(a.id)).model_dump(mode="json") == a.model_dump(mode="json")
+            assert (await s.get_approval(a.id)).to_json() == a.to_json()
     assert len(listed) == 6
     assert dumped["bad kind"]["kind"] == "comm\ufffdnd"  # shown as stored, not refused
     assert dumped["deploy"]["detail"] == {"cmd": "make deploy"} and dumped["deploy"]["id"] == f"A{good.id}"
@@ -72,6 +73,7 @@ async def test_listing_shows_every_stored_request_even_undecodable_ones(db_path,
     assert "deploy\ufffd to prod" in dumped  # the damaged byte is marked, the rest shown
 
 
+@pytest.mark.sqlite_only
 async def test_damaged_text_does_not_stop_verbs_on_its_row(db_path, clock):
     async with Store(db_path, create=True, clock=clock) as s:
         await s.add_task("build MARK")
@@ -104,6 +106,7 @@ class ForeignWriter:
         self.conn.close()
 
 
+@pytest.mark.sqlite_only
 async def test_waiting_for_the_gate_and_for_sqlite_share_one_deadline(db_path):
     """Before, a writer queued behind another Tower writer waited for the gate, then
     lock_timeout again for SQLite's lock: up to twice the documented bound."""
@@ -114,7 +117,7 @@ async def test_waiting_for_the_gate_and_for_sqlite_share_one_deadline(db_path):
     async with Store(db_path, lock_timeout=bound / 2) as first, Store(db_path, lock_timeout=bound) as second:
         with ForeignWriter(db_path):
             first_add = asyncio.create_task(first.add_task("first"))
-            while first._gate_depth == 0:  # the first writer holds the gate, waiting for SQLite
+            while first.backend._gate_depth == 0:  # the first writer holds the gate, waiting for SQLite
                 await asyncio.sleep(0)
             started = time.monotonic()
             with pytest.raises(TimedOut) as exc:
@@ -126,6 +129,7 @@ async def test_waiting_for_the_gate_and_for_sqlite_share_one_deadline(db_path):
     assert waited < 1.25 * bound, f"waited {waited:.2f}s against a bound of {bound}s"
 
 
+@pytest.mark.sqlite_only
 async def test_reaping_on_the_way_to_a_read_does_not_wait_for_the_lock(db_path, clock):
     async with Store(db_path, create=True, clock=clock) as s:
         await s.add_task("t")

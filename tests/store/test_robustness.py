@@ -13,6 +13,7 @@ from store import Store
 from tests.conftest import tower_env
 
 
+@pytest.mark.sqlite_only
 async def test_cancelling_a_verb_anywhere_never_leaves_the_write_lock_held(db_path):
     async with Store(db_path, create=True) as store, Store(db_path, lock_timeout=2) as other:
         for ticks in range(40):
@@ -24,8 +25,8 @@ async def test_cancelling_a_verb_anywhere_never_leaves_the_write_lock_held(db_pa
                 await task
             except asyncio.CancelledError:
                 pass
-            await store.data_version()  # runs after anything the cancelled verb queued
-            assert not store.conn.in_transaction, f"left in a transaction after {ticks} ticks"
+            await store.backend.data_version()  # runs after anything the cancelled verb queued
+            assert not store.backend.conn.in_transaction, f"left in a transaction after {ticks} ticks"
             await other.add_task("from another connection")  # would time out if the lock were held
         titles = [t.title for t in await other.list_tasks()]
         assert titles.count("from another connection") == 40
@@ -34,6 +35,7 @@ async def test_cancelling_a_verb_anywhere_never_leaves_the_write_lock_held(db_pa
         assert (await other.audit_head())[0] == len(titles)
 
 
+@pytest.mark.sqlite_only
 async def test_an_empty_database_file_is_refused_not_rebuilt(db_path):
     async with Store(db_path, create=True) as s:
         await s.add_task("precious")

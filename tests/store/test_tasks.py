@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 
 import pytest
 
 from core.errors import BadInput, NotFound, Refused
+from tests.pgfixtures import RawDB
 
 
 async def test_claims_follow_priority_then_age(store):
@@ -61,7 +61,7 @@ async def test_expired_lease_is_reaped_and_refused(store, clock):
     # the old holder's claim was released, so the new holder can take the file
     assert await store.claim_files(new.lease_id, ["src/a.py"]) == ["src/a.py"]
     lease = await store.get_lease(old.lease_id)
-    assert lease.status == "expired" and lease.claims == []
+    assert lease.status == "expired" and lease.claims == ()
 
 
 async def test_refusal_after_reap_keeps_the_reap(store, clock):
@@ -123,7 +123,7 @@ async def test_file_claims_are_exclusive_and_all_or_nothing(store):
         await store.claim_files(lb.lease_id, ["src/z.py", "src/y.py"])
     assert exc.value.code == "claim_conflict"
     assert "L1" in exc.value.message and "wt-a" in exc.value.message and "T1" in exc.value.message
-    assert (await store.get_lease(lb.lease_id)).claims == []  # z.py was not claimed either
+    assert (await store.get_lease(lb.lease_id)).claims == ()  # z.py was not claimed either
     await store.release_files(la.lease_id, ["src/y.py"])
     assert await store.claim_files(lb.lease_id, ["src/z.py", "src/y.py"]) == ["src/y.py", "src/z.py"]
 
@@ -134,13 +134,12 @@ async def test_unique_index_backs_the_claim_rule(store, db_path):
     la = await store.claim_task(agent="a")
     lb = await store.claim_task(agent="b")
     await store.claim_files(la.lease_id, ["f"])
-    raw = sqlite3.connect(db_path)
-    with pytest.raises(sqlite3.IntegrityError):
-        raw.execute("INSERT INTO claims (lease_id, path, claimed_at) VALUES (?, 'f', 0)", (lb.lease_id,))
-    with pytest.raises(sqlite3.IntegrityError):
-        raw.execute("INSERT INTO leases (task_id, agent, token, ttl, acquired_at, heartbeat_at, expires_at)"
-                    " VALUES (1, 'x', 99, 1, 0, 0, 1e12)")
-    raw.close()
+    with RawDB(db_path) as raw:
+        with pytest.raises(raw.IntegrityError):
+            raw.execute("INSERT INTO claims (lease_id, path, claimed_at) VALUES (?, 'f', 0)", (lb.lease_id,))
+        with pytest.raises(raw.IntegrityError):
+            raw.execute("INSERT INTO leases (task_id, agent, token, ttl, acquired_at, heartbeat_at, expires_at)"
+                        " VALUES (1, 'x', 99, 1, 0, 0, 1e12)")
 
 
 async def test_scope_limits_claims(store):
@@ -164,7 +163,7 @@ async def test_cancel_releases_the_lease_and_claims(store):
     cancelled = await store.cancel_task(task.id)
     assert cancelled.status == "cancelled"
     assert (await store.get_lease(lease.lease_id)).status == "released"
-    assert await store.list_claims() == []
+    assert await store.active_claims() == []
     assert (await store.cancel_task(task.id)).status == "cancelled"  # twice: no-op
     with pytest.raises(Refused):
         await store.complete_task(lease.lease_id)
@@ -254,27 +253,28 @@ async def test_a_claim_covers_everything_below_it(store):
     assert await store.claim_files(la.lease_id, ["src/deep/x.py", "src/deep/y.py"]) == ["src/deep/y.py"]
 
 
-async def test_claim_answer_matches_the_documented_model(store):
-    """`tower task claim` prints ClaimRow.to_json() (no pydantic); it must stay ClaimResult's JSON."""
-    from core.models import ClaimResult
-
+async def test_claim_answer_is_the_documented_json(store, clock):
+    """What `tower task claim --json` prints as data (DESIGN.md): ids prefixed, times ISO-8601 UTC."""
     await store.add_task("t", scope=["src/**"])
     row = await store.claim_task(agent="a", ttl=90)
-    assert row.to_json() == ClaimResult(**row._asdict()).model_dump(mode="json")
-    assert set(row.to_json()) >= {"lease_id", "token", "task_id", "expires_at"}
+    assert row.to_json() == {"lease_id": "L1", "token": 1, "task_id": "T1", "title": "t", "scope": ["src/**"],
+                             "expires_at": "2027-01-15T08:01:30.000Z"}
 
 
-async def test_lease_answers_match_the_documented_model(store, clock):
-    """heartbeat / done / fail / release answer LeaseInfo (no pydantic); it must stay Lease's JSON."""
-    from core.models import Lease
-
+async def test_lease_answers_are_the_documented_json(store, clock):
+    """heartbeat / done / fail / release answer the lease as `tower lease show --json` prints it."""
     await store.add_task("t", scope=["src/**"])
-    claim = await store.claim_task(agent="a", ttl=90)
+    claim = await store.claim_task(agent="a", worktree="wt", ttl=90)
     await store.claim_files(claim.lease_id, ["src/a.py"])
+    clock.advance(10)
     beat = await store.heartbeat(claim.lease_id)
-    assert beat.claims == ["src/a.py"] and beat.ended_at is None
+    assert beat.claims == ("src/a.py",) and beat.ended_at is None
+    assert beat.to_json() == {
+        "id": "L1", "task_id": "T1", "task_title": "t", "agent": "a", "worktree": "wt", "token": 1,
+        "status": "active", "ttl": 90.0, "acquired_at": "2027-01-15T08:00:00.000Z",
+        "heartbeat_at": "2027-01-15T08:00:10.000Z", "expires_at": "2027-01-15T08:01:40.000Z", "ended_at": None,
+        "claims": ["src/a.py"]}
     done = await store.complete_task(claim.lease_id)
-    for info in (beat, done):
-        assert info.to_json() == Lease(**info._asdict()).model_dump(mode="json")
-        assert info.to_json() == (await store.get_lease(info.id)).model_dump(mode="json") or info is beat
-    assert done.status == "completed" and done.ended_at is not None
+    assert done.to_json() == (await store.get_lease(done.id)).to_json()
+    assert done.to_json() | {"status": "active", "ended_at": None, "claims": ["src/a.py"]} == beat.to_json()
+    assert done.status == "completed" and done.ended_at == clock.now

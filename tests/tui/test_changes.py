@@ -32,8 +32,8 @@ async def test_events_name_the_rows_they_touched(db):
 
 async def test_views_keep_the_queue_small(db):
     async with Store(db, create=True, clock=time.time) as s:
-        async with s.transaction():
-            await s.conn.executemany(
+        async with s.transaction() as tx:
+            await tx.executemany(
                 "INSERT INTO tasks (title, priority, status, created_at, updated_at) VALUES (?,?,?,?,?)",
                 [(f"t{i}", i % 7, "done" if i % 2 else "pending", i, i) for i in range(1000)],
             )

@@ -476,7 +476,7 @@ class TestLifecycle:
             # two approvals wait: asked first, enter quits
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
             await pilot.press("enter")
-        assert app.store._conn is None
+        assert not app.store.is_open
         assert threads_ended(before)
 
     async def test_a_missing_store_is_shown_not_a_crash(self, tmp_path):
@@ -486,7 +486,7 @@ class TestLifecycle:
             assert "cannot open the store" in app.store_error
             assert app.alert_bar.display
             await pilot.press("3", "a", "5", "f")  # nothing to do, nothing breaks
-        assert app.store._conn is None
+        assert not app.store.is_open
 
     async def test_a_broken_store_mid_session_is_shown_then_recovers(self, db):
         await seed_busy(db)
@@ -532,5 +532,5 @@ class TestWatcher:
             assert 1 in app.leases_pane.conflicted
             assert len(set(aiosqlite_threads()) - before) == 1  # the watcher shares the app's connection
             await pilot.press("q")
-        assert app.store._conn is None
+        assert not app.store.is_open
         assert threads_ended(before)

@@ -128,7 +128,7 @@ async def keep_lease_alive(store, lease_id: int) -> None:
     """
     from core.errors import NotFound
 
-    info = await store.lease_info(lease_id)
+    info = await store.get_lease(lease_id)
     if info.status != "active":
         return
     interval = max(info.ttl / 3, 0.2)

@@ -93,7 +93,7 @@ def audit_tail(count, follow) -> None:
 
     def show(e) -> None:
         if as_json:
-            click.echo(json.dumps({"ok": True, "data": e.model_dump(mode="json")}, ensure_ascii=False))
+            click.echo(json.dumps({"ok": True, "data": e.to_json()}, ensure_ascii=False))
         else:
             if last_shown[0] is not None and e.seq > last_shown[0] + 1:
                 click.echo(gap_line(last_shown[0], e.seq))

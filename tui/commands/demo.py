@@ -149,7 +149,7 @@ async def summarise(db: Path) -> dict:
         "tasks": by_status,
         "leases": {"total": len(leases), "active": sum(lease.status == "active" for lease in leases),
                    "expired": sum(lease.status == "expired" for lease in leases),
-                   "overdue": sum(lease.status == "active" and lease.expires_at.timestamp() <= time.time()
+                   "overdue": sum(lease.status == "active" and lease.expires_at <= time.time()
                                   for lease in leases)},
         "reaped": sorted({f"L{e.lease_id}" for e in events if e.event == "lease.expired"}),
         "conflicts": [{"id": f"C{c.id}", "kind": c.kind, "path": c.path, "worktree": c.worktree,

@@ -82,7 +82,7 @@ def task_show(task_id) -> None:
         return await s.get_task(tid), await s.list_leases(all=True, task_id=tid)
 
     t, leases = run(body)
-    data = t.model_dump(mode="json") | {"leases": [lease.model_dump(mode="json") for lease in leases]}
+    data = t.to_json() | {"leases": [lease.to_json() for lease in leases]}
 
     def human() -> str:
         lines = [_task_line(t)]

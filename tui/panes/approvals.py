@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from store.views import APPROVALS_DECIDED_LIMIT, ApprovalRow
+from core.models import Approval as ApprovalRow
+from store.views import APPROVALS_DECIDED_LIMIT
 from tui import theme
 from tui.format import aid, clock_time, duration, plural
 from tui.panes.base import Col, TablePane, cell

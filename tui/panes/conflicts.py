@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from store.views import ConflictRow
+from core.models import Conflict as ConflictRow
 from tui import theme
 from tui.format import cid, duration, lid, plural
 from tui.panes.base import Col, TablePane, cell, path_cell

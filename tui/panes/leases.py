@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from rich.text import Text
 
 from core.display import printable_line
-from store.views import LeaseRow
+from core.models import Lease as LeaseRow
 from tui import theme
 from tui.format import duration, lid, tid
 from tui.panes.base import Col, TablePane, cell

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from store.views import QUEUE_FINISHED_LIMIT, QUEUE_PENDING_LIMIT, TaskRow
+from core.models import Task as TaskRow
+from store.views import QUEUE_FINISHED_LIMIT, QUEUE_PENDING_LIMIT
 from tui import theme
 from tui.format import plural, tid
 from tui.panes.base import Col, TablePane, cell

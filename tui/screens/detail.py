@@ -56,8 +56,8 @@ class View:
 def _ts(value: Any) -> str:
     if value is None:
         return "-"
-    if hasattr(value, "timestamp"):
-        return full_time(value.timestamp())
+    if isinstance(value, (int, float)):
+        return full_time(value)
     return printable_line(value)
 
 

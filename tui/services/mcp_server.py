@@ -300,7 +300,7 @@ class TowerTools:
         pending = [a for a in await store.list_approvals("pending") if a.requested_by == agent]
         return {"agent": agent, "worktree": worktree, "worktree_path": str(root) if root else None,
                 "store": str(store.path), "leases": await store.agent_leases(agent),
-                "approvals": [a.model_dump(mode="json") for a in pending],
+                "approvals": [a.to_json() for a in pending],
                 "queue": await store.queue_counts()}
 
     async def _tool_claim_task(self, store, args) -> dict[str, Any]:
@@ -387,14 +387,12 @@ class TowerTools:
                 approval = await store.wait_for_decision(approval.id, timeout=wait, expire=False)
             except TimedOut:
                 approval = await store.get_approval(approval.id)
-        return approval.model_dump(mode="json")
+        return approval.to_json()
 
 
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "to_json"):
         return value.to_json()
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
