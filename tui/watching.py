@@ -377,7 +377,8 @@ class WatchService:
 
     async def _load_roots(self) -> dict[str, str]:
         """Registered, active worktrees whose paths exist (name -> path); warns about the others."""
-        known = [w for w in await self.store.list_worktrees() if w.active]
+        # this host's worktrees: each host runs its own watcher over the shared store
+        known = [w for w in await self.store.list_worktrees(local_only=True) if w.active]
         exists = await asyncio.to_thread(lambda: {w.name: os.path.isdir(w.path) for w in known})
         roots: dict[str, str] = {}
         for key in [k for k in self._own_warnings if k.startswith("missing:")]:
