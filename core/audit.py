@@ -253,7 +253,7 @@ def parse_key(text: str) -> bytes:
     return key
 
 
-KEY_ID_LABEL = b"tower audit key id v1\x00"
+KEY_ID_LABEL = b"tower audit key id\n"  # as store.db.key_fingerprint: one fingerprint everywhere
 
 
 def key_id(key: bytes) -> str:

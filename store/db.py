@@ -1,6 +1,8 @@
 """``StoreBase``: what every verb shares: the backend, the audit key, the audit append.
 
-A store holds one ``Backend`` (store/backend/): SQLite today. The verbs
+A store holds one ``Backend`` (store/backend/): SQLite, or PostgreSQL for a
+``postgresql://`` URL or a ``store.toml`` that records one (store/locate.py;
+psycopg is imported only then). The verbs
 write their SQL against its ``Tx`` and ``Dialect`` and never name an engine.
 Every verb is one transaction that appends its audit event:
 
@@ -12,6 +14,7 @@ Every verb is one transaction that appends its audit event:
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Awaitable, Callable, Hashable
@@ -23,7 +26,8 @@ from typing import Any, TypeVar
 from core import audit as chain
 from core.errors import BadInput, NotFound, StoreUnusable, TimedOut
 from core.gitrepo import KEY_NAME
-from store.backend import Backend, Params, Row, Tx, sqlite_backend
+from store.backend import Backend, Params, RetryableConflict, Row, Tx, postgres_backend, sqlite_backend
+from store.locate import POINTER_NAME, is_pointer, is_url, read_pointer
 
 T = TypeVar("T")
 
@@ -63,8 +67,70 @@ def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def key_fingerprint(key: bytes) -> str:
+    """What a Postgres store records of its audit key (``tower_meta.key_id``): enough to
+    refuse a host holding another key, nothing that helps to forge a signature."""
+    import hashlib
+
+    return hashlib.sha256(b"tower audit key id\n" + key).hexdigest()[:32]
+
+
+RETRY_ATTEMPTS = 8
+
+
+def _retried(verb: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Run the verb again when its transaction was given up for another writer's sake
+    (``RetryableConflict``: a serialization failure, a deadlock, a connection lost before
+    COMMIT; Postgres only), with a short jittered back-off, within the lock timeout."""
+
+    @functools.wraps(verb)
+    async def run(self: StoreBase, *args: Any, **kwargs: Any) -> T:
+        attempt = 0
+        started = time.monotonic()
+        while True:
+            try:
+                return await verb(self, *args, **kwargs)
+            except RetryableConflict as exc:
+                attempt += 1
+                if attempt >= RETRY_ATTEMPTS or time.monotonic() - started >= self.lock_timeout:
+                    raise TimedOut(f"store {self.backend.where} kept refusing the write ({exc}):"
+                                   " nothing was changed", code="locked") from None
+                import asyncio
+                import random
+
+                await asyncio.sleep(random.uniform(0.5, 1.0) * min(0.002 * 2 ** attempt, 0.25))
+
+    return run
+
+
+def _is_coroutine_function(value: object) -> bool:
+    # the code flag, not inspect: importing inspect costs the agents' path milliseconds
+    return bool(getattr(getattr(value, "__code__", None), "co_flags", 0) & 0x80)  # CO_COROUTINE
+
+
+def _repo_store_dir() -> Path | None:
+    from core.gitrepo import discover
+
+    info = discover()
+    return info.store_dir if info is not None else None
+
+
 class StoreBase:
-    """Opening, closing, transactions and the audit append shared by every verb."""
+    """Opening, closing, transactions and the audit append shared by every verb.
+
+    ``path``: the SQLite file, a ``store.toml`` naming a Postgres database, or the
+    ``postgresql://`` URL itself (the audit key is then ``key_path``, else the
+    current repository's ``.git/tower/audit.key``). ``pool``: a long-lived process
+    (the control room, the watcher) keeps a few connections to a Postgres store so
+    that its reads never queue behind a write; SQLite ignores it.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # every public verb runs again from the start if its transaction had to give way
+        for name, value in list(vars(cls).items()):
+            if not name.startswith("_") and _is_coroutine_function(value):
+                setattr(cls, name, _retried(value))
 
     def __init__(
         self,
@@ -75,15 +141,30 @@ class StoreBase:
         create: bool = False,
         lock_timeout: float | None = None,
         key_path: Path | None = None,
+        pool: bool = False,
     ) -> None:
-        self.path = Path(path)
-        self.key_path = key_path or key_path_for(self.path)
         self.actor = actor
         self.clock = clock
         self.create = create
         # one bound on every wait for the write lock
         self.lock_timeout = default_lock_timeout() if lock_timeout is None else lock_timeout
-        self.backend: Backend = sqlite_backend(self.path, lock_timeout=self.lock_timeout, clock=clock)
+        self.url: str | None = None
+        if is_url(path):
+            self.url = str(path)
+            anchor = key_path.parent if key_path is not None else _repo_store_dir()
+            self.path = (anchor or Path.cwd()) / POINTER_NAME
+            self._keyless = key_path is None and anchor is None
+        else:
+            self.path = Path(path)
+            self._keyless = False
+            if is_pointer(self.path) and self.path.exists():
+                self.url = read_pointer(self.path)
+        self.key_path = key_path or key_path_for(self.path)
+        if self.url is not None:
+            self.backend: Backend = postgres_backend(self.url, lock_timeout=self.lock_timeout, clock=clock,
+                                                     pool=pool, application=f"tower {actor}"[:63])
+        else:
+            self.backend = sqlite_backend(self.path, lock_timeout=self.lock_timeout, clock=clock)
         self.dialect = self.backend.dialect
         self._key: bytes = b""
 
@@ -97,6 +178,9 @@ class StoreBase:
         await self.close()
 
     async def open(self) -> None:
+        if self.url is not None:
+            await self._open_postgres()
+            return
         if self.create:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,6 +205,56 @@ class StoreBase:
         except chain.AuditKeyError as exc:
             raise StoreUnusable(str(exc), code="bad_key") from None
         await self.backend.open(create=self.create)
+
+    async def _open_postgres(self) -> None:
+        """A Postgres store: the database first (it knows whether the store exists and whose
+        key signs it), then the key, which never leaves this host (docs/postgres.md)."""
+        if self._keyless:
+            raise NotFound(f"no audit key for {self.backend.where}: run inside the repository whose"
+                           " .git/tower/ holds it", code="not_initialised")
+        await self.backend.open(create=self.create)
+        try:
+            recorded: str | None = getattr(self.backend, "key_id", None)
+            if self.create and not self.key_path.exists():
+                if recorded is not None:
+                    raise StoreUnusable(
+                        f"the store {self.backend.where} is signed with an audit key this host does not have"
+                        f" (fingerprint {recorded}): copy {self.key_path.name} from a host that has it"
+                        f" to {self.key_path} (a new key could not verify the log)", code="bad_key")
+                try:
+                    self.key_path.parent.mkdir(parents=True, exist_ok=True)
+                    chain.create_key(self.key_path)
+                except FileExistsError:
+                    pass
+                except OSError as exc:
+                    raise StoreUnusable(f"cannot create the audit key {self.key_path}: {exc.strerror or exc}") from None
+            if not self.create and recorded is None and not self.key_path.exists():
+                # the schema may be there (a database made from a template), but no
+                # `tower init` ever signed anything in it
+                raise NotFound(f"no Tower store at {self.backend.where}: run `tower init`", code="not_initialised")
+            try:
+                self._key = chain.load_key(self.key_path)
+            except chain.AuditKeyError as exc:
+                raise StoreUnusable(str(exc), code="bad_key") from None
+            mine = key_fingerprint(self._key)
+            if recorded is None:
+                if self.create:
+                    async with self.transaction() as tx:
+                        row = await tx.fetchone("SELECT key_id FROM tower_meta")
+                        recorded = row[0] if row is not None else None
+                        if recorded is None:
+                            await tx.execute("UPDATE tower_meta SET key_id = ?", (mine,))
+                            recorded = mine
+                else:
+                    recorded = mine  # a store made before fingerprints: nothing to compare with
+            if recorded != mine:
+                raise StoreUnusable(
+                    f"the audit key {self.key_path} is not the key of the store {self.backend.where}"
+                    f" (its fingerprint is {mine}, the store's is {recorded}): events signed with it would"
+                    " look forged; copy the store's key from a host that has it", code="bad_key")
+        except BaseException:
+            await self.backend.close()
+            raise
 
     async def close(self) -> None:
         await self.backend.close()

@@ -259,7 +259,7 @@ _LOOKUP = """
 WITH here(wt) AS (
     SELECT coalesce(?,
                     (SELECT worktree FROM agent_sessions WHERE kind = ? AND session = ?),
-                    (SELECT name FROM worktrees WHERE active = 1 AND ? IS NOT NULL
+                    (SELECT name FROM worktrees WHERE active = 1 AND CAST(? AS TEXT) IS NOT NULL
                        AND (? = path OR substr(?, 1, length(path) + 1) = path || '/')
                      ORDER BY length(path) DESC LIMIT 1))),
 who(agent) AS (

@@ -15,6 +15,8 @@ from store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytest_plugins = ["tests.pgfixtures"]  # pg_server, pg_database: PostgreSQL started by the tests
+
 # git in tests must not depend on the machine's global config
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Tower Tests",
@@ -45,7 +47,20 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which store the test runs on: "sqlite" unless its directory runs both
+    (tests/pgfixtures.py, ``both_backends``)."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def db_path(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Path:
+    """The store's path: a SQLite file, or (``backend`` postgres) a ``store.toml`` naming
+    a fresh database, with the audit key beside it either way."""
+    if backend == "postgres":
+        from store.locate import write_pointer
+
+        return write_pointer(tmp_path / "store", request.getfixturevalue("pg_database").url)
     return tmp_path / "store" / "tower.db"
 
 

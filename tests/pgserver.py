@@ -155,6 +155,12 @@ class PgDatabase:
         """Over the Unix socket."""
         return self.server.dsn(self.name)
 
+    @property
+    def url(self) -> str:
+        """``postgresql://`` over the Unix socket (no password: local connections are trusted),
+        what ``TOWER_DB`` or ``store.toml`` holds."""
+        return self.server.socket_url(self.name)
+
     def tcp_dsn(self, **params: str) -> str:
         return self.server.dsn(self.name, tcp=True, **params)
 
@@ -243,6 +249,11 @@ class PgServer:
             parts = {"host": str(self.socket_dir), "port": str(self.port), "user": SUPERUSER, "dbname": dbname}
         parts.update(params)
         return " ".join(f"{k}={_conninfo_value(v)}" for k, v in parts.items())
+
+    def socket_url(self, dbname: str = "postgres") -> str:
+        from urllib.parse import quote
+
+        return f"postgresql://{SUPERUSER}@/{quote(dbname)}?host={quote(str(self.socket_dir))}&port={self.port}"
 
     def url(self, dbname: str = "postgres", *, host: str | None = None) -> str:
         """``postgresql://`` form over TCP, what a user puts in TOWER_DB."""

@@ -54,6 +54,7 @@ from core.models import Approval as ApprovalRow
 from core.models import Conflict as ConflictRow
 from core.models import Counts
 from store import Store
+from store.locate import store_ref
 from tui import settings, terminal, theme
 from tui.changes import touched_by
 from tui.format import aid, cid, ellipsize, tid
@@ -188,11 +189,12 @@ class TowerApp(App[None]):
         super().__init__()
         # NO_COLOR: Textual's filter breaks on unstyled segments; ours copes
         self._filters = [SafeMonochrome() if type(f) is Monochrome else f for f in self._filters]
-        self.db_path = Path(db_path)
+        self.db_path = store_ref(db_path)  # a path, or a postgresql:// URL as it is
         self.clock = clock
         self.watch_enabled = watch
         self.actor = actor or default_actor()
-        self.store = Store(self.db_path, actor=self.actor, clock=clock)
+        # pool: on Postgres the room's reads never queue behind a write waiting for the gate
+        self.store = Store(self.db_path, actor=self.actor, clock=clock, pool=True)
         self.counts: Counts | None = None
         self.store_error: str | None = None
         self.loaded = asyncio.Event()
@@ -1175,7 +1177,7 @@ def run_app(db_path: Path, watch: bool = True) -> int:
     one-line error and exit code, not an empty control room. A crash inside
     the room is exit 1, never 0.
     """
-    db_path = Path(db_path)
+    db_path = store_ref(db_path)
 
     async def check() -> None:
         async with Store(db_path):

@@ -18,7 +18,7 @@ import click
 
 from core.display import printable
 from core.errors import BadInput, NotFound, TowerError
-from core.gitrepo import DB_NAME, RepoInfo, discover
+from core.gitrepo import RepoInfo, discover
 
 T = TypeVar("T")
 
@@ -35,13 +35,24 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
+class _StoreOption(click.ParamType):
+    """--db: a store file (not a directory), or a postgresql:// URL taken as it is."""
+
+    name = "store"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.startswith(("postgresql://", "postgres://")):
+            return value
+        return click.Path(dir_okay=False, path_type=Path).convert(value, param, ctx)
+
+
 def common_options(func: Callable) -> Callable:
     """--json, --db, --agent, --worktree on every command (and on ``tower`` itself)."""
     options = [
         click.option("--json", "json_output", is_flag=True, expose_value=False, callback=_remember,
                      help="Print exactly one JSON object on stdout."),
-        click.option("--db", type=click.Path(dir_okay=False, path_type=Path), expose_value=False,
-                     callback=_remember, help="Store file (default: .git/tower/tower.db; env TOWER_DB)."),
+        click.option("--db", type=_StoreOption(), expose_value=False, callback=_remember,
+                     help="Store: a file, or a postgresql:// URL (default: .git/tower/; env TOWER_DB)."),
         click.option("--agent", expose_value=False, callback=_remember,
                      help="Who is acting (env TOWER_AGENT)."),
         click.option("--worktree", expose_value=False, callback=_remember,
@@ -109,17 +120,23 @@ def check_path_length(path: str | os.PathLike, what: str) -> None:
 
 
 def db_path() -> Path:
+    """The store: ``--db`` / ``TOWER_DB`` (a path, or a ``postgresql://`` URL kept as a
+    ``StoreURL``), else the repository's ``.git/tower/tower.db``, or its ``store.toml``
+    once ``tower init --db postgresql://…`` recorded one (store/locate.py)."""
+    from store.locate import is_url, store_in, store_ref
+
     explicit = opt("db") or env("TOWER_DB")
     if explicit:
-        check_path_length(explicit, "--db")
-        return Path(explicit).expanduser().absolute()
+        if not is_url(str(explicit)):
+            check_path_length(explicit, "--db")
+        return store_ref(explicit)  # type: ignore[return-value]  # a StoreURL quacks like the Path
     info = repo()
     if info is None:
         raise NotFound(
             "no Tower store: not inside a git repository (run `tower init` in one, or pass --db)",
             code="not_initialised",
         )
-    return info.store_dir / DB_NAME
+    return store_in(info.store_dir)
 
 
 def agent_name() -> str | None:

@@ -46,6 +46,16 @@ class ConstraintViolation(Exception):
     rules before writing, so reaching one is a bug unless a verb catches it on purpose."""
 
 
+class RetryableConflict(Exception):
+    """The engine gave the transaction up to resolve a conflict with another writer (a
+    serialization failure, a deadlock) or lost its connection before COMMIT: nothing was
+    changed, and the verb may run again from the start (the store does, with back-off)."""
+
+    def __init__(self, message: str, *, reconnect: bool = False) -> None:
+        super().__init__(message)
+        self.reconnect = reconnect
+
+
 class Dialect(Protocol):
     """SQL fragments that are spelled differently, each named for what it does. One instance
     per backend (hashable: the SELECTs built from it are cached per dialect)."""
@@ -187,6 +197,14 @@ class Backend(Protocol):
         ``rows`` yields every audit row in seq order as a mapping (a read error as a
         ``core.audit.Unreadable``), ``locate(entry_hash)`` finds the seq of a hash."""
         ...
+
+
+def postgres_backend(url: str, *, lock_timeout: float, clock: Callable[[], float], pool: bool = False,
+                     application: str = "tower") -> Backend:
+    """The PostgreSQL backend (psycopg is imported only here, for a postgresql:// store)."""
+    from store.backend.postgres import PostgresBackend
+
+    return PostgresBackend(url, lock_timeout=lock_timeout, clock=clock, pool=pool, application=application)
 
 
 def sqlite_backend(path: Any, *, lock_timeout: float, clock: Callable[[], float]) -> Backend:

@@ -93,11 +93,12 @@ def test_refusals_are_exit_4(tower):
     assert tower("approval", "reject", req, "--reason", "no").code == 0  # same decision: no-op
 
 
-def test_missing_store_says_run_init(tower, db_path):
+def test_missing_store_says_run_init(tower, db_path, backend):
     result = tower("task", "list", "--json")
     assert result.code == 3 and result.json["error"]["code"] == "not_initialised"
     assert "tower init" in result.json["error"]["message"]
-    assert not db_path.exists()
+    # SQLite: no file was made; Postgres: the database (named by store.toml) got no key
+    assert not (db_path.exists() if backend == "sqlite" else (db_path.parent / "audit.key").exists())
 
 
 def test_outside_any_repo_without_db(tmp_path):

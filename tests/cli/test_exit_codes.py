@@ -56,6 +56,7 @@ def test_a_detail_nested_too_deep_is_exit_2_and_listing_keeps_working(tower):
     assert tower("approval", "show", ok.data["id"], "--json").data["detail"] == {"a": [[1]]}
 
 
+@pytest.mark.sqlite_only
 def test_rows_stored_before_the_bound_do_not_break_listing(tower, db_path):
     tower("init")
     tower("approval", "request", "--kind", "custom", "--summary", "fine")
@@ -150,6 +151,7 @@ def _without_dac_override() -> list[str]:
     return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
 
 
+@pytest.mark.sqlite_only
 def test_a_read_only_store_is_exit_6_for_writes_and_still_readable(tower, db_path):
     prefix = _without_dac_override()
     tower("init")
@@ -173,6 +175,7 @@ def test_a_read_only_store_is_exit_6_for_writes_and_still_readable(tower, db_pat
     assert titles(tower) == ["kept"]
 
 
+@pytest.mark.sqlite_only
 def test_the_wal_removed_under_a_live_reader_is_exit_6(tower, db_path):
     tower("init")
     reader = sqlite3.connect(db_path, isolation_level=None)
@@ -204,6 +207,7 @@ def _damage(db_path: Path, marker: bytes, at_page_header: bool) -> None:
     db_path.write_bytes(bytes(data))
 
 
+@pytest.mark.sqlite_only
 def test_a_damaged_page_is_exit_6_inside_a_transaction_too(tower, db_path):
     tower("init")
     tower("task", "add", "MARKER-on-a-page")
@@ -215,6 +219,7 @@ def test_a_damaged_page_is_exit_6_inside_a_transaction_too(tower, db_path):
         one_line_error(tower(*args), 6)
 
 
+@pytest.mark.sqlite_only
 def test_damaged_bytes_in_a_row_are_shown_marked_and_do_not_block_work(tower, db_path):
     tower("init")
     tower("task", "add", "title-MARKER-damaged")
@@ -259,6 +264,7 @@ class ForeignLock:
             self.proc.wait()
 
 
+@pytest.mark.sqlite_only
 def test_a_write_under_a_foreign_lock_is_exit_5_within_the_bound(tower, db_path):
     tower("init")
     lock = ForeignLock(db_path)
@@ -274,6 +280,7 @@ def test_a_write_under_a_foreign_lock_is_exit_5_within_the_bound(tower, db_path)
     assert titles(tower) == []
 
 
+@pytest.mark.sqlite_only
 def test_a_read_answers_while_the_store_is_locked_even_with_a_reap_due(tower, db_path):
     import asyncio
 

@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import run_tower
 
+pytestmark = pytest.mark.sqlite_only  # damages the file; tests/pg/test_pg_backend.py tampers with Postgres
+
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):

@@ -58,7 +58,7 @@ def _sqlite_schema() -> tuple[dict, set]:
     return tables, indexes
 
 
-def test_the_page_has_one_migration_per_sqlite_migration():
+def test_every_migration_has_its_postgres_text_and_the_page_its_roles():
     migrations, roles = doc_blocks()
     assert sorted(migrations) == list(range(1, len(MIGRATIONS) + 1))
     assert roles is not None

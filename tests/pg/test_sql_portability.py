@@ -1,6 +1,6 @@
 """The rules of docs/postgres.md ("The interface for the refactor") that keep one SQL text
 for both backends, checked on both engines: each statement below runs unchanged (bar the
-placeholder style) on SQLite with store/schema.py and on PostgreSQL with the page's schema,
+placeholder style) on SQLite and on PostgreSQL, each with its schema from store/schema.py,
 and answers the same."""
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ class Both:
 
 
 @pytest.fixture
-def both(pg_database):
-    with psycopg.connect(pg_database.dsn, autocommit=True) as pg:
+def both(pg_empty_database):
+    with psycopg.connect(pg_empty_database.dsn, autocommit=True) as pg:
         migrate(pg)
         b = Both(pg)
         yield b

@@ -1,4 +1,4 @@
-"""The Postgres mirror of the sessions migration (docs/postgres.md, migration 3) keeps the same bounds."""
+"""The Postgres text of the sessions migration (store/schema.py, migration 4) keeps the same bounds."""
 
 from __future__ import annotations
 
@@ -6,15 +6,12 @@ import psycopg
 import pytest
 
 from store.sessions import HISTORY_PER_SESSION
-from tests.pg.pg_schema import migrate
-from tests.pgfixtures import pg_database, pg_server  # noqa: F401  (fixtures, found by name)
 
 pytestmark = pytest.mark.postgres
 
 
 def test_tool_calls_are_bounded_and_go_with_their_session(pg_database):
-    with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
-        migrate(conn)
+    with psycopg.connect(pg_database.dsn, autocommit=True) as conn:  # Tower's schema, from the template
         sessions = [conn.execute(
             "INSERT INTO agent_sessions (kind, session, started_at, last_event, last_event_at, state, state_since, rev)"
             " VALUES ('codex', %s, 1, 'e', 1, 'working', 1, %s) RETURNING id", (name, rev)).fetchone()[0]

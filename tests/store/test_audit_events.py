@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 
 import pytest
 
 from core.errors import Refused
+from tests.pgfixtures import RawDB
 
 
 async def test_every_verb_is_audited_and_the_chain_verifies(store, clock):
@@ -58,9 +58,8 @@ async def test_rolled_back_transaction_leaves_no_audit(store, db_path):
             await store._audit(tx, "test.event")
             raise RuntimeError("boom")
     assert await store.audit_head() == before
-    raw = sqlite3.connect(db_path)
-    assert raw.execute("SELECT count(*) FROM audit").fetchone()[0] == before[0]
-    raw.close()
+    with RawDB(db_path) as raw:
+        assert raw.execute("SELECT count(*) FROM audit").fetchone()[0] == before[0]
 
 
 async def test_counts(store):

@@ -47,6 +47,7 @@ def _insert_raw(db_path, summary_sql: str, detail_sql: str, kind: str = "custom"
     conn.close()
 
 
+@pytest.mark.sqlite_only
 async def test_listing_shows_every_stored_request_even_undecodable_ones(db_path, clock):
     async with Store(db_path, create=True, clock=clock) as s:
         good = await s.request_approval(kind="command", summary="deploy", detail={"cmd": "make deploy"})
@@ -72,6 +73,7 @@ async def test_listing_shows_every_stored_request_even_undecodable_ones(db_path,
     assert "deploy\ufffd to prod" in dumped  # the damaged byte is marked, the rest shown
 
 
+@pytest.mark.sqlite_only
 async def test_damaged_text_does_not_stop_verbs_on_its_row(db_path, clock):
     async with Store(db_path, create=True, clock=clock) as s:
         await s.add_task("build MARK")
@@ -104,6 +106,7 @@ class ForeignWriter:
         self.conn.close()
 
 
+@pytest.mark.sqlite_only
 async def test_waiting_for_the_gate_and_for_sqlite_share_one_deadline(db_path):
     """Before, a writer queued behind another Tower writer waited for the gate, then
     lock_timeout again for SQLite's lock: up to twice the documented bound."""
@@ -126,6 +129,7 @@ async def test_waiting_for_the_gate_and_for_sqlite_share_one_deadline(db_path):
     assert waited < 1.25 * bound, f"waited {waited:.2f}s against a bound of {bound}s"
 
 
+@pytest.mark.sqlite_only
 async def test_reaping_on_the_way_to_a_read_does_not_wait_for_the_lock(db_path, clock):
     async with Store(db_path, create=True, clock=clock) as s:
         await s.add_task("t")

@@ -17,6 +17,7 @@ def digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.sqlite_only
 async def test_created_store_uses_wal_full_sync_and_schema_version(db_path):
     async with Store(db_path, create=True) as s:
         conn = s.backend.conn
@@ -36,6 +37,7 @@ async def test_missing_store_says_run_init(tmp_path):
     assert not (tmp_path / "nope").exists()
 
 
+@pytest.mark.sqlite_only
 async def test_corrupt_database_is_unusable_and_untouched(db_path):
     async with Store(db_path, create=True) as s:
         await s.add_task("keep me")
@@ -63,6 +65,7 @@ async def test_unreadable_or_bad_key_is_unusable(db_path):
             pass
 
 
+@pytest.mark.sqlite_only
 async def test_newer_schema_is_refused(db_path):
     async with Store(db_path, create=True):
         pass

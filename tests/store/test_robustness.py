@@ -13,6 +13,7 @@ from store import Store
 from tests.conftest import tower_env
 
 
+@pytest.mark.sqlite_only
 async def test_cancelling_a_verb_anywhere_never_leaves_the_write_lock_held(db_path):
     async with Store(db_path, create=True) as store, Store(db_path, lock_timeout=2) as other:
         for ticks in range(40):
@@ -34,6 +35,7 @@ async def test_cancelling_a_verb_anywhere_never_leaves_the_write_lock_held(db_pa
         assert (await other.audit_head())[0] == len(titles)
 
 
+@pytest.mark.sqlite_only
 async def test_an_empty_database_file_is_refused_not_rebuilt(db_path):
     async with Store(db_path, create=True) as s:
         await s.add_task("precious")

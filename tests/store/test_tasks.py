@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 
 import pytest
 
 from core.errors import BadInput, NotFound, Refused
+from tests.pgfixtures import RawDB
 
 
 async def test_claims_follow_priority_then_age(store):
@@ -134,13 +134,12 @@ async def test_unique_index_backs_the_claim_rule(store, db_path):
     la = await store.claim_task(agent="a")
     lb = await store.claim_task(agent="b")
     await store.claim_files(la.lease_id, ["f"])
-    raw = sqlite3.connect(db_path)
-    with pytest.raises(sqlite3.IntegrityError):
-        raw.execute("INSERT INTO claims (lease_id, path, claimed_at) VALUES (?, 'f', 0)", (lb.lease_id,))
-    with pytest.raises(sqlite3.IntegrityError):
-        raw.execute("INSERT INTO leases (task_id, agent, token, ttl, acquired_at, heartbeat_at, expires_at)"
-                    " VALUES (1, 'x', 99, 1, 0, 0, 1e12)")
-    raw.close()
+    with RawDB(db_path) as raw:
+        with pytest.raises(raw.IntegrityError):
+            raw.execute("INSERT INTO claims (lease_id, path, claimed_at) VALUES (?, 'f', 0)", (lb.lease_id,))
+        with pytest.raises(raw.IntegrityError):
+            raw.execute("INSERT INTO leases (task_id, agent, token, ttl, acquired_at, heartbeat_at, expires_at)"
+                        " VALUES (1, 'x', 99, 1, 0, 0, 1e12)")
 
 
 async def test_scope_limits_claims(store):

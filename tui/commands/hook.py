@@ -237,7 +237,9 @@ hook_cursor = _agent_command("cursor", "beforeShellExecution, beforeReadFile, be
 def _use_db() -> None:
     explicit = opt("db")
     if explicit:
-        hook_engine.EXPLICIT_DB = Path(explicit).expanduser().absolute()
+        from store.locate import store_ref
+
+        hook_engine.EXPLICIT_DB = store_ref(explicit)  # type: ignore[assignment]
 
 
 def _explicit_db() -> Path | None:

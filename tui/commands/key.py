@@ -44,7 +44,8 @@ def _load(path: Path) -> bytes:
 
 
 def _store_exists() -> bool:
-    return db_path().exists()
+    """A store this host can open: a SQLite file or a recorded (or given) database, with a key."""
+    return db_path().exists() and key_path().exists()
 
 
 def _require_person(act: str) -> str:
@@ -131,4 +132,26 @@ def key_import(source: Path | None) -> None:
         raise Refused(f"{path} appeared meanwhile: run the import again", code="key_exists") from None
     except OSError as exc:
         raise StoreUnusable(f"cannot write the audit key {path}: {exc.strerror or exc}", code="bad_key") from None
-    emit({"key_id": kid, "path": str(path), "created": True}, f"imported audit key {kid} into {path}")
+    checked = _check_against_store(path, kid)
+    emit({"key_id": kid, "path": str(path), "created": True, "checked": checked},
+         f"imported audit key {kid} into {path}" + ("" if checked else " (no store to check it against yet)"))
+
+
+def _check_against_store(path: Path, kid: str) -> bool:
+    """Open the store with the imported key: a shared store records its key's fingerprint and
+    refuses another (exit 6 from the store); the key just written is then taken back (exit 4).
+    False when there is no store yet (``tower init --db`` will check)."""
+    if not db_path().exists():
+        return False
+    from tui.clikit import run
+
+    try:
+        run(lambda s: s.audit_head(), reap=False)
+    except StoreUnusable as exc:
+        if exc.code == "bad_key":
+            path.unlink(missing_ok=True)
+            raise Refused(f"key {kid} does not sign this store: {exc.message}", code="key_mismatch") from None
+        raise
+    except NotFound:
+        return False
+    return True

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from core.errors import BadInput, NotFound
-from core.gitrepo import DB_NAME, POLICY_NAME
+from core.gitrepo import POLICY_NAME
 from core.hook import FILE_TOOLS, HookInput, HookInputError, parse_input
 
 
@@ -64,7 +64,11 @@ def _explicit_db() -> Path | None:
     if EXPLICIT_DB is not None:
         return EXPLICIT_DB
     explicit = os.environ.get("TOWER_DB")
-    return Path(explicit).expanduser().absolute() if explicit else None
+    if not explicit:
+        return None
+    from store.locate import store_ref
+
+    return store_ref(explicit)  # type: ignore[return-value]  # a postgresql:// URL quacks like the path
 
 
 class Wait:
@@ -119,7 +123,11 @@ def find_db(cwd: Path) -> Path | None:
     if db is not None:
         return db
     repo = discover(cwd) if cwd.is_dir() else None
-    return repo.store_dir / DB_NAME if repo is not None else None
+    if repo is None:
+        return None
+    from store.locate import store_in
+
+    return store_in(repo.store_dir)
 
 
 def decide_call(call: HookInput, started: float, deadline: float | None = None,
@@ -139,7 +147,9 @@ def decide_call(call: HookInput, started: float, deadline: float | None = None,
         if repo is None:
             return "deny", (f"Tower: {cwd} is not inside a git repository, so there is no Tower store"
                             " (run `tower init` in the repository, or set TOWER_DB)")
-        db = repo.store_dir / DB_NAME
+        from store.locate import store_in
+
+        db = store_in(repo.store_dir)
     if not db.exists():
         return "deny", f"Tower: no Tower store at {db}: run `tower init` in the repository"
 
