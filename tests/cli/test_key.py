@@ -108,3 +108,46 @@ def test_an_agent_may_not_export_or_import_the_key(host_a, tmp_path):
     refused = run_tower("--json", "key", "import", cwd=host_b, input=key, env={"TOWER_AGENT": "claude-1"})
     assert refused.code == 4 and refused.json["error"]["code"] == "person_only"
     assert not key_file(host_b).exists()
+
+
+def test_key_id_is_the_fingerprint_a_shared_store_records():
+    from core.audit import key_id
+    from store.db import key_fingerprint
+
+    key = bytes(range(32))
+    assert key_id(key) == key_fingerprint(key)
+
+
+def test_a_second_host_joins_a_shared_store_only_with_its_key(repo, tmp_path, pg_database):
+    """Two clones ("hosts") against one PostgreSQL database: B's init is refused until B holds
+    A's key; a wrong key is taken back at import; with the right one both sign one chain."""
+    url = pg_database.url
+    assert run_tower("init", "--db", url, cwd=repo, env={"TOWER_HOST": "host-a"}).code == 0
+    host_b = clone(repo, tmp_path / "host-b")
+    b = {"TOWER_HOST": "host-b"}
+
+    refused = run_tower("--json", "init", "--db", url, cwd=host_b, env=b)
+    assert refused.code == 6 and refused.json["error"]["code"] == "bad_key", refused.stdout
+    assert "tower key import" in refused.json["error"]["message"]
+    assert not key_file(host_b).exists()
+
+    # a stray key on B (another store's): the store refuses it, the import takes it back
+    other = tmp_path / "other"
+    other.mkdir()
+    git("init", "-q", cwd=other)
+    assert run_tower("init", cwd=other).code == 0
+    wrong = run_tower("key", "export", cwd=other).stdout
+    (host_b / ".git" / "tower").mkdir(parents=True, exist_ok=True)
+    (host_b / ".git" / "tower" / "store.toml").write_text(f'url = "{url}"\n')
+    mismatch = run_tower("--json", "key", "import", cwd=host_b, env=b, input=wrong)
+    assert mismatch.code == 4 and mismatch.json["error"]["code"] == "key_mismatch", mismatch.stdout
+    assert not key_file(host_b).exists()
+
+    right = run_tower("key", "export", cwd=repo).stdout
+    imported = run_tower("--json", "key", "import", cwd=host_b, env=b, input=right)
+    assert imported.code == 0 and imported.data["checked"] is True, imported.stdout
+    assert run_tower("task", "add", "from B", cwd=host_b, env=b).code == 0
+    assert run_tower("task", "add", "from A", cwd=repo, env={"TOWER_HOST": "host-a"}).code == 0
+    for root in (repo, host_b):
+        verified = run_tower("--json", "audit", "verify", cwd=root)
+        assert verified.code == 0, verified.stdout
