@@ -335,7 +335,11 @@ class WatchService:
     async def _take_lock(self) -> bool:
         if fcntl is None:
             return True
-        path = f"{self.store.path}-watcher.lock"
+        # one watcher per host: a store shared by several machines has one on each, and
+        # hosts that share a file system (or the tests' "hosts") must not stand each other by
+        host = getattr(self.store, "host", None)
+        suffix = "-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in host) if host else ""
+        path = f"{self.store.path}-watcher{suffix}.lock"
         try:
             self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
         except OSError as e:
