@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-pg screenshots clean agents test-agents
+.PHONY: demo test test-postgres bench bench-pg screenshots clean agents test-agents
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# Only what runs against PostgreSQL (the [postgres] half of tests/store and tests/cli,
+# tests/pg); `make test` runs it too.
+test-postgres: $(STAMP)
+	TOWER_REQUIRE_PG=1 $(BIN)/pytest -q -m postgres
 
 # The real Claude Code, Codex and Gemini CLI binaries (pinned) in .agents/.
 agents:

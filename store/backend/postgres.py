@@ -53,6 +53,9 @@ CHANNEL = "tower"
 GATE_KEY = (5495117, 1)  # the advisory lock tower_write_gate() takes (store/schema.py)
 IDLE_IN_TRANSACTION = "10s"  # frees the gate when a host vanishes mid-transaction (docs/postgres.md)
 CONNECT_TIMEOUT = 10
+# SET LOCAL in the transaction's first round trip, not a startup option: PgBouncer in
+# transaction mode refuses startup options, and passes SET LOCAL through
+_IDLE = f"SET LOCAL idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}';"
 
 
 # -- SQL text ------------------------------------------------------------------------
@@ -202,11 +205,11 @@ class PostgresTx:
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         cur = await self.conn.execute(translate(sql), params or None)
-        return await cur.fetchall() if cur.description is not None else []  # type: ignore[return-value]
+        return await cur.fetchall() if cur.description is not None else []
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         cur = await self.conn.execute(translate(sql), params or None)
-        return await cur.fetchone() if cur.description is not None else None  # type: ignore[return-value]
+        return await cur.fetchone() if cur.description is not None else None
 
     async def execute(self, sql: str, params: Params = ()) -> None:
         await self.conn.execute(translate(sql), params or None)
@@ -268,8 +271,6 @@ class PostgresBackend:
         params = pgconninfo.conninfo_to_dict(self.url)
         if "connect_timeout" not in params:
             kwargs["connect_timeout"] = CONNECT_TIMEOUT
-        if "options" not in params:
-            kwargs["options"] = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION}"
         return kwargs
 
     def _unusable(self, exc: BaseException, *, writing: bool = False, committing: bool = False) -> StoreUnusable:
@@ -468,10 +469,10 @@ class PostgresBackend:
     async def _transaction(self, conn: psycopg.AsyncConnection[Any], wait: bool) -> AsyncIterator[PostgresTx]:
         patience = self._patience(wait)
         if patience > 0:
-            begin = (f"BEGIN; SET LOCAL lock_timeout = '{max(int(patience * 1000), 1)}ms';"
+            begin = (f"BEGIN; SET LOCAL lock_timeout = '{max(int(patience * 1000), 1)}ms'; {_IDLE}"
                      " SELECT tower_write_gate(), true")
         else:
-            begin = (f"BEGIN; SELECT extract(epoch FROM clock_timestamp())::float8,"
+            begin = (f"BEGIN; {_IDLE} SELECT extract(epoch FROM clock_timestamp())::float8,"
                      f" pg_try_advisory_xact_lock({GATE_KEY[0]}, {GATE_KEY[1]})")
         committing = False
         try:

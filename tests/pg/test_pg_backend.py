@@ -323,3 +323,49 @@ def test_agents_in_parallel_processes_keep_every_rule(pg_store_path, pg_database
     verified = run_tower("--db", str(pg_store_path), "audit", "verify", "--json")
     assert verified.code == 0, verified
     assert json.loads(verified.stdout)["data"]["ok"] is True
+
+
+async def test_a_pooled_store_reads_while_its_own_write_waits_for_the_gate(pg_store_path, pg_database):
+    """The control room (pool=True) keeps answering while one of its writes queues behind
+    another host's transaction; a one-shot command's single connection would wait."""
+    async with Store(pg_store_path, create=True, actor="room", pool=True) as room:
+        await room.add_task("t")
+        with psycopg.connect(pg_database.url) as other_host:
+            other_host.execute(GATE)
+            write = asyncio.create_task(room.add_task("queued"))
+            with psycopg.connect(pg_database.url, autocommit=True) as watch:
+                while not watch.execute("SELECT count(*) FROM pg_locks WHERE NOT granted"
+                                        " AND locktype = 'advisory'").fetchone()[0]:
+                    await asyncio.sleep(0.01)  # readiness: the room's write waits for the gate
+            assert [t.title for t in await asyncio.wait_for(room.list_tasks(), 10)] == ["t"]
+            assert not write.done()
+            other_host.rollback()
+        assert (await write).title == "queued"
+
+
+def test_audit_head_and_verify_head_on_postgres(pg_store_path):
+    def tower(*args):
+        return run_tower("--db", str(pg_store_path), *args)
+
+    assert tower("init").code == 0
+    assert tower("task", "add", "t").code == 0
+    seq, digest = tower("audit", "head", "--json").data["head"].split(":")
+    assert tower("task", "add", "u").code == 0
+    ok = tower("audit", "verify", "--head", f"{seq}:{digest}", "--json")
+    assert ok.code == 0, ok
+    wrong = tower("audit", "verify", "--head", f"{seq}:{'0' * 64}", "--json")
+    assert wrong.code == 6, wrong
+
+
+def test_the_hook_finds_a_recorded_postgres_store(repo, pg_database):
+    """An agent's hook in a repository whose store is Postgres answers from the database
+    (the worktree is registered there, no lease holds the path), not 'no Tower store'."""
+    assert run_tower("init", "--db", pg_database.url, cwd=repo).code == 0
+    payload = {"session_id": "s-pg-1", "cwd": str(repo), "hook_event_name": "PreToolUse", "tool_name": "Write",
+               "tool_input": {"file_path": str(repo / "src" / "new.py"), "content": "x"}, "tool_use_id": "t1"}
+    result = run_tower("hook", "claude-code", cwd=repo, input=json.dumps(payload))
+    assert result.code == 0, result
+    decision = json.loads(result.stdout)["hookSpecificOutput"]
+    # the worktree `tower init` registered in the database, and no lease there
+    assert decision["permissionDecision"] == "deny", decision
+    assert "no active lease for this session in worktree main" in decision["permissionDecisionReason"]
