@@ -184,6 +184,7 @@ def test_agents_on_two_hosts_survive_kills_and_a_partition(network, repo, tmp_pa
         code, body, elapsed = cut_agent.run("lease", "heartbeat", held["lease_id"])
         assert code in (5, 6) and not body["ok"], body  # it cannot reach the store ...
         assert elapsed < 15, elapsed  # ... and says so in bounded time, not after TCP's hours
+        print(f"partitioned heartbeat: exit {code} after {elapsed:.1f} s: {body['error']['message']}")
 
         # meanwhile on h1: the lease runs out (the server's clock), a reap ends it, another
         # agent takes the task and the contested path
