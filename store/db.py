@@ -93,6 +93,9 @@ def _retried(verb: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
             except RetryableConflict as exc:
                 attempt += 1
                 if attempt >= RETRY_ATTEMPTS or time.monotonic() - started >= self.lock_timeout:
+                    if exc.reconnect:
+                        raise StoreUnusable(f"store {self.backend.where} is unusable: {exc}; nothing was"
+                                            " changed") from None
                     raise TimedOut(f"store {self.backend.where} kept refusing the write ({exc}):"
                                    " nothing was changed", code="locked") from None
                 import asyncio

@@ -1169,7 +1169,7 @@ class Burst:
 CRASH_LINE = "the control room stopped on an internal error (a bug: please report it at {url})"
 
 
-def run_app(db_path: Path, watch: bool = True) -> int:
+def run_app(db_path: Path | str, watch: bool = True) -> int:
     """``tower`` with no subcommand; returns the exit code.
 
     The store is opened once before the screen is taken over, so a missing,

@@ -4,8 +4,8 @@ The verbs (store/*.py) hold the SQL and the rules; a backend holds what
 differs between engines: connecting, the write gate and its retries, the
 transaction's clock, how a change is signalled, how the audit log is scanned,
 and the few SQL fragments that are spelled differently (``Dialect``). SQLite
-(store/backend/sqlite.py) is the one built; a Postgres backend is a second
-implementation of these three protocols and nothing else (docs/postgres.md).
+(store/backend/sqlite.py) and PostgreSQL (store/backend/postgres.py) each
+implement these three protocols and nothing else (docs/postgres.md).
 
 Rules that keep one SQL text for both engines (docs/DECISIONS.md, "The store's
 seam"): ``?`` placeholders only; ``RETURNING id`` instead of ``lastrowid``;

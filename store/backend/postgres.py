@@ -434,9 +434,6 @@ class PostgresBackend:
                            if "only a person" in str(exc) else "refused")
         if _is_bad_text(exc):
             return _bad_text(exc)
-        if isinstance(exc, psycopg.OperationalError) and writing:
-            # the connection is gone before COMMIT: nothing was changed, run the verb again
-            return RetryableConflict(_first_line(exc), reconnect=True)
         return self._unusable(exc, writing=writing)
 
     # -- write transactions ----------------------------------------------------------------
@@ -461,7 +458,11 @@ class PostgresBackend:
             if self._conn is None or self._conn.closed:
                 if self._conn is None:
                     raise RuntimeError("store is not open")
-                self._conn = await self._connect()  # lost since the last verb: a new one
+                try:
+                    self._conn = await self._connect()  # lost since the last verb: a new one
+                except StoreUnusable as exc:
+                    # right after a link heals the first connect may fail at once: the verb retries
+                    raise RetryableConflict(exc.message, reconnect=True) from None
             async with self._transaction(self._conn, wait) as tx:
                 yield tx
 
@@ -476,13 +477,10 @@ class PostgresBackend:
                      f" pg_try_advisory_xact_lock({GATE_KEY[0]}, {GATE_KEY[1]})")
         committing = False
         try:
-            try:
-                cur = await conn.execute(begin.encode())
-                while cur.description is None and cur.nextset():
-                    pass
-                gate = await cur.fetchone()
-            except psycopg.OperationalError as exc:
-                raise RetryableConflict(_first_line(exc), reconnect=True) from None
+            cur = await conn.execute(begin.encode())
+            while cur.description is None and cur.nextset():
+                pass
+            gate = await cur.fetchone()
             assert gate is not None
             if not gate[1]:
                 raise TimedOut(f"store {self.where} is locked by another writer", code="locked")
@@ -498,8 +496,11 @@ class PostgresBackend:
             if not committing or conn.info.transaction_status != pq.TransactionStatus.IDLE:
                 await _rollback(conn)
             if isinstance(exc, psycopg.Error):
-                if committing and isinstance(exc, psycopg.OperationalError):
-                    raise self._unusable(exc, committing=True) from None
+                if conn.broken or conn.closed:
+                    if committing:
+                        raise self._unusable(exc, committing=True) from None
+                    # the connection is gone before COMMIT: nothing was changed, run the verb again
+                    raise RetryableConflict(_first_line(exc), reconnect=True) from None
                 raise self._mapped(exc, writing=True) from None
             if isinstance(exc, UnicodeEncodeError):
                 raise _bad_text(exc) from None

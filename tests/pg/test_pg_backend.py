@@ -369,3 +369,17 @@ def test_the_hook_finds_a_recorded_postgres_store(repo, pg_database):
     # the worktree `tower init` registered in the database, and no lease there
     assert decision["permissionDecision"] == "deny", decision
     assert "no active lease for this session in worktree main" in decision["permissionDecisionReason"]
+
+
+async def test_a_connection_lost_between_verbs_is_replaced(pg_store, pg_database):
+    await pg_store.add_task("before")
+    with psycopg.connect(pg_database.url, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = 'tower test'"
+        ).fetchall()
+    assert killed and all(r[0] for r in killed)
+    task = await pg_store.add_task("after")  # the lost connection is noticed, replaced, the verb rerun
+    assert task.title == "after"
+    assert [t.title for t in await pg_store.list_tasks()] == ["before", "after"]
+    assert (await pg_store.verify_audit()).ok

@@ -24,7 +24,7 @@ TYPE_CLASS = {"INTEGER": {"bigint", "integer", "smallint"}, "REAL": {"double pre
 
 @pytest.fixture(scope="module")
 def migrated_template(pg_server):
-    """The page's schema applied once; each test gets a copy (what the store tests will do)."""
+    """store/schema.py's Postgres texts applied once by hand; each test gets a copy."""
     db = fresh_database(pg_server)
     with psycopg.connect(db.dsn, autocommit=True) as c:
         assert migrate(c) == SCHEMA_VERSION

@@ -318,7 +318,7 @@ def child_main(argv: list[str]) -> None:
     from tui.clikit import report
 
     try:
-        code = run_app(Path(args.db), watch=not args.no_watch)
+        code = run_app(args.db, watch=not args.no_watch)  # a path, or a postgresql:// URL (run_app keeps it)
     except KeyboardInterrupt:
         code = 130
     except Exception as exc:  # noqa: BLE001 - one line and the contract's exit code, never a traceback
