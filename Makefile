@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-postgres bench screenshots clean agents test-agents
+.PHONY: demo test test-postgres bench bench-pg screenshots clean agents test-agents
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test-agents: $(STAMP) agents
 
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/run.py
+
+# Several hosts through PostgreSQL (network namespaces: root), beside SQLite; also part of `make bench`.
+bench-pg: $(STAMP)
+	$(BIN)/python tests/benchmarks/bench_pg_hosts.py
 
 screenshots: $(STAMP)
 	$(BIN)/python scripts/export_screenshots.py

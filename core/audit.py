@@ -216,8 +216,16 @@ def create_key(path: Path) -> bytes:
     and then hard-linked into place, so a process racing to read it never sees
     a half-written key.
     """
-    path = Path(path)
     key = os.urandom(KEY_BYTES)
+    write_key(Path(path), key)
+    return key
+
+
+def write_key(path: Path, key: bytes) -> None:
+    """Write ``key`` to a new key file at ``path`` as :func:`create_key` does (0600, atomic,
+    never over an existing file: FileExistsError)."""
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"an audit key is {KEY_BYTES} bytes")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
@@ -231,7 +239,27 @@ def create_key(path: Path) -> bytes:
         os.link(tmp, path)  # atomic, and fails if the key already exists
     finally:
         os.unlink(tmp)
+
+
+def parse_key(text: str) -> bytes:
+    """The key in an exported key text (``2 * KEY_BYTES`` hex digits, surrounding
+    whitespace allowed); ValueError with a one-line message that never echoes the text."""
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        key = b""
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"not an audit key: expected {2 * KEY_BYTES} hex digits")
     return key
+
+
+KEY_ID_LABEL = b"tower audit key id\n"  # as store.db.key_fingerprint: one fingerprint everywhere
+
+
+def key_id(key: bytes) -> str:
+    """A fingerprint that names a key without revealing it: hosts compare it (and a shared
+    store records it) to tell whether they sign with the same key."""
+    return hashlib.sha256(KEY_ID_LABEL + key).hexdigest()[:32]
 
 
 def load_key(path: Path) -> bytes:

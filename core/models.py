@@ -208,6 +208,7 @@ class Worktree(Record):
     agent: str | None = None
     last_seen: float | None = when(default=None)
     active: bool = True
+    host: str | None = None  # the machine it is on, in a store shared by several (None: this one)
 
 
 @record

@@ -489,10 +489,10 @@ _WRAPPERS: dict[str, frozenset[str]] = {
 _WRAPPER_ARGUMENT = frozenset({"timeout", "flock", "chroot", "taskset", "chrt"})
 _RUNNERS = frozenset({"uv", "uvx", "poetry", "pdm", "pipenv", "hatch", "rye", "pipx", "npx"})
 _PERSON_ONLY = {("approval", "approve"), ("approval", "reject"), ("conflict", "ack"), ("hook", "install"),
-                ("hook", "uninstall")}
+                ("hook", "uninstall"), ("key", "export"), ("key", "import")}
 
 GUARD_REASON = ("only a person decides Tower approvals, acknowledges conflicts, rebaselines the watcher,"
-                " serves the control room or changes Tower's hook: run it yourself in your own shell,"
+                " serves the control room, changes Tower's hook or moves its audit key: run it yourself in your own shell,"
                 " or in the control room")
 # commands that are person-only as a whole (`tower serve` hands out the control room)
 _PERSON_ONLY_COMMANDS = frozenset({"serve"})

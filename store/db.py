@@ -222,8 +222,8 @@ class StoreBase:
                 if recorded is not None:
                     raise StoreUnusable(
                         f"the store {self.backend.where} is signed with an audit key this host does not have"
-                        f" (fingerprint {recorded}): copy {self.key_path.name} from a host that has it"
-                        f" to {self.key_path} (a new key could not verify the log)", code="bad_key")
+                        f" (fingerprint {recorded}): on a host that has it run `tower key export`, and here"
+                        f" `tower key import` (into {self.key_path}; a new key could not verify the log)", code="bad_key")
                 try:
                     self.key_path.parent.mkdir(parents=True, exist_ok=True)
                     chain.create_key(self.key_path)
@@ -254,7 +254,8 @@ class StoreBase:
                 raise StoreUnusable(
                     f"the audit key {self.key_path} is not the key of the store {self.backend.where}"
                     f" (its fingerprint is {mine}, the store's is {recorded}): events signed with it would"
-                    " look forged; copy the store's key from a host that has it", code="bad_key")
+                    " look forged; bring the store's key from a host that has it (`tower key export` there,"
+                    " `tower key import` here)", code="bad_key")
         except BaseException:
             await self.backend.close()
             raise

@@ -107,8 +107,9 @@ def conflict_from_row(r: Row) -> Conflict:
                     created_at=r[11], updated_at=r[12], closed_at=r[13], closed_by=r[14])
 
 
-WORKTREE_SELECT = "SELECT name, path, branch, agent, last_seen, active FROM worktrees"
+WORKTREE_SELECT = "SELECT name, path, branch, agent, last_seen, active, host FROM worktrees"
 
 
 def worktree_from_row(r: Row) -> Worktree:
-    return Worktree(name=r[0], path=r[1], branch=r[2], agent=r[3], last_seen=r[4], active=bool(r[5]))
+    return Worktree(name=r[0], path=r[1], branch=r[2], agent=r[3], last_seen=r[4], active=bool(r[5]),
+                    host=r[6])

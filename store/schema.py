@@ -565,6 +565,35 @@ MIGRATIONS: list[Migration] = [
             ORDER BY id DESC LIMIT 1 OFFSET 50);
     END;
     """, postgres=_PG_4),
+    # 5: a worktree is (host, path): in a store shared by several machines two hosts
+    # can both have /home/dev/repo (docs/postgres.md, "Several hosts"). ``host`` NULL is
+    # a one-machine store's worktree, local wherever the store is opened. Names stay
+    # unique across hosts (claims, leases and conflicts name worktrees). SQLite cannot
+    # drop a column's UNIQUE: the table is rebuilt, ids kept.
+    Migration(sqlite="""
+    CREATE TABLE worktrees_v5 (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        name       TEXT NOT NULL UNIQUE,
+        path       TEXT NOT NULL,
+        branch     TEXT,
+        agent      TEXT,
+        last_seen  REAL,
+        active     INTEGER NOT NULL DEFAULT 1,
+        host       TEXT
+    );
+    INSERT INTO worktrees_v5 (id, name, path, branch, agent, last_seen, active)
+        SELECT id, name, path, branch, agent, last_seen, active FROM worktrees ORDER BY id;
+    INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'worktrees_v5', seq FROM sqlite_sequence WHERE name = 'worktrees'
+        AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'worktrees_v5');
+    DROP TABLE worktrees;
+    ALTER TABLE worktrees_v5 RENAME TO worktrees;
+    CREATE UNIQUE INDEX worktrees_host_path ON worktrees(coalesce(host, ''), path);
+    """, postgres="""
+    ALTER TABLE worktrees ADD COLUMN host text;
+    ALTER TABLE worktrees DROP CONSTRAINT worktrees_path_key;
+    CREATE UNIQUE INDEX worktrees_host_path ON worktrees (coalesce(host, ''), path);
+    """),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

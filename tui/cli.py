@@ -44,6 +44,7 @@ COMMANDS: dict[str, str] = {
     "agent": "tui.commands.agents:agent",
     "demo": "tui.commands.demo:demo",
     "serve": "tui.commands.serve:serve",
+    "key": "tui.commands.key:key",
 }
 
 

@@ -225,13 +225,9 @@ async def current_worktree(store, *, register: bool = True) -> tuple[str | None,
         return match, root
     if not register:
         return None, root
-    name = worktree_name(info, root)
-    taken = {name for name, _, _ in known}
-    base, n = name, 2
-    while name in taken:
-        name, n = f"{base}-{n}", n + 1
-    await store.add_worktree(name, str(root), branch=info.branch, actor=agent_name())
-    return name, root
+    w = await store.add_worktree(worktree_name(info, root), str(root), branch=info.branch,
+                                 actor=agent_name(), rename_if_taken=True)
+    return w.name, root
 
 
 def normalize_paths(paths: list[str], root: Path | None) -> list[str]:

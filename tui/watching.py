@@ -335,7 +335,11 @@ class WatchService:
     async def _take_lock(self) -> bool:
         if fcntl is None:
             return True
-        path = f"{self.store.path}-watcher.lock"
+        # one watcher per host: a store shared by several machines has one on each, and
+        # hosts that share a file system (or the tests' "hosts") must not stand each other by
+        host = getattr(self.store, "host", None)
+        suffix = "-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in host) if host else ""
+        path = f"{self.store.path}-watcher{suffix}.lock"
         try:
             self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
         except OSError as e:
@@ -377,7 +381,8 @@ class WatchService:
 
     async def _load_roots(self) -> dict[str, str]:
         """Registered, active worktrees whose paths exist (name -> path); warns about the others."""
-        known = [w for w in await self.store.list_worktrees() if w.active]
+        # this host's worktrees: each host runs its own watcher over the shared store
+        known = [w for w in await self.store.list_worktrees(local_only=True) if w.active]
         exists = await asyncio.to_thread(lambda: {w.name: os.path.isdir(w.path) for w in known})
         roots: dict[str, str] = {}
         for key in [k for k in self._own_warnings if k.startswith("missing:")]:

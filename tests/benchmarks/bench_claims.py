@@ -44,7 +44,8 @@ def run_mode(mode: str, tmp: Path) -> dict:
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for i in range(PROCS)
     ]
-    time.sleep(1.0)  # let every process import and open its connection before the start signal
+    for p in procs:  # every process has imported and opened its connection before the start
+        assert p.stdout.readline().strip() == "ready"
     start = time.perf_counter()
     for p in procs:
         p.stdin.write("go\n")

@@ -6,13 +6,16 @@
 lease insert, task update, signed audit append, BEGIN IMMEDIATE with our
 back-off). ``sqlite3`` runs the same claim transaction with the plain
 sqlite3 module and SQLite's own busy handler: the machine's limit.
-Waits for a line on stdin to start; prints one JSON line.
+DB may be a ``postgresql://`` URL (``TOWER_BENCH_KEY`` names the audit key).
+Prints ``ready`` once its store is open, waits for a line on stdin to start,
+then prints one JSON line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import sys
 import time
@@ -21,12 +24,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
+TIMEOUTS: list[float] = []  # claims that gave up on the lock (exit 5 for a `tower` command)
+
+
 async def with_store(db: str, agent: str) -> list[float]:
-    from core.errors import NotFound
+    from core.errors import NotFound, TimedOut
     from store import Store
 
     latencies = []
-    async with Store(db, actor=agent) as store:
+    key = os.environ.get("TOWER_BENCH_KEY")
+    async with Store(db, actor=agent, key_path=Path(key) if key else None) as store:
+        print("ready", flush=True)
         sys.stdin.readline()
         while True:
             start = time.perf_counter()
@@ -34,6 +42,9 @@ async def with_store(db: str, agent: str) -> list[float]:
                 await store.claim_task(agent=agent, worktree=agent, ttl=3600)
             except NotFound:
                 break
+            except TimedOut:
+                TIMEOUTS.append(time.perf_counter() - start)
+                continue
             latencies.append(time.perf_counter() - start)
     return latencies
 
@@ -41,6 +52,7 @@ async def with_store(db: str, agent: str) -> list[float]:
 def with_sqlite3(db: str, agent: str) -> list[float]:
     conn = sqlite3.connect(db, isolation_level=None, timeout=30)
     conn.execute("PRAGMA synchronous = FULL")
+    print("ready", flush=True)
     sys.stdin.readline()
     latencies = []
     while True:
@@ -68,4 +80,4 @@ def with_sqlite3(db: str, agent: str) -> list[float]:
 if __name__ == "__main__":
     mode, db, agent = sys.argv[1:4]
     lat = asyncio.run(with_store(db, agent)) if mode == "store" else with_sqlite3(db, agent)
-    print(json.dumps({"agent": agent, "latencies": lat}))
+    print(json.dumps({"agent": agent, "latencies": lat, "timeouts": TIMEOUTS}))

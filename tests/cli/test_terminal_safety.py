@@ -137,6 +137,7 @@ def test_no_human_output_passes_control_characters(hostile_repo):
         ("watch", "--rebaseline", HOSTILE),
         ("guard", "check"), ("guard", "check", "--staged"),
         ("agent", "list", "--all"), ("agent", "show", "S1"), ("agent", "show", HOSTILE),
+        ("key", "id"), ("key", "export", "--out", f"/nonexistent/{HOSTILE}"),
     ]
     writes: list[tuple[str, ...]] = [  # in this order: each may use what the one before made
         ("init",),
@@ -156,6 +157,7 @@ def test_no_human_output_passes_control_characters(hostile_repo):
         ("guard", "install"), ("guard", "uninstall"),
         ("mcp", "install", "claude-code", "--agent", HOSTILE), ("mcp", "uninstall", "claude-code"),
         ("task", "done", "L2"), ("audit", "tail", "-n", "1000"),
+        ("key", "import", "--file", HOSTILE), ("key", "export"),
     ]
 
     def check(args: tuple[str, ...]) -> None:
@@ -173,7 +175,7 @@ def test_no_human_output_passes_control_characters(hostile_repo):
     code, out, _ = tower_bytes("task", "list", cwd=repo)
     assert code == 0 and "evil\\e[2J\\e]0;pwned\\x07" in out.decode()
 
-    walked = {a[:2] if a[0] in {"task", "lease", "approval", "conflict", "worktree", "audit", "hook", "guard", "mcp", "agent"} else a[:1]
+    walked = {a[:2] if a[0] in {"task", "lease", "approval", "conflict", "worktree", "audit", "hook", "guard", "mcp", "agent", "key"} else a[:1]
               for a in walk}
     expected = {leaf for leaf in leaf_commands() if leaf not in NOT_HUMAN
                 and not (leaf[0] == "hook" and leaf[1] not in HUMAN_HOOK_COMMANDS)}

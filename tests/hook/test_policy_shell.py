@@ -63,6 +63,8 @@ PERSON_ONLY = [
     "tower hook 'uninstall' claude-code",
     "tower serve",
     "tower --db x.db 'serve' --port 9000",
+    "tower key export",
+    "tower --json key 'import' --file k",
     "/bin/rm -rf /",
     "sudo /bin/rm -rf ~",
     "bash -c 'rm -rf /'",

@@ -18,8 +18,8 @@ async def sync_worktrees(store, info: RepoInfo) -> list[str]:
         found = list_worktrees(info)
     except (RuntimeError, OSError):
         return []
-    known = {Path(w.path): w for w in await store.list_worktrees()}
-    names = {w.name for w in known.values()}
+    # this host's worktrees only: another host's directories are not in this git's list
+    known = {Path(w.path): w for w in await store.list_worktrees(local_only=True)}
     result = []
     for wt in found:
         existing = known.get(wt.path)
@@ -28,12 +28,9 @@ async def sync_worktrees(store, info: RepoInfo) -> list[str]:
             if not existing.active or (wt.branch and wt.branch != existing.branch):
                 await store.add_worktree(name, str(wt.path), branch=wt.branch, actor=person())
         else:
-            name = base = worktree_name(info, wt.path)
-            n = 2
-            while name in names:
-                name, n = f"{base}-{n}", n + 1
-            await store.add_worktree(name, str(wt.path), branch=wt.branch, actor=person())
-            names.add(name)
+            w = await store.add_worktree(worktree_name(info, wt.path), str(wt.path), branch=wt.branch,
+                                         actor=person(), rename_if_taken=True)
+            name = w.name
         result.append(name)
     present = {wt.path for wt in found}
     for path, w in known.items():
@@ -84,7 +81,7 @@ def worktree_add(name, path, branch) -> None:
     where = str(target.resolve())  # as the store will record it (the real path)
 
     async def body(s):
-        _check_unregistered(await s.list_worktrees(), name, where)
+        _check_unregistered(await s.list_worktrees(), name, where, s.host)
         if create:
             exists = bool(git(["branch", "--list", branch], cwd=info.worktree_root).strip())
             args = (["worktree", "add", str(target), branch] if exists
@@ -116,10 +113,12 @@ def _check_same_repository(info: RepoInfo, target: Path) -> None:
                        f" not of this one ({info.common_dir})", code="other_repository")
 
 
-def _check_unregistered(known, name: str, path: str) -> None:
+def _check_unregistered(known, name: str, path: str, host: str | None) -> None:
     """Refuse (exit 4) what the store would refuse, before git creates anything."""
     for w in known:
-        if w.path == path and w.name != name:
+        if w.name == name and host is not None and w.host not in (None, host):
+            raise Refused(f"worktree {name} is already registered on host {w.host}", code="worktree_exists")
+        if w.path == path and w.name != name and (host is None or w.host in (None, host)):
             raise Refused(f"{path} is already registered as worktree {w.name}", code="worktree_exists")
     for w in known:
         if w.name == name and w.path != path and w.active:
@@ -133,7 +132,8 @@ def worktree_list() -> None:
     items = run(lambda s: s.list_worktrees())
     emit(items, lambda: "\n".join(
         f"{cell(w.name):<12} {'active' if w.active else 'gone':<7} {cell(w.branch or '-'):<16} {cell(w.path)}"
-        f"  {cell(w.agent or '')} {short(w.last_seen) if w.last_seen else ''}".rstrip()
+        f"  {cell(w.agent or '')} {short(w.last_seen) if w.last_seen else ''}"
+        f"{'  on ' + cell(w.host) if w.host else ''}".rstrip()
         for w in items) or "no worktrees")
 
 

@@ -420,13 +420,9 @@ async def resolve_worktree(store, hint: str | None, cwd: Path, agent: str | None
     match = next((name for name, p, _ in known if Path(p) == root), None)
     if match:
         return match, root
-    name = worktree_name(info, root)
-    taken = {n for n, _, _ in known}
-    base, n = name, 2
-    while name in taken:
-        name, n = f"{base}-{n}", n + 1
-    await store.add_worktree(name, str(root), branch=info.branch, actor=agent)
-    return name, root
+    w = await store.add_worktree(worktree_name(info, root), str(root), branch=info.branch, actor=agent,
+                                 rename_if_taken=True)
+    return w.name, root
 
 
 def normalize_paths(paths: list[str], root: Path | None, cwd: Path, *, files_only: bool = True) -> list[str]:
