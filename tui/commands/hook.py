@@ -51,36 +51,7 @@ def hook_claude_code(deadline) -> None:
     Always exits 0 with {"hookSpecificOutput": {"hookEventName": "PreToolUse",
     "permissionDecision": "allow"|"deny"|"ask", "permissionDecisionReason": ...}}.
     """
-    from tui import hookguard
-
-    started = hookguard.STARTED
-    _use_db()
-    limits = Limits(started, None)
-    hookguard.set_deadline(limits.hard)
-    try:
-        if deadline is not None:
-            from core.hook import parse_deadline
-
-            try:
-                deadline = parse_deadline(deadline)
-            except ValueError as exc:
-                raise BadInput(f"{exc} (fix the hook entry: run `tower hook install claude-code` again)") from None
-            limits = Limits(started, deadline)
-            hookguard.set_deadline(limits.hard)
-        raw = sys.stdin.buffer.read()
-        decision, reason = decide(raw, started, deadline, limits)
-    except TowerError as exc:
-        decision, reason = "deny", f"Tower: {exc.message}"
-    except hookguard.OutOfTime:
-        decision, reason = "deny", (f"Tower could not check this call within {limits.budget:g}s (a very long or"
-                                    " complex command?): denied; split it into simpler commands")
-    except (KeyboardInterrupt, hookguard.HookInterrupted) as exc:
-        # the signal's name tells the model (and the person reading the audit) what stopped it
-        decision, reason = "deny", f"Tower hook interrupted ({exc or 'SIGINT'}) before it could decide"
-    except BaseException as exc:  # noqa: BLE001 - a hook that dies lets the call through
-        decision, reason = "deny", f"Tower hook internal error: {_where(exc)} (a bug: please report it)"
-    hookguard.answer(decision, reason)
-
+    _agent_hook("claude-code", None, deadline)
 
 
 def _agent_hook(kind: str, event: str | None, deadline) -> None:
@@ -147,10 +118,15 @@ def _agent_hook(kind: str, event: str | None, deadline) -> None:
         decision, reason = "deny", f"Tower hook internal error: {_where(exc)} (a bug: please report it)"
     hookguard.answer(decision, reason)
     if decision == "deny" and parsed is not None:
-        _audit_denial(kind, parsed, call, reason)
+        _audit_denial(kind, parsed, call, reason, limits)
 
 
-def _audit_denial(kind: str, parsed, call, reason: str) -> None:
+# once the answer is out, the audit write waits this long at most for a store another process
+# keeps locked: the agent may wait for the hook to exit, and must not wait long for Tower's record
+AFTER_ANSWER_S = 2.0
+
+
+def _audit_denial(kind: str, parsed, call, reason: str, limits: Limits) -> None:
     """``hook.denied`` in one short transaction, after the answer is out (the agent is not kept waiting)."""
     try:
         from tui.services.hook_adapters import target_of
@@ -182,7 +158,7 @@ def _audit_denial(kind: str, parsed, call, reason: str) -> None:
                                                  state="working", tool=parsed.tool, target=path or command,
                                                  tool_call=True, outcome="denied", cwd=str(cwd)))
 
-        _run_store(db, actor, body)
+        _run_store(db, actor, body, min(limits.soft, time.monotonic() + AFTER_ANSWER_S))
     except BaseException as exc:  # noqa: BLE001 - the answer is out; a failed audit must not change it
         sys.stderr.write(f"tower hook: could not audit the refusal: {exc}\n")
 
@@ -197,18 +173,20 @@ def _record_news(kind: str, parsed) -> None:
         db = hook_engine.find_db(Path(ev.cwd) if ev.cwd else Path.cwd())
         if db is None or not db.exists():
             return
-        _run_store(db, hook_engine.agent_name_or(kind, ev.session), lambda store: record(store, ev))
+        _run_store(db, hook_engine.agent_name_or(kind, ev.session), lambda store: record(store, ev),
+                   time.monotonic() + AFTER_ANSWER_S)
     except BaseException as exc:  # noqa: BLE001 - news must never fail the agent
         sys.stderr.write(f"tower hook: could not record the session event: {exc}\n")
 
 
-def _run_store(db: Path, actor: str, body) -> None:
+def _run_store(db: Path, actor: str, body, give_up_at: float) -> None:
     import asyncio
 
     from store import Store
 
     async def main():
         async with Store(db, actor=actor) as store:
+            store.give_up_at = give_up_at
             await body(store)
 
     asyncio.run(main())

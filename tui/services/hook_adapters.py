@@ -120,6 +120,13 @@ def parse(kind: str, raw: bytes | str, event: str | None = None) -> Parsed:
     ``event``: the event the entry was installed for, for payloads that do not
     name theirs (Copilot's camelCase ones).
     """
+    if kind == "claude-code":
+        # Claude Code's payload is the engine's own shape (its PreToolUse, as installed)
+        from core.hook import parse_input
+
+        call = parse_input(raw)
+        return Parsed(kind=kind, event=call.hook_event_name or "PreToolUse", payload={}, gate=True, can_ask=True,
+                      calls=[call], tool=call.tool_name, session=call.session_id)
     data = load(raw)
     name = _str(data, "hook_event_name", "hookEventName") or event
     if name is None:
