@@ -96,12 +96,9 @@ def _agent_hook(kind: str, event: str | None, deadline) -> None:
                 hookguard.answer("noop", "")  # never hold up an agent for news
                 _record_news(kind, parsed)
                 return
-            decision, reason = "allow", "Tower: allowed"
-            for call in parsed.calls:
-                decision, reason = hook_engine.decide_call(call, started, deadline, limits,
-                                                           ask_person=parsed.ask_person)
-                if decision != "allow":
-                    break
+            call = parsed.calls[0]
+            decision, reason = hook_engine.decide_calls(parsed.calls, started, deadline, limits,
+                                                         ask_person=parsed.ask_person)
             if decision == "ask" and not parsed.can_ask:
                 decision, reason = "deny", (f"{reason} — {kind} cannot ask its user from this hook, so Tower"
                                             " denies it: ask the person running Tower to approve it, or do"

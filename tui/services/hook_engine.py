@@ -122,13 +122,8 @@ def find_db(cwd: Path) -> Path | None:
     return repo.store_dir / DB_NAME if repo is not None else None
 
 
-def decide_call(call: HookInput, started: float, deadline: float | None = None,
-                limits: Limits | None = None, *, ask_person: bool = False) -> tuple[str, str]:
-    """One normalised call -> (allow|deny|ask, reason).
-
-    ``ask_person``: the agent is asking its user (a permission event): anything
-    the policy does not deny becomes a Tower approval a person decides.
-    """
+def _setup(call: HookInput, started: float, deadline: float | None, limits: Limits | None):
+    """The store, policy and limits a call answers to, or ``(decision, reason)`` when there are none."""
     from core.gitrepo import discover
     from tui import hookguard
 
@@ -156,7 +151,29 @@ def decide_call(call: HookInput, started: float, deadline: float | None = None,
         limits = Limits(started, None, policy.ask_timeout)  # waits as long as the policy asks
         hookguard.set_deadline(limits.hard)
     root = repo.worktree_root if repo is not None else None
-    wait = Wait(started, policy.ask_timeout, deadline)
+    return _Context(cwd, root, db, policy, limits, Wait(started, policy.ask_timeout, deadline))
+
+
+class _Context:
+    __slots__ = ("cwd", "root", "db", "policy", "limits", "wait")
+
+    def __init__(self, cwd: Path, root: Path | None, db: Path, policy, limits: Limits, wait: Wait) -> None:
+        self.cwd, self.root, self.db, self.policy, self.limits, self.wait = cwd, root, db, policy, limits, wait
+
+
+def decide_call(call: HookInput, started: float, deadline: float | None = None,
+                limits: Limits | None = None, *, ask_person: bool = False) -> tuple[str, str]:
+    """One normalised call -> (allow|deny|ask, reason).
+
+    ``ask_person``: the agent is asking its user (a permission event): anything
+    the policy does not deny becomes a Tower approval a person decides.
+    """
+    from tui import hookguard
+
+    ctx = _setup(call, started, deadline, limits)
+    if isinstance(ctx, tuple):
+        return ctx
+    policy, db, root, cwd, limits, wait = ctx.policy, ctx.db, ctx.root, ctx.cwd, ctx.limits, ctx.wait
     written = call.written_path
     if written is not None:
         return _file_call(call, policy, db, root, cwd, written, wait, limits)
@@ -170,6 +187,54 @@ def decide_call(call: HookInput, started: float, deadline: float | None = None,
     if verdict.decision != "ask":
         return _plain(verdict.decision), verdict.reason
     return _with_store(db, limits, call, lambda s, c: _ask(s, c, call, policy, verdict.reason, rel, root, wait))
+
+
+def decide_calls(calls: list[HookInput], started: float, deadline: float | None = None,
+                  limits: Limits | None = None, *, ask_person: bool = False) -> tuple[str, str]:
+    """One tool call writing several files (a Codex patch) -> (allow|deny|ask, reason), all or nothing.
+
+    Every file is judged before anything is claimed, and the claims are made in
+    one transaction: a patch touching a file another lease holds is denied
+    whole, naming every held file, and leaves no claim behind (the agent would
+    otherwise hold files for a patch that never applied).
+    """
+    from core.paths import PathError, normalize
+
+    if len(calls) == 1:
+        return decide_call(calls[0], started, deadline, limits, ask_person=ask_person)
+    first = calls[0]
+    ctx = _setup(first, started, deadline, limits)
+    if isinstance(ctx, tuple):
+        return ctx
+    policy = ctx.policy
+    rels: list[str] = []
+    asks: list[str] = []
+    for call in calls:
+        written = call.written_path
+        if not written:
+            return "deny", f"Tower: {call.tool_name} names no file: nothing to claim"
+        if ctx.root is None:
+            return _file_call(call, policy, ctx.db, None, ctx.cwd, written, ctx.wait, ctx.limits)
+        try:
+            rel = normalize(written, ctx.root, ctx.cwd)
+        except PathError:
+            # outside the repository: the single-file rule decides, for the whole patch
+            decision, reason = _file_call(call, policy, ctx.db, ctx.root, ctx.cwd, written, ctx.wait, ctx.limits)
+            if decision != "allow":
+                return decision, reason
+            continue
+        verdict = policy.decide(call.tool_name, path=rel)
+        if verdict.decision == "deny":
+            return "deny", f"{verdict.reason} ({rel}; the whole patch is denied)"
+        if verdict.decision in ("ask", "prompt"):
+            asks.append(f"{rel}: {verdict.reason}")
+        rels.append(rel)
+    if not rels:
+        return "allow", "Tower: every file of the patch is outside the repository, as the policy allows"
+    if ask_person:
+        asks.append(f"{AGENT} asks permission")
+    return _with_store(ctx.db, ctx.limits, first,
+                       lambda s, c: _claim_many(s, c, first, policy, rels, asks, ctx.root, ctx.wait))
 
 
 def _plain(decision: str) -> str:
@@ -372,6 +437,51 @@ async def _claim(store, catcher, call: HookInput, policy, verdict, rel: str, roo
     if verdict.decision == "prompt":
         return "ask", f"{verdict.reason}; {held}"
     return "allow", f"Tower: {held}"
+
+
+async def _claim_many(store, catcher, call: HookInput, policy, rels: list[str], asks: list[str], root,
+                      wait: Wait):
+    """Claim every file of one call in one transaction (all or nothing), then ask if any file needs it."""
+    from core.errors import Refused
+    from core.ids import format_id
+    from tui.clikit import agent_name
+
+    shown = ", ".join(rels)
+    lease, worktree, problem = await session_lease(store, root, rels[0])
+    if problem is not None:
+        return "deny", f"Tower: cannot claim {shown}: {problem}"
+    if lease is None:
+        where = f"worktree {worktree}" if worktree else "this worktree (not registered with Tower)"
+        reason = (f"Tower: no active lease for this session in {where}, so {shown} cannot be claimed:"
+                  " run `tower task claim` first")
+        decision = policy.without_lease
+        if decision == "ask":
+            return await _ask(store, catcher, call, policy, reason + " (asking a person)", shown, root, wait)
+        if decision == "allow":
+            return "allow", f"Tower: no active lease in {where}; the policy allows writing {shown} unclaimed"
+        return _plain(decision), reason
+    lid = format_id("lease", lease.id)
+    fresh = lease.expires_at > time.time()
+    wanted = [r for r in rels if not (fresh and r in lease.claims)]
+    if wanted:
+        try:
+            await store.claim_files(lease.id, wanted, agent=agent_name())
+        except (Refused, NotFound) as exc:
+            holders = (exc.data or {}).get("holders") if exc.code == "claim_conflict" else None
+            if holders:
+                held = "; ".join(f"{h['path']} is claimed by {h['lease_id']} ({h['agent']}"
+                                 f"{' in ' + h['worktree'] if h['worktree'] else ''}, task {h['task_id']})"
+                                 for h in holders)
+                return "deny", (f"Tower: this patch touches files another lease holds, so none of it is"
+                                f" applied and nothing was claimed for {lid}: {held}: leave those files out"
+                                " of the patch, or coordinate through the person running Tower")
+            hint = ": claim a task again (`tower task claim`)" if exc.code == "lease_not_active" else ""
+            return "deny", f"Tower: cannot claim {shown} for {lid}: {exc.message}{hint}"
+    held_text = f"{shown} claimed for {lid} (task {format_id('task', lease.task_id)})"
+    if asks:
+        return await _ask(store, catcher, call, policy, "; ".join(asks) + f"; {held_text}", shown, root, wait,
+                          lease=lease, worktree=worktree)
+    return "allow", f"Tower: {held_text}"
 
 
 # -- ask a person -------------------------------------------------------------------
