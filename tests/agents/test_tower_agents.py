@@ -256,3 +256,26 @@ def test_the_installed_hook_command_is_what_the_agent_runs(agent, project, model
     result = srv.result_for(0)
     assert result is not None and "no active lease for this session" in result.output, srv.tool_results()
     assert not (sb.root / "notes.txt").exists()
+
+
+def test_codex_patch_over_a_held_and_a_free_file_is_refused_whole(codex_bin, project, model_server):
+    """All or nothing: the free file is neither written nor left claimed, and the model reads the holder."""
+    sb = project
+    holder = claim_task(sb.repo, "agent-main", "the main worktree's task")
+    assert tower("claim", holder, "src/app.py", cwd=sb.repo, env={"TOWER_AGENT": "agent-main"}).code == 0
+    claim_task(sb.root, "codex-a", "the agent's task")
+    install("codex", sb)
+    body = "*** Add File: src/free.py\n+x = 1\n*** Update File: src/app.py\n@@\n-print('hello')\n+print('mine')\n"
+    srv = model_server([ToolCall("apply_patch", f"*** Begin Patch\n{body}*** End Patch\n"), Text("finished")])
+    before = snapshot(sb)
+    started = time.monotonic()
+    proc, argv = start("codex", codex_bin, sb, srv)
+    run = harness.finish("codex", proc, argv, started, timeout=180)
+    assert run.code == 0, run.describe()
+    result = srv.result_for(0)
+    assert result is not None and f"src/app.py is claimed by {holder} (agent-main in main" in result.output, \
+        srv.tool_results()
+    assert "nothing was claimed" in result.output
+    assert claims(sb.repo) == {"src/app.py": holder}
+    assert not (sb.root / "src" / "free.py").exists()
+    assert sb.status() == "" and snapshot(sb) == before
