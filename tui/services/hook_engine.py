@@ -56,8 +56,30 @@ def _where(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{at}"
 
 
-EXPLICIT_DB: Path | None = None  # --db of the command line, set by the click layer
+EXPLICIT_DB: Path | None = None  # --db of the command line, set by the hook's entry
+AGENT_OPT: str | None = None  # --agent
+WORKTREE_OPT: str | None = None  # --worktree
 AGENT = "claude-code"  # the agent kind this hook process serves, set by the adapter
+
+
+def _env(name: str) -> str | None:
+    """A TOWER_* variable; one that is not valid UTF-8 is bad input, not a crash later."""
+    value = os.environ.get(name)
+    if value is not None:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise BadInput(f"{name} is not valid UTF-8 (at position {exc.start})", code="bad_text") from None
+    return value
+
+
+def agent_name() -> str | None:
+    """The agent this hook acts for: --agent, else TOWER_AGENT (None: named after its session)."""
+    return AGENT_OPT or _env("TOWER_AGENT") or None
+
+
+def worktree_hint() -> str | None:
+    return WORKTREE_OPT or _env("TOWER_WORKTREE") or None
 
 
 def _explicit_db() -> Path | None:
@@ -288,7 +310,7 @@ def _with_store(db: Path, limits: Limits, call: HookInput, body) -> tuple[str, s
     from store import Store
 
     async def main() -> tuple[str, str]:
-        from tui.commands.approvals import SignalCatcher
+        from tui.services.approval_wait import SignalCatcher
 
         with SignalCatcher() as catcher:
             async with Store(db, actor=_caller(call)) as store:
@@ -301,15 +323,11 @@ def _with_store(db: Path, limits: Limits, call: HookInput, body) -> tuple[str, s
 
 
 def agent_name_or(kind: str, session: str | None) -> str:
-    from tui.clikit import agent_name
-
     return agent_name() or (f"{kind}:{session[:8]}" if session else kind)
 
 
 def _caller(call: HookInput) -> str:
     """Who acts when the hook writes: the named agent, else this Claude Code session."""
-    from tui.clikit import agent_name
-
     name = agent_name()
     if name:
         return name
@@ -320,8 +338,6 @@ def _caller(call: HookInput) -> str:
 
 
 async def _worktree_name(store, root: Path | None) -> str | None:
-    from tui.clikit import worktree_hint
-
     hint = worktree_hint()
     if hint:
         return hint
@@ -348,8 +364,6 @@ async def session_lease(store, root: Path | None, path: str | None):
     be told (``problem`` says why).
     """
     from core.ids import format_id, parse_id
-    from tui.clikit import agent_name
-
     worktree = await _worktree_name(store, root)
     leases = await store.view_leases()  # active leases, plain rows: no pydantic here
     wanted = os.environ.get("TOWER_LEASE")
@@ -389,8 +403,6 @@ async def session_lease(store, root: Path | None, path: str | None):
 
 
 def _requester(call: HookInput, lease) -> str:
-    from tui.clikit import agent_name
-
     name = agent_name() or (lease.agent if lease is not None else None)
     if name:
         return name
@@ -403,8 +415,6 @@ def _requester(call: HookInput, lease) -> str:
 async def _claim(store, catcher, call: HookInput, policy, verdict, rel: str, root, wait: Wait):
     from core.errors import Refused
     from core.ids import format_id
-    from tui.clikit import agent_name
-
     lease, worktree, problem = await session_lease(store, root, rel)
     if problem is not None:
         return "deny", f"Tower: cannot claim {rel}: {problem}"
@@ -444,8 +454,6 @@ async def _claim_many(store, catcher, call: HookInput, policy, rels: list[str], 
     """Claim every file of one call in one transaction (all or nothing), then ask if any file needs it."""
     from core.errors import Refused
     from core.ids import format_id
-    from tui.clikit import agent_name
-
     shown = ", ".join(rels)
     lease, worktree, problem = await session_lease(store, root, rels[0])
     if problem is not None:
@@ -493,7 +501,7 @@ async def _ask(store, catcher, call: HookInput, policy, why: str, rel: str | Non
     from core.errors import Refused
     from core.hook import approval_detail, approval_kind, approval_summary
     from core.ids import format_id
-    from tui.commands.approvals import Interrupted, wait_or_cancel
+    from tui.services.approval_wait import Interrupted, wait_or_cancel
 
     if lease is ... or worktree is ...:
         lease, worktree, _ = await session_lease(store, root, rel)
