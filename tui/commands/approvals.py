@@ -26,7 +26,7 @@ from core.display import printable_line as cell
 from core.errors import BadInput, Refused, TimedOut
 from core.ids import format_id
 from core.vocab import APPROVAL_KINDS, APPROVAL_STATUSES
-from tui.services.approval_wait import Interrupted, SignalCatcher, keep_lease_alive, wait_or_cancel  # noqa: F401
+from tui.services.waiting import Interrupted, SignalCatcher, keep_lease_alive, wait_or_cancel  # noqa: F401
 from tui.clikit import (
     agent_name,
     common_options,

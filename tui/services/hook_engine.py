@@ -57,29 +57,9 @@ def _where(exc: BaseException) -> str:
 
 
 EXPLICIT_DB: Path | None = None  # --db of the command line, set by the hook's entry
-AGENT_OPT: str | None = None  # --agent
-WORKTREE_OPT: str | None = None  # --worktree
+AGENT_NAME: str | None = None  # --agent or TOWER_AGENT, set by the hook's entry
+WORKTREE_HINT: str | None = None  # --worktree or TOWER_WORKTREE, set by the hook's entry
 AGENT = "claude-code"  # the agent kind this hook process serves, set by the adapter
-
-
-def _env(name: str) -> str | None:
-    """A TOWER_* variable; one that is not valid UTF-8 is bad input, not a crash later."""
-    value = os.environ.get(name)
-    if value is not None:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise BadInput(f"{name} is not valid UTF-8 (at position {exc.start})", code="bad_text") from None
-    return value
-
-
-def agent_name() -> str | None:
-    """The agent this hook acts for: --agent, else TOWER_AGENT (None: named after its session)."""
-    return AGENT_OPT or _env("TOWER_AGENT") or None
-
-
-def worktree_hint() -> str | None:
-    return WORKTREE_OPT or _env("TOWER_WORKTREE") or None
 
 
 def _explicit_db() -> Path | None:
@@ -298,6 +278,7 @@ def _file_call(call: HookInput, policy, db: Path, root: Path | None, cwd: Path, 
             return _with_store(db, limits, call, lambda s, c: _ask(s, c, call, policy, reason, None, root, wait))
         return _plain(decision), reason
 
+    assert rel is not None  # outside is None exactly when the path is in the repository
     verdict = policy.decide(tool, path=rel)
     if verdict.decision == "deny":
         return "deny", verdict.reason
@@ -310,7 +291,7 @@ def _with_store(db: Path, limits: Limits, call: HookInput, body) -> tuple[str, s
     from store import Store
 
     async def main() -> tuple[str, str]:
-        from tui.services.approval_wait import SignalCatcher
+        from tui.services.waiting import SignalCatcher
 
         with SignalCatcher() as catcher:
             async with Store(db, actor=_caller(call)) as store:
@@ -323,12 +304,12 @@ def _with_store(db: Path, limits: Limits, call: HookInput, body) -> tuple[str, s
 
 
 def agent_name_or(kind: str, session: str | None) -> str:
-    return agent_name() or (f"{kind}:{session[:8]}" if session else kind)
+    return AGENT_NAME or (f"{kind}:{session[:8]}" if session else kind)
 
 
 def _caller(call: HookInput) -> str:
     """Who acts when the hook writes: the named agent, else this Claude Code session."""
-    name = agent_name()
+    name = AGENT_NAME
     if name:
         return name
     return f"{AGENT}:{call.session_id[:8]}" if call.session_id else AGENT
@@ -338,7 +319,7 @@ def _caller(call: HookInput) -> str:
 
 
 async def _worktree_name(store, root: Path | None) -> str | None:
-    hint = worktree_hint()
+    hint = WORKTREE_HINT
     if hint:
         return hint
     if root is None:
@@ -377,7 +358,7 @@ async def session_lease(store, root: Path | None, path: str | None):
             return None, worktree, (f"TOWER_LEASE={format_id('lease', lid)} is not an active lease:"
                                     " claim a task (`tower task claim`) and set TOWER_LEASE to its lease")
         return match, worktree, None
-    agent = agent_name()
+    agent = AGENT_NAME
     if agent:
         candidates = [lease for lease in leases if lease.agent == agent and lease.worktree in (worktree, None)]
     elif worktree is not None:
@@ -403,7 +384,7 @@ async def session_lease(store, root: Path | None, path: str | None):
 
 
 def _requester(call: HookInput, lease) -> str:
-    name = agent_name() or (lease.agent if lease is not None else None)
+    name = AGENT_NAME or (lease.agent if lease is not None else None)
     if name:
         return name
     return f"{AGENT}:{call.session_id[:8]}" if call.session_id else AGENT
@@ -432,7 +413,7 @@ async def _claim(store, catcher, call: HookInput, policy, verdict, rel: str, roo
     already = rel in lease.claims and lease.expires_at > time.time()
     if not already:
         try:
-            await store.claim_files(lease.id, [rel], agent=agent_name())
+            await store.claim_files(lease.id, [rel], agent=AGENT_NAME)
         except (Refused, NotFound) as exc:
             hint = ""
             if exc.code == "claim_conflict":
@@ -473,7 +454,7 @@ async def _claim_many(store, catcher, call: HookInput, policy, rels: list[str], 
     wanted = [r for r in rels if not (fresh and r in lease.claims)]
     if wanted:
         try:
-            await store.claim_files(lease.id, wanted, agent=agent_name())
+            await store.claim_files(lease.id, wanted, agent=AGENT_NAME)
         except (Refused, NotFound) as exc:
             holders = (exc.data or {}).get("holders") if exc.code == "claim_conflict" else None
             if holders:
@@ -501,7 +482,7 @@ async def _ask(store, catcher, call: HookInput, policy, why: str, rel: str | Non
     from core.errors import Refused
     from core.hook import approval_detail, approval_kind, approval_summary
     from core.ids import format_id
-    from tui.services.approval_wait import Interrupted, wait_or_cancel
+    from tui.services.waiting import Interrupted, wait_or_cancel
 
     if lease is ... or worktree is ...:
         lease, worktree, _ = await session_lease(store, root, rel)

@@ -298,7 +298,9 @@ def _tower_handlers(settings: dict, kind: str) -> list[tuple[str, dict]]:
     return out
 
 
-def _program_problem(command: str) -> str | None:
+def _program_problem(command: object) -> str | None:
+    if not isinstance(command, str):
+        return "its command is not a string"
     try:
         words = shlex.split(command)
     except ValueError:
