@@ -30,7 +30,6 @@ FILE_TOOLS: dict[str, str] = {
 # fields that name a file or directory a tool reads, for the policy's `paths`
 PATH_FIELDS = ("file_path", "notebook_path", "path")
 
-_REASON_LIMIT = 2000
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _DETAIL_LIMIT = 2000
 
@@ -74,21 +73,27 @@ class HookInput:
         return None
 
 
-def parse_input(raw: bytes | str) -> HookInput:
-    """Parse the hook's stdin; raise :class:`HookInputError` for anything unusable."""
+def load_object(raw: bytes | str, what: str = "JSON object") -> dict[str, Any]:
+    """A hook's stdin as one JSON object; :class:`HookInputError` (one line) for anything else."""
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise HookInputError(f"stdin is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     if not raw.strip():
-        raise HookInputError("stdin is empty: expected one PreToolUse JSON object")
+        raise HookInputError(f"stdin is empty: expected one {what}")
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise HookInputError(f"stdin is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if not isinstance(data, dict):
         raise HookInputError(f"stdin is a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def parse_input(raw: bytes | str) -> HookInput:
+    """Parse Claude Code's PreToolUse stdin; raise :class:`HookInputError` for anything unusable."""
+    data = load_object(raw, "PreToolUse JSON object")
     event = data.get("hook_event_name")
     if event is not None and event != EVENT:
         raise HookInputError(f"this hook handles {EVENT} only, got hook_event_name {event!r}")
@@ -138,22 +143,6 @@ def _lone_surrogate(values: list[Any]) -> str | None:
         elif isinstance(value, list):
             stack.extend(value)
     return None
-
-
-def answer(decision: str, reason: str) -> dict[str, Any]:
-    """The hook's stdout: exactly the documented PreToolUse decision object."""
-    if decision not in ("allow", "deny", "ask"):
-        raise ValueError(f"not a PreToolUse decision: {decision!r}")
-    reason = " ".join(reason.split())
-    if len(reason) > _REASON_LIMIT:
-        reason = reason[: _REASON_LIMIT - 1] + "…"
-    return {
-        "hookSpecificOutput": {
-            "hookEventName": EVENT,
-            "permissionDecision": decision,
-            "permissionDecisionReason": reason,
-        }
-    }
 
 
 def short(text: str, limit: int = 100) -> str:
@@ -208,33 +197,38 @@ def approval_detail(call: HookInput, *, rel_path: str | None, policy_reason: str
 
 # -- .claude/settings.json ------------------------------------------------------------
 
-HOOK_SUBCOMMAND = ("hook", "claude-code")
-
-
-def is_tower_hook(command: Any) -> bool:
-    """True for a hook command that runs ``tower hook claude-code`` (however tower is spelled)."""
+def is_tower_command(command: Any, kind: str = "claude-code") -> bool:
+    """True for a hook command that runs ``tower hook <kind>`` (however tower is spelled)."""
     if not isinstance(command, str):
         return False
     try:
         words = shlex.split(command)
     except ValueError:
         return False
-    for i in range(len(words) - 1):
-        if (words[i], words[i + 1]) == HOOK_SUBCOMMAND and i >= 1:
-            program = words[:i]
-            if any(os.path.basename(w).startswith("tower") or w == "tui.cli" for w in program):
+    for i in range(1, len(words) - 1):
+        if (words[i], words[i + 1]) == ("hook", kind):
+            if any(os.path.basename(w).startswith("tower") or w == "tui.cli" for w in words[:i]):
                 return True
     return False
 
 
-def hook_command(program: list[str], db: str | None = None, deadline: int | None = None) -> str:
-    """The shell command Claude Code runs: ``<tower> hook claude-code [--db PATH] [--deadline N]``.
+def is_tower_hook(command: Any) -> bool:
+    """True for a hook command that runs ``tower hook claude-code``."""
+    return is_tower_command(command, "claude-code")
 
-    ``deadline`` is the entry's ``timeout`` in the settings: the hook learns from
-    it when Claude Code will kill it (and let the call through), and stops
-    waiting for a person :data:`DEADLINE_MARGIN` seconds before that.
+
+def hook_command(program: list[str], db: str | None = None, deadline: int | None = None, *,
+                 kind: str = "claude-code", event: str | None = None) -> str:
+    """The shell command an agent runs: ``<tower> hook <kind> [--event E] [--db PATH] [--deadline N]``.
+
+    ``deadline`` is the entry's timeout in seconds: the hook learns from it when
+    the agent will kill it (and let the call through), and stops waiting for a
+    person :data:`DEADLINE_MARGIN` seconds before that. ``event``: for agents
+    whose payloads do not name their event (Copilot's camelCase ones).
     """
-    words = [*program, *HOOK_SUBCOMMAND]
+    words = [*program, "hook", kind]
+    if event:
+        words += ["--event", event]
     if db:
         words += ["--db", db]
     if deadline is not None:

@@ -307,9 +307,12 @@ def agent_argv(kind: str, binary: Path, url: str, prompt: str, *, args: tuple[st
     raise ValueError(kind)
 
 
-def prepare_home(kind: str, sandbox: Sandbox, *, codex_trust_hooks: bool = True) -> None:
+def prepare_home(kind: str, sandbox: Sandbox, *, codex_trust_hooks: bool = True, codex_config: bool = True) -> None:
+    """The agent's HOME for a run: Gemini's API-key auth; Codex's trust records (``codex_config``
+    False: leave ``$CODEX_HOME/config.toml`` as it is, e.g. as `tower hook install codex` wrote it)."""
     if kind == "codex":
-        codex_trust(sandbox, hooks=codex_trust_hooks)
+        if codex_config:
+            codex_trust(sandbox, hooks=codex_trust_hooks)
     elif kind == "gemini":
         settings = sandbox.home / ".gemini" / "settings.json"
         data = _read_json(settings)
@@ -317,26 +320,39 @@ def prepare_home(kind: str, sandbox: Sandbox, *, codex_trust_hooks: bool = True)
         _write_json(settings, data)
 
 
-def run_agent(kind: str, binary: Path, sandbox: Sandbox, url: str, prompt: str = "Do the task.", *,
-              timeout: float = 120, env: dict | None = None, args: tuple[str, ...] = (),
-              codex_trust_hooks: bool = True, cwd: Path | None = None) -> AgentRun:
-    """Run the agent headless in the sandbox's worktree until it ends (killed, with its group, at ``timeout``)."""
-    prepare_home(kind, sandbox, codex_trust_hooks=codex_trust_hooks)
+def start_agent(kind: str, binary: Path, sandbox: Sandbox, url: str, prompt: str = "Do the task.", *,
+                env: dict | None = None, args: tuple[str, ...] = (), codex_trust_hooks: bool = True,
+                codex_config: bool = True, cwd: Path | None = None) -> tuple[subprocess.Popen, list[str]]:
+    """Start the agent headless in the sandbox's worktree, in its own process group; see :func:`finish`."""
+    prepare_home(kind, sandbox, codex_trust_hooks=codex_trust_hooks, codex_config=codex_config)
     argv = agent_argv(kind, binary, url, prompt, args=args)
-    started = time.monotonic()
     proc = subprocess.Popen(argv, cwd=cwd or sandbox.root, env=agent_env(kind, sandbox, url, env),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
+    return proc, argv
+
+
+def kill(proc: subprocess.Popen) -> None:
+    """SIGKILL the agent's process group (the agent, its hooks, their children) by the agent's pid."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def finish(kind: str, proc: subprocess.Popen, argv: list[str], started: float, timeout: float) -> AgentRun:
+    """Wait for a started agent to end, killing its group at ``timeout``; what it printed, parsed."""
     try:
         out, err = proc.communicate(timeout=timeout)
         code: int | None = proc.returncode
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill(proc)
         out, err = proc.communicate()
         code = None
+    finally:
+        if proc.returncode is None:
+            kill(proc)
+            proc.wait()
     seconds = time.monotonic() - started
     stdout, stderr = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
     events = []
@@ -346,6 +362,16 @@ def run_agent(kind: str, binary: Path, sandbox: Sandbox, url: str, prompt: str =
         except ValueError:
             pass
     return AgentRun(kind, argv, code, stdout, stderr, seconds, events)
+
+
+def run_agent(kind: str, binary: Path, sandbox: Sandbox, url: str, prompt: str = "Do the task.", *,
+              timeout: float = 120, env: dict | None = None, args: tuple[str, ...] = (),
+              codex_trust_hooks: bool = True, codex_config: bool = True, cwd: Path | None = None) -> AgentRun:
+    """Run the agent headless in the sandbox's worktree until it ends (killed, with its group, at ``timeout``)."""
+    started = time.monotonic()
+    proc, argv = start_agent(kind, binary, sandbox, url, prompt, env=env, args=args,
+                             codex_trust_hooks=codex_trust_hooks, codex_config=codex_config, cwd=cwd)
+    return finish(kind, proc, argv, started, timeout)
 
 
 # -- tool calls per agent -------------------------------------------------------------------------

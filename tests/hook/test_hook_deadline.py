@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -132,7 +133,7 @@ def test_check_warns_about_an_entry_installed_without_a_deadline(project):
     local = project / ".claude" / "settings.local.json"
     local.parent.mkdir()
     local.write_text(json.dumps({"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [
-        {"type": "command", "command": "/old/bin/tower hook claude-code", "timeout": 600}]}]}}))
+        {"type": "command", "command": f"{sys.executable} -m tui.cli hook claude-code", "timeout": 600}]}]}}))
     assert tower_cli("--json", "hook", "check", cwd=project).data["warnings"] == []  # 540 s fits in 600
     set_policy(project, "[ask]\ntimeout = 900\n")
     warnings = tower_cli("--json", "hook", "check", cwd=project).data["warnings"]

@@ -37,7 +37,8 @@ def guard_install() -> None:
     Honours core.hooksPath; a hook already there is kept and run first; running
     it again changes nothing.
     """
-    from tui.services.guard import install_hooks, tower_program
+    from tui.services.agent_config import tower_program
+    from tui.services.guard import install_hooks
 
     root = _root()
     explicit = opt("db") or os.environ.get("TOWER_DB")

@@ -14,8 +14,6 @@ documented in docs/approvals.md.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import sys
 import time
@@ -24,7 +22,7 @@ from pathlib import Path
 import click
 
 from core.errors import BadInput, NotFound, TowerError
-from core.gitrepo import DB_NAME, POLICY_NAME
+from core.gitrepo import POLICY_NAME
 from tui.services import hook_engine
 from tui.services.hook_engine import Limits, Wait, _where, decide, session_lease  # noqa: F401
 from tui.clikit import common_options, emit, opt
@@ -51,167 +49,7 @@ def hook_claude_code(deadline) -> None:
     Always exits 0 with {"hookSpecificOutput": {"hookEventName": "PreToolUse",
     "permissionDecision": "allow"|"deny"|"ask", "permissionDecisionReason": ...}}.
     """
-    from tui import hookguard
-
-    started = hookguard.STARTED
-    _use_db()
-    limits = Limits(started, None)
-    hookguard.set_deadline(limits.hard)
-    try:
-        if deadline is not None:
-            from core.hook import parse_deadline
-
-            try:
-                deadline = parse_deadline(deadline)
-            except ValueError as exc:
-                raise BadInput(f"{exc} (fix the hook entry: run `tower hook install claude-code` again)") from None
-            limits = Limits(started, deadline)
-            hookguard.set_deadline(limits.hard)
-        raw = sys.stdin.buffer.read()
-        decision, reason = decide(raw, started, deadline, limits)
-    except TowerError as exc:
-        decision, reason = "deny", f"Tower: {exc.message}"
-    except hookguard.OutOfTime:
-        decision, reason = "deny", (f"Tower could not check this call within {limits.budget:g}s (a very long or"
-                                    " complex command?): denied; split it into simpler commands")
-    except (KeyboardInterrupt, hookguard.HookInterrupted) as exc:
-        # the signal's name tells the model (and the person reading the audit) what stopped it
-        decision, reason = "deny", f"Tower hook interrupted ({exc or 'SIGINT'}) before it could decide"
-    except BaseException as exc:  # noqa: BLE001 - a hook that dies lets the call through
-        decision, reason = "deny", f"Tower hook internal error: {_where(exc)} (a bug: please report it)"
-    hookguard.answer(decision, reason)
-
-
-
-def _agent_hook(kind: str, event: str | None, deadline) -> None:
-    """Any agent's hook but Claude Code's: parse, decide each call, answer in the agent's format.
-
-    An agent that cannot be asked (Codex PreToolUse, Gemini, Copilot
-    permissionRequest) gets ``deny`` where the engine would answer ``ask``, with
-    a reason the model can act on. Every refusal is audited (``hook.denied``);
-    events that decide nothing are answered at once and recorded.
-    """
-    from tui import hookguard
-    from tui.services import hook_adapters
-
-    started = hookguard.STARTED
-    hookguard.set_format(kind, event)
-    hook_engine.AGENT = kind
-    _use_db()
-    limits = Limits(started, None)
-    hookguard.set_deadline(limits.hard)
-    parsed = None
-    call = None
-    try:
-        if deadline is not None:
-            from core.hook import parse_deadline
-
-            try:
-                deadline = parse_deadline(deadline)
-            except ValueError as exc:
-                raise BadInput(f"{exc} (fix the hook entry: run `tower hook install {kind}` again)") from None
-            limits = Limits(started, deadline)
-            hookguard.set_deadline(limits.hard)
-        raw = sys.stdin.buffer.read()
-        from core.hook import HookInputError
-
-        try:
-            parsed = hook_adapters.parse(kind, raw, event)
-        except HookInputError as exc:
-            decision, reason = "deny", f"Tower hook: unusable input: {exc}"
-        else:
-            hookguard.set_format(kind, parsed.event)
-            if not parsed.gate:
-                hookguard.answer("noop", "")  # never hold up an agent for news
-                _record_news(kind, parsed)
-                return
-            decision, reason = "allow", "Tower: allowed"
-            for call in parsed.calls:
-                decision, reason = hook_engine.decide_call(call, started, deadline, limits,
-                                                           ask_person=parsed.ask_person)
-                if decision != "allow":
-                    break
-            if decision == "ask" and not parsed.can_ask:
-                decision, reason = "deny", (f"{reason} — {kind} cannot ask its user from this hook, so Tower"
-                                            " denies it: ask the person running Tower to approve it, or do"
-                                            " something else")
-    except TowerError as exc:
-        decision, reason = "deny", f"Tower: {exc.message}"
-    except hookguard.OutOfTime:
-        decision, reason = "deny", (f"Tower could not check this call within {limits.budget:g}s (a very long or"
-                                    " complex command?): denied; split it into simpler commands")
-    except (KeyboardInterrupt, hookguard.HookInterrupted) as exc:
-        # the signal's name tells the model (and the person reading the audit) what stopped it
-        decision, reason = "deny", f"Tower hook interrupted ({exc or 'SIGINT'}) before it could decide"
-    except BaseException as exc:  # noqa: BLE001 - a hook that dies lets the call through
-        decision, reason = "deny", f"Tower hook internal error: {_where(exc)} (a bug: please report it)"
-    hookguard.answer(decision, reason)
-    if decision == "deny" and parsed is not None:
-        _audit_denial(kind, parsed, call, reason)
-
-
-def _audit_denial(kind: str, parsed, call, reason: str) -> None:
-    """``hook.denied`` in one short transaction, after the answer is out (the agent is not kept waiting)."""
-    try:
-        from tui.services.hook_adapters import target_of
-
-        cwd = Path(call.cwd) if call is not None and call.cwd else Path.cwd()
-        db = hook_engine.find_db(cwd)
-        if db is None or not db.exists():
-            return
-        path, command = target_of(call) if call is not None else (None, None)
-        if path is not None and os.path.isabs(path):
-            from core.gitrepo import discover
-
-            info = discover(cwd)
-            if info is not None:
-                try:
-                    path = os.path.relpath(path, info.worktree_root)
-                except ValueError:
-                    pass
-        session = parsed.session
-        actor = hook_engine.agent_name_or(kind, session)
-
-        async def body(store):
-            await store.record_hook_denial(agent=kind, actor=actor, tool=parsed.tool or "?", reason=reason,
-                                           session=session, path=path, command=command)
-            if session:
-                from tui.services.agent_events import SessionEvent, record
-
-                await record(store, SessionEvent(kind=kind, session=session, event=parsed.event,
-                                                 state="working", tool=parsed.tool, target=path or command,
-                                                 tool_call=True, outcome="denied", cwd=str(cwd)))
-
-        _run_store(db, actor, body)
-    except BaseException as exc:  # noqa: BLE001 - the answer is out; a failed audit must not change it
-        sys.stderr.write(f"tower hook: could not audit the refusal: {exc}\n")
-
-
-def _record_news(kind: str, parsed) -> None:
-    try:
-        from tui.services.agent_events import record, session_event
-
-        ev = session_event(kind, parsed.payload, parsed.event)
-        if ev is None:
-            return
-        db = hook_engine.find_db(Path(ev.cwd) if ev.cwd else Path.cwd())
-        if db is None or not db.exists():
-            return
-        _run_store(db, hook_engine.agent_name_or(kind, ev.session), lambda store: record(store, ev))
-    except BaseException as exc:  # noqa: BLE001 - news must never fail the agent
-        sys.stderr.write(f"tower hook: could not record the session event: {exc}\n")
-
-
-def _run_store(db: Path, actor: str, body) -> None:
-    import asyncio
-
-    from store import Store
-
-    async def main():
-        async with Store(db, actor=actor) as store:
-            await body(store)
-
-    asyncio.run(main())
+    _run_hook("claude-code", None, deadline)
 
 
 def _agent_command(kind: str, events: str):
@@ -223,7 +61,7 @@ def _agent_command(kind: str, events: str):
                   help=f"When {kind} kills this hook: stop waiting for a person before that.")
     @common_options
     def command(event, deadline) -> None:
-        _agent_hook(kind, event, deadline)
+        _run_hook(kind, event, deadline)
 
     return command
 
@@ -234,125 +72,28 @@ hook_copilot = _agent_command("copilot", "preToolUse, permissionRequest")
 hook_cursor = _agent_command("cursor", "beforeShellExecution, beforeReadFile, beforeMCPExecution, preToolUse")
 
 
-def _use_db() -> None:
-    explicit = opt("db")
-    if explicit:
-        from store.locate import store_ref
+def _run_hook(kind: str, event: str | None, deadline: str | None) -> None:
+    """The hook through click (`python -m tui.cli hook ...`); the `tower` script skips click (tui/entry.py)."""
+    from tui.services import hook_runner
 
-        hook_engine.EXPLICIT_DB = store_ref(explicit)  # type: ignore[assignment]
-
-
-def _explicit_db() -> Path | None:
-    explicit = opt("db") or os.environ.get("TOWER_DB")
-    return Path(explicit).expanduser().absolute() if explicit else None
+    hook_runner.run(kind, event, deadline, db=opt("db"), agent=opt("agent"), worktree=opt("worktree"))
 
 
 # -- install / uninstall ---------------------------------------------------------------
 
 
-def _tower_program() -> list[str]:
-    """How to run this very Tower: the absolute path of the ``tower`` script that is running."""
-    import shutil
+def target_root() -> Path:
+    """The worktree whose files to edit: --worktree (a name Tower knows, or a directory), else this one."""
+    from tui.clikit import db_path, run
+    from tui.services.agent_config import target_root as find
 
-    argv0 = sys.argv[0] if sys.argv else ""
-    if os.path.basename(argv0).startswith("tower") and os.path.isfile(argv0):
-        return [os.path.abspath(argv0)]
-    found = shutil.which("tower")
-    if found:
-        return [os.path.abspath(found)]
-    return [sys.executable, "-m", "tui.cli"]
+    return find(opt("worktree") or os.environ.get("TOWER_WORKTREE"), Path.cwd(),
+                lambda: run(lambda s: s.worktree_rows(), reap=False), db_path().exists())
 
 
-def _target_root() -> Path:
-    """The worktree whose settings to edit: --worktree (a name Tower knows, or a directory), else this one."""
-    from core.gitrepo import discover
-
-    name = opt("worktree") or os.environ.get("TOWER_WORKTREE")
-    if name:
-        if Path(name).expanduser().is_dir():
-            info = discover(Path(name).expanduser())
-            return info.worktree_root if info else Path(name).expanduser().resolve()
-        from tui.clikit import db_path, run
-
-        if not db_path().exists():
-            raise NotFound(f"no worktree {name}: no Tower store to look it up in", code="worktree_not_found")
-        known = run(lambda s: s.list_worktrees(), reap=False)
-        match = next((w for w in known if w.name == name), None)
-        if match is None:
-            raise NotFound(f"no worktree {name} (see `tower worktree list`)", code="worktree_not_found")
-        return Path(match.path)
-    info = discover(Path.cwd())
-    if info is None:
-        raise BadInput("not inside a git worktree: run this in one, or pass --worktree")
-    return info.worktree_root
-
-
-def _settings_path(local: bool) -> Path:
-    return _target_root() / ".claude" / ("settings.local.json" if local else "settings.json")
-
-
-def _read_settings(path: Path) -> dict:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"cannot read {path}: {exc}") from None
-    if not text.strip():
-        return {}
-    try:
-        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"{path} line {exc.lineno}: not valid JSON ({exc.msg}); fix it first") from None
-    except _NotJSON as exc:
-        line = text.count("\n", 0, max(text.find(exc.token), 0)) + 1
-        raise BadInput(f"{path} line {line}: not valid JSON ({exc.token} {exc.why}); fix it first") from None
-    if not isinstance(data, dict):
-        raise BadInput(f"{path} is not a JSON object")
-    return data
-
-
-class _NotJSON(ValueError):
-    """A number Python's json would accept but JSON (and Claude Code) would not."""
-
-    def __init__(self, token: str, why: str) -> None:
-        super().__init__(token)
-        self.token, self.why = token, why
-
-
-def _no_constant(token: str):
-    raise _NotJSON(token, "is not a JSON value")
-
-
-def _finite_float(token: str) -> float:
-    value = float(token)
-    if not math.isfinite(value):
-        raise _NotJSON(token, "is out of range for a JSON number")
-    return value
-
-
-def _write_atomically(path: Path, data: dict) -> None:
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        except FileNotFoundError:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+def _codex_home() -> Path:
+    home = os.environ.get("CODEX_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".codex"
 
 
 def _policy_for_install():
@@ -365,35 +106,48 @@ def _policy_for_install():
         return default_policy()
 
 
+def _claude_settings(local: bool) -> Path:
+    return target_root() / ".claude" / ("settings.local.json" if local else "settings.json")
+
+
 @hook.command("install")
 @click.argument("kind", metavar="AGENT", type=click.Choice(AGENTS))
-@click.option("--local", is_flag=True, help="Write .claude/settings.local.json (not committed) instead.")
+@click.option("--local", is_flag=True, help="Claude Code: write .claude/settings.local.json (not committed).")
 @common_options
 def hook_install(kind, local) -> None:
-    """Add Tower's PreToolUse hook to a worktree's .claude/settings.json.
+    """Add Tower's hook to AGENT's own hook file for a worktree (docs/agents.md).
 
-    Keeps every other setting and hook; running it again changes nothing (or
-    updates Tower's own entry in place).
+    claude-code: .claude/settings.json; codex: the main worktree's .codex/hooks.json
+    and its trust records in $CODEX_HOME/config.toml; gemini: .gemini/settings.json;
+    copilot: .github/hooks/tower.json; cursor: .cursor/hooks.json. Keeps every other
+    setting and hook; running it again changes nothing (or updates Tower's own
+    entries in place).
     """
     from core.hook import hook_command, install_entry
+    from tui.services.agent_config import explicit_db, read_json_object, tower_program, write_json_atomically
 
-    if kind != "claude-code":
-        _install_other(kind)
-        return
     policy = _policy_for_install()  # a bad policy file stops here, naming its line
-    db = _explicit_db()
+    db = explicit_db(opt("db"))
+    # the entry's timeout outlives the policy's ask timeout; the hook, told it as its
+    # deadline, stops waiting for a person before the agent kills it
     timeout = policy.hook_timeout()
-    # the hook is told when Claude Code will kill it, so a policy ask timeout
-    # raised later cannot outlive it (the hook stops waiting 30 s before)
-    command = hook_command(_tower_program(), str(db) if db else None, deadline=timeout)
-    path = _settings_path(local)
-    settings = _read_settings(path)
+    if kind != "claude-code":
+        from tui.services import hook_install as installer
+
+        data = installer.install_files(kind, target_root(), tower_program(), str(db) if db else None, timeout,
+                                       _codex_home())
+        emit(data, f"{'installed' if data['changed'] else 'already installed:'} Tower's {kind} hooks in"
+                   f" {data['settings']}")
+        return
+    command = hook_command(tower_program(), str(db) if db else None, deadline=timeout)
+    path = _claude_settings(local)
+    settings = read_json_object(path)
     try:
         changed = install_entry(settings, command, timeout)
     except ValueError as exc:
         raise BadInput(f"{path}: {exc}; fix it first") from None
     if changed:
-        _write_atomically(path, settings)
+        write_json_atomically(path, settings)
     emit({"settings": str(path), "changed": changed, "command": command, "timeout": timeout,
           "deadline": timeout},
          f"{'installed' if changed else 'already installed:'} Tower's PreToolUse hook in {path}")
@@ -401,162 +155,59 @@ def hook_install(kind, local) -> None:
 
 @hook.command("uninstall")
 @click.argument("kind", metavar="AGENT", type=click.Choice(AGENTS))
-@click.option("--local", is_flag=True, help="Edit .claude/settings.local.json instead.")
+@click.option("--local", is_flag=True, help="Claude Code: edit .claude/settings.local.json instead.")
 @common_options
 def hook_uninstall(kind, local) -> None:
-    """Remove Tower's hook from a worktree's .claude/settings.json, and nothing else."""
+    """Remove Tower's hook from AGENT's hook file for a worktree, and nothing else."""
     from core.hook import remove_entry
+    from tui.services.agent_config import read_json_object, write_json_atomically
 
     if kind != "claude-code":
-        _uninstall_other(kind)
+        from tui.services import hook_install as installer
+
+        data = installer.uninstall_files(kind, target_root(), _codex_home())
+        emit(data, f"removed Tower's {kind} hooks from {data['settings']}" if data["removed"]
+             else f"Tower's {kind} hooks are not in {data['settings']}")
         return
-    path = _settings_path(local)
-    settings = _read_settings(path)
+    path = _claude_settings(local)
+    settings = read_json_object(path)
     try:
         removed = remove_entry(settings)
     except ValueError as exc:
         raise BadInput(f"{path}: {exc}; fix it first") from None
     if removed:
-        _write_atomically(path, settings)
+        write_json_atomically(path, settings)
     emit({"settings": str(path), "removed": removed},
          f"removed Tower's hook from {path}" if removed else f"Tower's hook is not in {path}")
 
 
-_FILES = {"codex": (".codex", "hooks.json"), "gemini": (".gemini", "settings.json"),
-          "copilot": (".github/hooks", "tower.json"), "cursor": (".cursor", "hooks.json")}
-
-
-def _agent_file(kind: str) -> tuple[Path, Path]:
-    """(the hook file, the worktree it serves); Codex reads the MAIN worktree's .codex/hooks.json."""
+def _this_worktree() -> Path | None:
+    """The worktree `tower hook check` looks at: --worktree, else this one (None outside a worktree)."""
     from core.gitrepo import discover
-
-    root = _target_root()
-    base = root
-    if kind == "codex":
-        info = discover(root)
-        if info is not None:
-            base = info.common_dir.parent  # the main worktree (common dir is its .git)
-    folder, name = _FILES[kind]
-    return base / folder / name, root
-
-
-def _codex_config() -> Path:
-    home = os.environ.get("CODEX_HOME")
-    return Path(home).expanduser() if home else Path.home() / ".codex"
-
-
-def _install_other(kind: str) -> None:
-    from tui.services import hook_install
-
-    _policy_for_install()  # a bad policy file stops here, naming its line
-    db = _explicit_db()
-    path, root = _agent_file(kind)
-    settings = _read_settings(path)
-    # the hook stops waiting for a person a margin before the agent kills it
-    deadline = hook_install.TIMEOUT_S[kind]
-    try:
-        changed = hook_install.install(settings, kind, _tower_program(), str(db) if db else None, deadline)
-    except ValueError as exc:
-        raise BadInput(f"{path}: {exc}; fix it first") from None
-    if changed:
-        _write_atomically(path, settings)
-    data = {"settings": str(path), "changed": changed, "timeout": deadline, "deadline": deadline}
-    if kind == "codex":
-        (root / ".codex").mkdir(exist_ok=True)  # without it Codex loads no project hooks in a linked worktree
-        config = _codex_config() / "config.toml"
-        text = config.read_text(encoding="utf-8") if config.exists() else ""
-        records = hook_install.codex_trust_records(path, settings)
-        new = hook_install.set_codex_trust(text, path, records, root)
-        if new != text:
-            config.parent.mkdir(parents=True, exist_ok=True)
-            _write_text_atomically(config, new)
-        data["codex_config"] = str(config)
-        data["trusted"] = len(records)
-    emit(data, f"{'installed' if changed else 'already installed:'} Tower's {kind} hooks in {path}")
-
-
-def _uninstall_other(kind: str) -> None:
-    from tui.services import hook_install
-
-    path, root = _agent_file(kind)
-    settings = _read_settings(path)
-    removed = hook_install.uninstall(settings, kind)
-    if removed:
-        _write_atomically(path, settings)
-    if kind == "codex":
-        config = _codex_config() / "config.toml"
-        if config.exists():
-            text = config.read_text(encoding="utf-8")
-            new = hook_install.set_codex_trust(text, path, {}, None)
-            if new != text:
-                _write_text_atomically(config, new)
-    emit({"settings": str(path), "removed": removed},
-         f"removed Tower's {kind} hooks from {path}" if removed else f"Tower's {kind} hooks are not in {path}")
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _agent_warnings() -> list[str]:
-    """Each installed agent's entries: a Codex trust record missing or stale is a silent fail-open."""
-    from core.gitrepo import discover
-    from tui.services import hook_install
-
-    if not (opt("worktree") or os.environ.get("TOWER_WORKTREE")) and discover(Path.cwd()) is None:
-        return []
-    out = []
-    for kind in _FILES:
-        path, _root = _agent_file(kind)
-        if not path.exists():
-            continue
-        try:
-            settings = _read_settings(path)
-        except BadInput as exc:
-            out.append(f"cannot check the {kind} hooks: {exc.message}")
-            continue
-        if not hook_install.installed(settings, kind):
-            continue
-        if kind == "codex":
-            config = _codex_config() / "config.toml"
-            text = config.read_text(encoding="utf-8") if config.exists() else ""
-            stale = hook_install.codex_stale(text, hook_install.codex_trust_records(path, settings))
-            if stale:
-                out.append(f"{len(stale)} Tower Codex hook(s) in {path} are not trusted in {config}: Codex skips"
-                           " them without a word; run `tower hook install codex` again")
-    return out
-
-
-def _deadline_warnings(policy) -> list[str]:
-    """The policy's ask timeout against the hook entries installed in this worktree's settings."""
-    from core.gitrepo import discover
-    from core.hook import deadline_warnings
-    from core.policy import CLAUDE_HOOK_TIMEOUT
 
     if opt("worktree") or os.environ.get("TOWER_WORKTREE"):
-        root = _target_root()
-    else:
-        info = discover(Path.cwd())
-        if info is None:
-            return []
-        root = info.worktree_root
+        return target_root()
+    info = discover(Path.cwd())
+    return info.worktree_root if info is not None else None
+
+
+def _deadline_warnings(policy, root: Path | None) -> list[str]:
+    """The policy's ask timeout against the Claude Code entries installed in this worktree's settings."""
+    from core.hook import deadline_warnings
+    from core.policy import CLAUDE_HOOK_TIMEOUT
+    from tui.services.agent_config import read_json_object
+
+    if root is None:
+        return []
     warnings = []
     for name in ("settings.json", "settings.local.json"):
         path = root / ".claude" / name
         if not path.exists():
             continue
         try:
-            settings = _read_settings(path)
-        except BadInput as exc:
-            warnings.append(f"cannot check the installed hook: {exc.message}")
-            continue
+            settings = read_json_object(path)
+        except BadInput:
+            continue  # the agents' report names it
         warnings += deadline_warnings(settings, policy.ask_timeout, str(path), CLAUDE_HOOK_TIMEOUT)
     return warnings
 
@@ -592,15 +243,27 @@ def hook_check(tool, command, path, defaults) -> None:
         return
 
     policy = load_policy(db_path().parent / POLICY_NAME)
-    warnings = _rule_warnings(policy) + _deadline_warnings(policy) + _agent_warnings()
+    root = _this_worktree()
+    agents = {}
+    if root is not None:
+        from tui.services.hook_install import check
+
+        agents = check(root, _codex_home())
+    agent_warnings = [f"{name} hook ({a['file']}): {p}" for name, a in agents.items() for p in a["problems"]]
+    warnings = _rule_warnings(policy) + _deadline_warnings(policy, root) + agent_warnings
     data: dict = {"policy": policy.source, "exists": policy.exists, "rules": len(policy.rules),
                   "default": policy.default, "ask_timeout": policy.ask_timeout,
-                  "on_timeout": policy.ask_on_timeout, "warnings": warnings}
+                  "on_timeout": policy.ask_on_timeout, "warnings": warnings, "agents": agents}
     rules = f"{len(policy.rules)} built-in rules (the file has no [[rule]])" if policy.builtin_rules and \
         policy.exists else f"{len(policy.rules)} rules"
     data["builtin_rules"] = policy.builtin_rules or not policy.exists
     lines = [f"policy {policy.source}: {rules}, default {policy.default},"
              f" ask timeout {policy.ask_timeout:g}s then {policy.ask_on_timeout}"]
+    if agents:
+        on = [name for name, a in agents.items() if a["installed"]]
+        off = [name for name, a in agents.items() if not a["installed"] and not a["problems"]]
+        lines.append(f"hooks installed: {', '.join(on) or 'none'}"
+                     + (f"; not installed: {', '.join(off)}" if off else ""))
     lines += [f"warning: {w}" for w in warnings]
     if tool or command:
         from core.policy import Verdict

@@ -40,32 +40,16 @@ def mcp(ctx: click.Context, approval_wait) -> None:
 
 
 def _target_root() -> Path:
-    """The worktree whose config to edit: --worktree (a name Tower knows, or a directory), else this one."""
-    from core.gitrepo import discover
+    from tui.commands.hook import target_root
 
-    name = opt("worktree") or os.environ.get("TOWER_WORKTREE")
-    if name:
-        if Path(name).expanduser().is_dir():
-            info = discover(Path(name).expanduser())
-            return info.worktree_root if info else Path(name).expanduser().resolve()
-        from tui.clikit import run
-
-        if not db_path().exists():
-            raise NotFound(f"no worktree {name}: no Tower store to look it up in", code="worktree_not_found")
-        known = run(lambda s: s.worktree_rows(), reap=False)
-        match = next((p for n, p, _ in known if n == name), None)
-        if match is None:
-            raise NotFound(f"no worktree {name} (see `tower worktree list`)", code="worktree_not_found")
-        return Path(match)
-    info = discover(Path.cwd())
-    if info is None:
-        raise BadInput("not inside a git worktree: run this in one, or pass --worktree")
-    return info.worktree_root
+    return target_root()
 
 
 def _explicit_db() -> str | None:
-    explicit = opt("db") or os.environ.get("TOWER_DB")
-    return str(Path(explicit).expanduser().absolute()) if explicit else None
+    from tui.services.agent_config import explicit_db
+
+    db = explicit_db(opt("db"))
+    return str(db) if db else None
 
 
 @mcp.command("install")
@@ -78,7 +62,7 @@ def mcp_install(kind) -> None:
     cursor: .cursor/mcp.json. Running it again changes nothing. With --agent NAME the
     entry sets TOWER_AGENT for the server (otherwise it inherits the agent's environment).
     """
-    from tui.services.guard import tower_program
+    from tui.services.agent_config import tower_program
     from tui.services.mcp_install import install
 
     result = install(kind, _target_root(), tower_program(), _explicit_db(), opt("agent"))

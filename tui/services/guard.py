@@ -23,7 +23,6 @@ import fnmatch
 import os
 import shlex
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 from core.display import printable_line
 from core.errors import BadInput, Refused, StoreUnusable, TowerError
 from core.ids import format_id
+from tui.services.agent_config import write_text_atomically
 
 HOOKS = ("pre-commit", "pre-push")
 MARKER = "# tower-guard:"
@@ -281,19 +281,6 @@ def broken(exc: BaseException) -> TowerError:
 # -- installing the hooks --------------------------------------------------------------
 
 
-def tower_program() -> list[str]:
-    """How to run this very Tower: the absolute path of the ``tower`` script that is running."""
-    import shutil
-
-    argv0 = sys.argv[0] if sys.argv else ""
-    if os.path.basename(argv0).startswith("tower") and os.path.isfile(argv0):
-        return [os.path.abspath(argv0)]
-    found = shutil.which("tower")
-    if found:
-        return [os.path.abspath(found)]
-    return [sys.executable, "-m", "tui.cli"]
-
-
 def hook_script(hook: str, program: list[str], db: str | None) -> str:
     """The hook git runs: the hook that was there before (if any) first, then Tower's check.
 
@@ -347,22 +334,7 @@ def is_ours(path: Path) -> bool:
 
 
 def _write_executable(path: Path, text: str) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_text_atomically(path, text, mode=0o755)
 
 
 def install_hooks(root: Path, program: list[str], db: str | None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.hook import HookInput, HookInputError
+from core.hook import HookInput, HookInputError, load_object
 
 # Codex apply_patch headers naming a file the patch writes, deletes or moves to
 _PATCH_PATH = re.compile(r"^\*\*\* (?:Add File|Update File|Delete File|Move to): (.+?)\s*$", re.M)
@@ -45,23 +45,6 @@ def patch_paths(patch: str) -> list[str]:
         if path not in seen:
             seen.append(path)
     return seen
-
-
-def load(raw: bytes | str) -> dict:
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise HookInputError(f"stdin is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    if not raw.strip():
-        raise HookInputError("stdin is empty: expected one JSON object")
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise HookInputError(f"stdin is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    if not isinstance(data, dict):
-        raise HookInputError(f"stdin is a JSON {type(data).__name__}, not an object")
-    return data
 
 
 def _str(data: dict, *keys: str) -> str | None:
@@ -120,7 +103,14 @@ def parse(kind: str, raw: bytes | str, event: str | None = None) -> Parsed:
     ``event``: the event the entry was installed for, for payloads that do not
     name theirs (Copilot's camelCase ones).
     """
-    data = load(raw)
+    if kind == "claude-code":
+        # Claude Code's payload is the engine's own shape (its PreToolUse, as installed)
+        from core.hook import parse_input
+
+        call = parse_input(raw)
+        return Parsed(kind=kind, event=call.hook_event_name or "PreToolUse", payload={}, gate=True, can_ask=True,
+                      calls=[call], tool=call.tool_name, session=call.session_id)
+    data = load_object(raw)
     name = _str(data, "hook_event_name", "hookEventName") or event
     if name is None:
         raise HookInputError("the payload names no hook event (hook_event_name)")

@@ -56,7 +56,9 @@ def _where(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{at}"
 
 
-EXPLICIT_DB: Path | None = None  # --db of the command line, set by the click layer
+EXPLICIT_DB: Path | None = None  # --db of the command line, set by the hook's entry
+AGENT_NAME: str | None = None  # --agent or TOWER_AGENT, set by the hook's entry
+WORKTREE_HINT: str | None = None  # --worktree or TOWER_WORKTREE, set by the hook's entry
 AGENT = "claude-code"  # the agent kind this hook process serves, set by the adapter
 
 
@@ -130,13 +132,8 @@ def find_db(cwd: Path) -> Path | None:
     return store_in(repo.store_dir)
 
 
-def decide_call(call: HookInput, started: float, deadline: float | None = None,
-                limits: Limits | None = None, *, ask_person: bool = False) -> tuple[str, str]:
-    """One normalised call -> (allow|deny|ask, reason).
-
-    ``ask_person``: the agent is asking its user (a permission event): anything
-    the policy does not deny becomes a Tower approval a person decides.
-    """
+def _setup(call: HookInput, started: float, deadline: float | None, limits: Limits | None):
+    """The store, policy and limits a call answers to, or ``(decision, reason)`` when there are none."""
     from core.gitrepo import discover
     from tui import hookguard
 
@@ -166,7 +163,29 @@ def decide_call(call: HookInput, started: float, deadline: float | None = None,
         limits = Limits(started, None, policy.ask_timeout)  # waits as long as the policy asks
         hookguard.set_deadline(limits.hard)
     root = repo.worktree_root if repo is not None else None
-    wait = Wait(started, policy.ask_timeout, deadline)
+    return _Context(cwd, root, db, policy, limits, Wait(started, policy.ask_timeout, deadline))
+
+
+class _Context:
+    __slots__ = ("cwd", "root", "db", "policy", "limits", "wait")
+
+    def __init__(self, cwd: Path, root: Path | None, db: Path, policy, limits: Limits, wait: Wait) -> None:
+        self.cwd, self.root, self.db, self.policy, self.limits, self.wait = cwd, root, db, policy, limits, wait
+
+
+def decide_call(call: HookInput, started: float, deadline: float | None = None,
+                limits: Limits | None = None, *, ask_person: bool = False) -> tuple[str, str]:
+    """One normalised call -> (allow|deny|ask, reason).
+
+    ``ask_person``: the agent is asking its user (a permission event): anything
+    the policy does not deny becomes a Tower approval a person decides.
+    """
+    from tui import hookguard
+
+    ctx = _setup(call, started, deadline, limits)
+    if isinstance(ctx, tuple):
+        return ctx
+    policy, db, root, cwd, limits, wait = ctx.policy, ctx.db, ctx.root, ctx.cwd, ctx.limits, ctx.wait
     written = call.written_path
     if written is not None:
         return _file_call(call, policy, db, root, cwd, written, wait, limits)
@@ -180,6 +199,54 @@ def decide_call(call: HookInput, started: float, deadline: float | None = None,
     if verdict.decision != "ask":
         return _plain(verdict.decision), verdict.reason
     return _with_store(db, limits, call, lambda s, c: _ask(s, c, call, policy, verdict.reason, rel, root, wait))
+
+
+def decide_calls(calls: list[HookInput], started: float, deadline: float | None = None,
+                  limits: Limits | None = None, *, ask_person: bool = False) -> tuple[str, str]:
+    """One tool call writing several files (a Codex patch) -> (allow|deny|ask, reason), all or nothing.
+
+    Every file is judged before anything is claimed, and the claims are made in
+    one transaction: a patch touching a file another lease holds is denied
+    whole, naming every held file, and leaves no claim behind (the agent would
+    otherwise hold files for a patch that never applied).
+    """
+    from core.paths import PathError, normalize
+
+    if len(calls) == 1:
+        return decide_call(calls[0], started, deadline, limits, ask_person=ask_person)
+    first = calls[0]
+    ctx = _setup(first, started, deadline, limits)
+    if isinstance(ctx, tuple):
+        return ctx
+    policy = ctx.policy
+    rels: list[str] = []
+    asks: list[str] = []
+    for call in calls:
+        written = call.written_path
+        if not written:
+            return "deny", f"Tower: {call.tool_name} names no file: nothing to claim"
+        if ctx.root is None:
+            return _file_call(call, policy, ctx.db, None, ctx.cwd, written, ctx.wait, ctx.limits)
+        try:
+            rel = normalize(written, ctx.root, ctx.cwd)
+        except PathError:
+            # outside the repository: the single-file rule decides, for the whole patch
+            decision, reason = _file_call(call, policy, ctx.db, ctx.root, ctx.cwd, written, ctx.wait, ctx.limits)
+            if decision != "allow":
+                return decision, reason
+            continue
+        verdict = policy.decide(call.tool_name, path=rel)
+        if verdict.decision == "deny":
+            return "deny", f"{verdict.reason} ({rel}; the whole patch is denied)"
+        if verdict.decision in ("ask", "prompt"):
+            asks.append(f"{rel}: {verdict.reason}")
+        rels.append(rel)
+    if not rels:
+        return "allow", "Tower: every file of the patch is outside the repository, as the policy allows"
+    if ask_person:
+        asks.append(f"{AGENT} asks permission")
+    return _with_store(ctx.db, ctx.limits, first,
+                       lambda s, c: _claim_many(s, c, first, policy, rels, asks, ctx.root, ctx.wait))
 
 
 def _plain(decision: str) -> str:
@@ -221,6 +288,7 @@ def _file_call(call: HookInput, policy, db: Path, root: Path | None, cwd: Path, 
             return _with_store(db, limits, call, lambda s, c: _ask(s, c, call, policy, reason, None, root, wait))
         return _plain(decision), reason
 
+    assert rel is not None  # outside is None exactly when the path is in the repository
     verdict = policy.decide(tool, path=rel)
     if verdict.decision == "deny":
         return "deny", verdict.reason
@@ -233,7 +301,7 @@ def _with_store(db: Path, limits: Limits, call: HookInput, body) -> tuple[str, s
     from store import Store
 
     async def main() -> tuple[str, str]:
-        from tui.commands.approvals import SignalCatcher
+        from tui.services.waiting import SignalCatcher
 
         with SignalCatcher() as catcher:
             async with Store(db, actor=_caller(call)) as store:
@@ -246,16 +314,12 @@ def _with_store(db: Path, limits: Limits, call: HookInput, body) -> tuple[str, s
 
 
 def agent_name_or(kind: str, session: str | None) -> str:
-    from tui.clikit import agent_name
-
-    return agent_name() or (f"{kind}:{session[:8]}" if session else kind)
+    return AGENT_NAME or (f"{kind}:{session[:8]}" if session else kind)
 
 
 def _caller(call: HookInput) -> str:
     """Who acts when the hook writes: the named agent, else this Claude Code session."""
-    from tui.clikit import agent_name
-
-    name = agent_name()
+    name = AGENT_NAME
     if name:
         return name
     return f"{AGENT}:{call.session_id[:8]}" if call.session_id else AGENT
@@ -265,9 +329,7 @@ def _caller(call: HookInput) -> str:
 
 
 async def _worktree_name(store, root: Path | None) -> str | None:
-    from tui.clikit import worktree_hint
-
-    hint = worktree_hint()
+    hint = WORKTREE_HINT
     if hint:
         return hint
     if root is None:
@@ -293,8 +355,6 @@ async def session_lease(store, root: Path | None, path: str | None):
     be told (``problem`` says why).
     """
     from core.ids import format_id, parse_id
-    from tui.clikit import agent_name
-
     worktree = await _worktree_name(store, root)
     leases = await store.view_leases()  # active leases, plain rows: no pydantic here
     wanted = os.environ.get("TOWER_LEASE")
@@ -308,7 +368,7 @@ async def session_lease(store, root: Path | None, path: str | None):
             return None, worktree, (f"TOWER_LEASE={format_id('lease', lid)} is not an active lease:"
                                     " claim a task (`tower task claim`) and set TOWER_LEASE to its lease")
         return match, worktree, None
-    agent = agent_name()
+    agent = AGENT_NAME
     if agent:
         candidates = [lease for lease in leases if lease.agent == agent and lease.worktree in (worktree, None)]
     elif worktree is not None:
@@ -334,9 +394,7 @@ async def session_lease(store, root: Path | None, path: str | None):
 
 
 def _requester(call: HookInput, lease) -> str:
-    from tui.clikit import agent_name
-
-    name = agent_name() or (lease.agent if lease is not None else None)
+    name = AGENT_NAME or (lease.agent if lease is not None else None)
     if name:
         return name
     return f"{AGENT}:{call.session_id[:8]}" if call.session_id else AGENT
@@ -348,8 +406,6 @@ def _requester(call: HookInput, lease) -> str:
 async def _claim(store, catcher, call: HookInput, policy, verdict, rel: str, root, wait: Wait):
     from core.errors import Refused
     from core.ids import format_id
-    from tui.clikit import agent_name
-
     lease, worktree, problem = await session_lease(store, root, rel)
     if problem is not None:
         return "deny", f"Tower: cannot claim {rel}: {problem}"
@@ -367,7 +423,7 @@ async def _claim(store, catcher, call: HookInput, policy, verdict, rel: str, roo
     already = rel in lease.claims and lease.expires_at > time.time()
     if not already:
         try:
-            await store.claim_files(lease.id, [rel], agent=agent_name())
+            await store.claim_files(lease.id, [rel], agent=AGENT_NAME)
         except (Refused, NotFound) as exc:
             hint = ""
             if exc.code == "claim_conflict":
@@ -384,6 +440,49 @@ async def _claim(store, catcher, call: HookInput, policy, verdict, rel: str, roo
     return "allow", f"Tower: {held}"
 
 
+async def _claim_many(store, catcher, call: HookInput, policy, rels: list[str], asks: list[str], root,
+                      wait: Wait):
+    """Claim every file of one call in one transaction (all or nothing), then ask if any file needs it."""
+    from core.errors import Refused
+    from core.ids import format_id
+    shown = ", ".join(rels)
+    lease, worktree, problem = await session_lease(store, root, rels[0])
+    if problem is not None:
+        return "deny", f"Tower: cannot claim {shown}: {problem}"
+    if lease is None:
+        where = f"worktree {worktree}" if worktree else "this worktree (not registered with Tower)"
+        reason = (f"Tower: no active lease for this session in {where}, so {shown} cannot be claimed:"
+                  " run `tower task claim` first")
+        decision = policy.without_lease
+        if decision == "ask":
+            return await _ask(store, catcher, call, policy, reason + " (asking a person)", shown, root, wait)
+        if decision == "allow":
+            return "allow", f"Tower: no active lease in {where}; the policy allows writing {shown} unclaimed"
+        return _plain(decision), reason
+    lid = format_id("lease", lease.id)
+    fresh = lease.expires_at > time.time()
+    wanted = [r for r in rels if not (fresh and r in lease.claims)]
+    if wanted:
+        try:
+            await store.claim_files(lease.id, wanted, agent=AGENT_NAME)
+        except (Refused, NotFound) as exc:
+            holders = (exc.data or {}).get("holders") if exc.code == "claim_conflict" else None
+            if holders:
+                held = "; ".join(f"{h['path']} is claimed by {h['lease_id']} ({h['agent']}"
+                                 f"{' in ' + h['worktree'] if h['worktree'] else ''}, task {h['task_id']})"
+                                 for h in holders)
+                return "deny", (f"Tower: this patch touches files another lease holds, so none of it is"
+                                f" applied and nothing was claimed for {lid}: {held}: leave those files out"
+                                " of the patch, or coordinate through the person running Tower")
+            hint = ": claim a task again (`tower task claim`)" if exc.code == "lease_not_active" else ""
+            return "deny", f"Tower: cannot claim {shown} for {lid}: {exc.message}{hint}"
+    held_text = f"{shown} claimed for {lid} (task {format_id('task', lease.task_id)})"
+    if asks:
+        return await _ask(store, catcher, call, policy, "; ".join(asks) + f"; {held_text}", shown, root, wait,
+                          lease=lease, worktree=worktree)
+    return "allow", f"Tower: {held_text}"
+
+
 # -- ask a person -------------------------------------------------------------------
 
 
@@ -393,7 +492,7 @@ async def _ask(store, catcher, call: HookInput, policy, why: str, rel: str | Non
     from core.errors import Refused
     from core.hook import approval_detail, approval_kind, approval_summary
     from core.ids import format_id
-    from tui.commands.approvals import Interrupted, wait_or_cancel
+    from tui.services.waiting import Interrupted, wait_or_cancel
 
     if lease is ... or worktree is ...:
         lease, worktree, _ = await session_lease(store, root, rel)

@@ -26,12 +26,12 @@ servers, so its entry names Tower's in ``env_vars``.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
 from core.errors import BadInput
+from tui.services.agent_config import read_json_object, write_text_atomically
 
 AGENTS = ("claude-code", "codex", "gemini", "cursor")
 SERVER_KEY = "tower"
@@ -75,41 +75,6 @@ def is_tower_entry(entry: Any) -> bool:
 
 
 # -- JSON files (Claude Code, Gemini CLI, Cursor) ---------------------------------------
-
-
-class _NotJSON(ValueError):
-    pass
-
-
-def _strict_constant(token: str):
-    raise _NotJSON(f"{token} is not a JSON value")
-
-
-def _finite(token: str) -> float:
-    value = float(token)
-    if not math.isfinite(value):
-        raise _NotJSON(f"{token} is out of range for a JSON number")
-    return value
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"cannot read {path}: {exc}") from None
-    if not text.strip():
-        return {}
-    try:
-        data = json.loads(text, parse_constant=_strict_constant, parse_float=_finite)
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"{path} line {exc.lineno}: not valid JSON ({exc.msg}); fix it first") from None
-    except _NotJSON as exc:
-        raise BadInput(f"{path}: not valid JSON ({exc}); fix it first") from None
-    if not isinstance(data, dict):
-        raise BadInput(f"{path} is not a JSON object; fix it first")
-    return data
 
 
 def _servers(data: dict[str, Any], path: Path, *, create: bool) -> dict[str, Any] | None:
@@ -175,29 +140,6 @@ def _toml_entry(servers, entry: dict[str, Any]):
 # -- install / uninstall --------------------------------------------------------------
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        except FileNotFoundError:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _plain(value: Any) -> Any:
     """tomlkit items as plain Python values, for comparing."""
     unwrap = getattr(value, "unwrap", None)
@@ -222,9 +164,9 @@ def install(agent: str, root: Path, program: list[str], db: str | None,
         changed = current is None or _plain(current) != entry
         if changed:
             servers[SERVER_KEY] = _toml_entry(servers, entry)
-            _write_atomically(path, tomlkit.dumps(doc))
+            write_text_atomically(path, tomlkit.dumps(doc))
     else:
-        data = _read_json(path)
+        data = read_json_object(path)
         servers = _servers(data, path, create=True)
         assert servers is not None
         current = servers.get(SERVER_KEY)
@@ -233,7 +175,7 @@ def install(agent: str, root: Path, program: list[str], db: str | None,
         changed = current != entry
         if changed:
             servers[SERVER_KEY] = entry
-            _write_atomically(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+            write_text_atomically(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     return {"agent": agent, "config": str(path), "changed": changed, "entry": entry}
 
 
@@ -253,15 +195,15 @@ def uninstall(agent: str, root: Path) -> dict[str, Any]:
                 del servers[SERVER_KEY]
                 if not servers:
                     del doc["mcp_servers"]
-                _write_atomically(path, tomlkit.dumps(doc))
+                write_text_atomically(path, tomlkit.dumps(doc))
                 removed = True
         else:
-            data = _read_json(path)
+            data = read_json_object(path)
             servers = _servers(data, path, create=False)
             if servers is not None and is_tower_entry(servers.get(SERVER_KEY)):
                 del servers[SERVER_KEY]
                 if not servers:
                     del data["mcpServers"]
-                _write_atomically(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+                write_text_atomically(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
                 removed = True
     return {"agent": agent, "config": str(path), "removed": removed}

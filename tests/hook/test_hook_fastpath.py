@@ -1,0 +1,113 @@
+"""The `tower` script's hook path (tui/entry.py): no click, no CLI modules, the same answers.
+
+Every agent runs `tower hook <agent>` on every tool call; the script reads the
+hook's command line by hand so that a call loads neither click nor the
+command modules (and a call the policy decides alone, not asyncio or the store).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_tower, tower_env
+from tests.hook.test_hook_claude_code import bash, claim_task, write
+from tui.entry import hook_args
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# runs the script's entry with these arguments; prints the modules loaded when the hook exits
+SPY = """
+import os, sys
+real_exit = os._exit
+def spy(code):
+    sys.stderr.write("MODULES " + " ".join(sorted(sys.modules)) + "\\n")
+    sys.stderr.flush()
+    real_exit(code)
+os._exit = spy
+sys.argv = ["tower", *sys.argv[1:]]
+from tui.entry import main
+main()
+"""
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["hook", "claude-code"], ("claude-code", {})),
+    (["hook", "claude-code", "--deadline", "600"], ("claude-code", {"deadline": "600"})),
+    (["--db", "/x/t.db", "hook", "codex", "--deadline=960"], ("codex", {"db": "/x/t.db", "deadline": "960"})),
+    (["hook", "copilot", "--event", "preToolUse", "--db", "d", "--deadline", "30", "--json"],
+     ("copilot", {"event": "preToolUse", "db": "d", "deadline": "30"})),
+    (["--agent", "a1", "--worktree", "w", "hook", "gemini"], ("gemini", {"agent": "a1", "worktree": "w"})),
+])
+def test_the_installed_command_lines_take_the_fast_path(argv, expected):
+    assert hook_args(argv) == expected
+
+
+@pytest.mark.parametrize("argv", [
+    ["hook", "claude-code", "--help"], ["hook", "claude-code", "--event", "x"], ["hook", "codex", "--bogus"],
+    ["hook", "codex", "--deadline"], ["--deadline", "5", "hook", "codex"], ["hook", "nope"], ["task", "list"],
+    ["hook", "install", "codex"],
+])
+def test_anything_else_goes_through_click(argv):
+    assert hook_args(argv) is None
+
+
+@pytest.fixture
+def project(repo: Path) -> Path:
+    assert run_tower("init", cwd=repo).code == 0
+    # the first call validates the policy (pydantic) and caches it beside the file, as on any machine
+    assert run_tower("hook", "check", cwd=repo).code == 0
+    assert run_tower("hook", "claude-code", cwd=repo, input=json.dumps(bash("ls", repo))).code == 0
+    return repo
+
+
+def spy(repo: Path, args: list[str], data: dict) -> tuple[dict, set[str]]:
+    proc = subprocess.run([sys.executable, "-c", SPY, *args], input=json.dumps(data).encode(), cwd=repo,
+                          env=tower_env(), capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.decode().splitlines() if ln.startswith("MODULES ")]
+    assert lines, proc.stderr
+    return json.loads(proc.stdout), set(lines[-1].split()[1:])
+
+
+HEAVY = {"click", "textual", "pydantic", "tui.cli", "tui.clikit", "tui.commands", "tui.commands.hook",
+         "tui.commands.approvals"}
+
+
+def test_an_allowed_command_loads_no_cli_and_no_store(project):
+    out, modules = spy(project, ["hook", "claude-code", "--deadline", "600"], bash("git status", project))
+    assert out["hookSpecificOutput"]["permissionDecision"] == "allow"
+    assert modules & (HEAVY | {"asyncio", "store", "sqlite3", "aiosqlite"}) == set()
+
+
+def test_a_write_that_claims_loads_the_store_but_no_cli(project):
+    lease = claim_task(project, "agent-a")
+    out, modules = spy(project, ["hook", "claude-code"], write(project / "src" / "new.py", project))
+    assert out["hookSpecificOutput"]["permissionDecision"] == "allow", out
+    assert lease in out["hookSpecificOutput"]["permissionDecisionReason"]
+    assert "store" in modules and modules & HEAVY == set()
+
+
+@pytest.mark.parametrize("kind,data,field", [
+    ("codex", {"hook_event_name": "PreToolUse", "tool_name": "Bash", "tool_input": {"command": "git push -f"}},
+     ("hookSpecificOutput", "permissionDecision")),
+    ("gemini", {"hook_event_name": "BeforeTool", "tool_name": "run_shell_command",
+                "tool_input": {"command": "git push -f"}}, ("decision",)),
+])
+def test_other_agents_answer_in_their_format_on_the_fast_path(project, kind, data, field):
+    out, modules = spy(project, ["hook", kind, "--deadline", "600"], {**data, "session_id": "s", "cwd": str(project)})
+    for key in field:
+        out = out[key]
+    assert out == "deny"
+    assert modules & HEAVY == set()
+
+
+def test_a_malformed_hook_line_still_denies_through_click(project):
+    proc = subprocess.run([sys.executable, "-c", SPY, "hook", "codex", "--bogus"], input=b"{}", cwd=project,
+                          env=tower_env(), capture_output=True, timeout=60)
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout)["hookSpecificOutput"]["permissionDecision"] == "deny"
