@@ -1,6 +1,6 @@
 """Which conflicts a write opens, and when an open conflict's cause has gone away.
 
-Pure: no I/O. The watcher service (``tui/watching.py``) builds a :class:`World`
+Pure: no I/O. The watcher service (``tui.services.watch.py``) builds a :class:`World`
 from the store after each batch of content changes, asks :func:`conflicts_for`
 what each changed file opens, records those, and asks :func:`cause_gone` of
 every open conflict whether it can be closed.

@@ -128,6 +128,7 @@ __all__ = [
     "RACY_NS",
     "Change",
     "ChangeKind",
+    "DEFAULT_RESCAN_INTERVAL",
     "Fingerprint",
     "SnapshotUpdate",
     "UNREADABLE",
@@ -154,6 +155,11 @@ _OPEN_FLAGS = (
 )
 #: Hash recorded for a file that exists but cannot be read (it is re-tried every pass).
 UNREADABLE = ""
+#: Seconds between reconciliation rescans (the watcher, the service and ``tower watch``).
+#: The rescan only catches what events missed (a kernel queue overflow, exhausted
+#: watches), so such a write is flagged at most this late, never lost; and it is the
+#: watcher's whole idle cost, so it is not shorter (figures: docs/watcher.md).
+DEFAULT_RESCAN_INTERVAL = 20.0
 
 
 class Fingerprint(NamedTuple):
@@ -716,7 +722,7 @@ class Watcher:
 
     A store-backed consumer reads ``batches()`` and stores each batch's
     snapshot updates together with what it makes of the batch's changes, in
-    one transaction (``tui.watching.WatchService`` does)::
+    one transaction (``tui.services.watch.WatchService`` does)::
 
         stored = {wt: await store.load_snapshot(wt) for wt in roots}
         async with Watcher(roots, snapshot=stored) as watcher:
@@ -735,7 +741,7 @@ class Watcher:
         snapshot: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
         debounce_ms: int = 50,
         step_ms: int = 20,
-        rescan_interval: float | None = 10.0,
+        rescan_interval: float | None = DEFAULT_RESCAN_INTERVAL,
         force_polling: bool | None = None,
         poll_delay_ms: int = 300,
         retry_interval: float = 30.0,

@@ -470,7 +470,7 @@ class TowerApp(App[None]):
     # -- the watcher -------------------------------------------------------------------
 
     def start_watcher(self) -> None:
-        """Run the worktree watcher (``tui.watching.WatchService``) as a background worker.
+        """Run the worktree watcher (``tui.services.watch.WatchService``) as a background worker.
 
         It shares the app's store; its conflicts reach the panes like any other write (the store
         worker sees the connection's own commits), its status goes to the
@@ -480,7 +480,7 @@ class TowerApp(App[None]):
 
     @work(exclusive=True, exit_on_error=False, group="watcher", name="watcher")
     async def _run_watcher(self) -> None:
-        from tui.watching import WatchService, WatchStatus
+        from tui.services.watch import WatchService, WatchStatus
 
         await self.loaded.wait()
         shown: set[str] = set()

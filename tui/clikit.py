@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from core.display import printable
-from core.errors import BadInput, NotFound, TowerError
+from core.errors import BadInput, NotFound, TowerError, describe_bug
 from core.gitrepo import DB_NAME, RepoInfo, discover
 
 T = TypeVar("T")
@@ -323,17 +323,7 @@ def report(exc: BaseException) -> int:
     if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
         # a path given on the command line that no file system can hold
         return fail("bad_path", f"path too long: {exc.strerror}: {exc.filename}", 2)
-    where = ""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is not None:
-        where = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
-    return fail(
-        "internal",
-        f"internal error: {type(exc).__name__}: {exc}{where} (a bug: please report it at {ISSUES_URL})",
-        1,
-    )
+    return fail("internal", f"internal error: {describe_bug(exc)} (a bug: please report it at {ISSUES_URL})", 1)
 
 
 def short(ts: float | None) -> str:

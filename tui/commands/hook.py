@@ -23,11 +23,11 @@ from pathlib import Path
 
 import click
 
-from core.errors import BadInput, NotFound, TowerError
+from core.errors import BadInput, NotFound, TowerError, describe_bug
 from core.gitrepo import DB_NAME, POLICY_NAME
 from tui.services import hook_engine
-from tui.services.hook_engine import Limits, Wait, _where, decide, session_lease  # noqa: F401
-from tui.clikit import common_options, emit, opt
+from tui.services.hook_engine import Limits, decide
+from tui.clikit import agent_name, common_options, emit, opt, worktree_hint
 
 AGENTS = ("claude-code", "codex", "gemini", "copilot", "cursor")
 
@@ -58,6 +58,7 @@ def hook_claude_code(deadline) -> None:
     limits = Limits(started, None)
     hookguard.set_deadline(limits.hard)
     try:
+        _use_names()
         if deadline is not None:
             from core.hook import parse_deadline
 
@@ -78,7 +79,7 @@ def hook_claude_code(deadline) -> None:
         # the signal's name tells the model (and the person reading the audit) what stopped it
         decision, reason = "deny", f"Tower hook interrupted ({exc or 'SIGINT'}) before it could decide"
     except BaseException as exc:  # noqa: BLE001 - a hook that dies lets the call through
-        decision, reason = "deny", f"Tower hook internal error: {_where(exc)} (a bug: please report it)"
+        decision, reason = "deny", f"Tower hook internal error: {describe_bug(exc)} (a bug: please report it)"
     hookguard.answer(decision, reason)
 
 
@@ -103,6 +104,7 @@ def _agent_hook(kind: str, event: str | None, deadline) -> None:
     parsed = None
     call = None
     try:
+        _use_names()
         if deadline is not None:
             from core.hook import parse_deadline
 
@@ -144,7 +146,7 @@ def _agent_hook(kind: str, event: str | None, deadline) -> None:
         # the signal's name tells the model (and the person reading the audit) what stopped it
         decision, reason = "deny", f"Tower hook interrupted ({exc or 'SIGINT'}) before it could decide"
     except BaseException as exc:  # noqa: BLE001 - a hook that dies lets the call through
-        decision, reason = "deny", f"Tower hook internal error: {_where(exc)} (a bug: please report it)"
+        decision, reason = "deny", f"Tower hook internal error: {describe_bug(exc)} (a bug: please report it)"
     hookguard.answer(decision, reason)
     if decision == "deny" and parsed is not None:
         _audit_denial(kind, parsed, call, reason)
@@ -238,6 +240,13 @@ def _use_db() -> None:
     explicit = opt("db")
     if explicit:
         hook_engine.EXPLICIT_DB = Path(explicit).expanduser().absolute()
+
+
+def _use_names() -> None:
+    """Hand --agent/TOWER_AGENT and --worktree/TOWER_WORKTREE to the engine (inside the
+    hook's try: a name that is not UTF-8 is a deny that says so)."""
+    hook_engine.AGENT_NAME = agent_name()
+    hook_engine.WORKTREE_HINT = worktree_hint()
 
 
 def _explicit_db() -> Path | None:

@@ -48,15 +48,9 @@ class Limits:
         self.budget = min(2.0, deadline / 4)
 
 
-def _where(exc: BaseException) -> str:
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    at = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb is not None else ""
-    return f"{type(exc).__name__}: {exc}{at}"
-
-
 EXPLICIT_DB: Path | None = None  # --db of the command line, set by the click layer
+AGENT_NAME: str | None = None  # --agent or TOWER_AGENT, set by the click layer
+WORKTREE_HINT: str | None = None  # --worktree or TOWER_WORKTREE, set by the click layer
 AGENT = "claude-code"  # the agent kind this hook process serves, set by the adapter
 
 
@@ -223,7 +217,7 @@ def _with_store(db: Path, limits: Limits, call: HookInput, body) -> tuple[str, s
     from store import Store
 
     async def main() -> tuple[str, str]:
-        from tui.commands.approvals import SignalCatcher
+        from tui.services.waiting import SignalCatcher
 
         with SignalCatcher() as catcher:
             async with Store(db, actor=_caller(call)) as store:
@@ -236,16 +230,12 @@ def _with_store(db: Path, limits: Limits, call: HookInput, body) -> tuple[str, s
 
 
 def agent_name_or(kind: str, session: str | None) -> str:
-    from tui.clikit import agent_name
-
-    return agent_name() or (f"{kind}:{session[:8]}" if session else kind)
+    return AGENT_NAME or (f"{kind}:{session[:8]}" if session else kind)
 
 
 def _caller(call: HookInput) -> str:
     """Who acts when the hook writes: the named agent, else this Claude Code session."""
-    from tui.clikit import agent_name
-
-    name = agent_name()
+    name = AGENT_NAME
     if name:
         return name
     return f"{AGENT}:{call.session_id[:8]}" if call.session_id else AGENT
@@ -255,9 +245,7 @@ def _caller(call: HookInput) -> str:
 
 
 async def _worktree_name(store, root: Path | None) -> str | None:
-    from tui.clikit import worktree_hint
-
-    hint = worktree_hint()
+    hint = WORKTREE_HINT
     if hint:
         return hint
     if root is None:
@@ -283,8 +271,6 @@ async def session_lease(store, root: Path | None, path: str | None):
     be told (``problem`` says why).
     """
     from core.ids import format_id, parse_id
-    from tui.clikit import agent_name
-
     worktree = await _worktree_name(store, root)
     leases = await store.view_leases()  # active leases, plain rows: no pydantic here
     wanted = os.environ.get("TOWER_LEASE")
@@ -298,7 +284,7 @@ async def session_lease(store, root: Path | None, path: str | None):
             return None, worktree, (f"TOWER_LEASE={format_id('lease', lid)} is not an active lease:"
                                     " claim a task (`tower task claim`) and set TOWER_LEASE to its lease")
         return match, worktree, None
-    agent = agent_name()
+    agent = AGENT_NAME
     if agent:
         candidates = [lease for lease in leases if lease.agent == agent and lease.worktree in (worktree, None)]
     elif worktree is not None:
@@ -324,9 +310,7 @@ async def session_lease(store, root: Path | None, path: str | None):
 
 
 def _requester(call: HookInput, lease) -> str:
-    from tui.clikit import agent_name
-
-    name = agent_name() or (lease.agent if lease is not None else None)
+    name = AGENT_NAME or (lease.agent if lease is not None else None)
     if name:
         return name
     return f"{AGENT}:{call.session_id[:8]}" if call.session_id else AGENT
@@ -338,8 +322,6 @@ def _requester(call: HookInput, lease) -> str:
 async def _claim(store, catcher, call: HookInput, policy, verdict, rel: str, root, wait: Wait):
     from core.errors import Refused
     from core.ids import format_id
-    from tui.clikit import agent_name
-
     lease, worktree, problem = await session_lease(store, root, rel)
     if problem is not None:
         return "deny", f"Tower: cannot claim {rel}: {problem}"
@@ -357,7 +339,7 @@ async def _claim(store, catcher, call: HookInput, policy, verdict, rel: str, roo
     already = rel in lease.claims and lease.expires_at > time.time()
     if not already:
         try:
-            await store.claim_files(lease.id, [rel], agent=agent_name())
+            await store.claim_files(lease.id, [rel], agent=AGENT_NAME)
         except (Refused, NotFound) as exc:
             hint = ""
             if exc.code == "claim_conflict":
@@ -383,7 +365,7 @@ async def _ask(store, catcher, call: HookInput, policy, why: str, rel: str | Non
     from core.errors import Refused
     from core.hook import approval_detail, approval_kind, approval_summary
     from core.ids import format_id
-    from tui.commands.approvals import Interrupted, wait_or_cancel
+    from tui.services.waiting import Interrupted, wait_or_cancel
 
     if lease is ... or worktree is ...:
         lease, worktree, _ = await session_lease(store, root, rel)

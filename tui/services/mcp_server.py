@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from core.errors import BadInput, Refused, TimedOut, TowerError
+from core.errors import BadInput, Refused, TimedOut, TowerError, describe_bug
 from core.ids import format_id, parse_id
 from core.vocab import APPROVAL_KINDS
 
@@ -283,14 +283,7 @@ class TowerTools:
                 error["data"] = _jsonable(exc.data)
             return False, {"ok": False, "error": error}
         except Exception as exc:  # noqa: BLE001 - the contract: an error object, never a crash
-            where = ""
-            tb = exc.__traceback__
-            while tb is not None and tb.tb_next is not None:
-                tb = tb.tb_next
-            if tb is not None:
-                where = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
-            message = (f"internal error: {type(exc).__name__}: {exc}{where}"
-                       f" (a bug: please report it at {ISSUES_URL})")
+            message = f"internal error: {describe_bug(exc)} (a bug: please report it at {ISSUES_URL})"
             return False, {"ok": False, "error": {"code": "internal", "message": message, "exit_code": 1}}
 
     # -- the tools (each: the command line's verb, the command line's JSON) ------------
