@@ -303,3 +303,18 @@ async def test_cancelling_run_closes_everything(env: Env, agents: Store) -> None
             await task
         assert service.status == "stopped"
         assert service.watcher is not None and not service.watcher._tasks
+
+
+def test_one_rescan_default_for_the_watcher_the_service_and_tower_watch() -> None:
+    """The watcher, the service and ``tower watch --rescan-interval`` drifted apart once (10 s vs 20 s)."""
+    import inspect
+
+    from core.watcher import DEFAULT_RESCAN_INTERVAL, Watcher
+    from tui.commands.watch import watch
+
+    option = next(p for p in watch.params if p.name == "rescan_interval")
+    assert {
+        inspect.signature(Watcher).parameters["rescan_interval"].default,
+        inspect.signature(WatchService).parameters["rescan_interval"].default,
+        option.default,
+    } == {DEFAULT_RESCAN_INTERVAL}
