@@ -18,6 +18,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.display import ellipsize
+
 EVENT = "PreToolUse"
 
 # tool -> the tool_input field holding the file it writes
@@ -157,8 +159,7 @@ def answer(decision: str, reason: str) -> dict[str, Any]:
 
 
 def short(text: str, limit: int = 100) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return ellipsize(text, limit)
 
 
 def approval_kind(call: HookInput) -> str:

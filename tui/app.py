@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import getpass
 import sys
 import time
 from collections.abc import Callable
@@ -53,6 +52,7 @@ from core.errors import TowerError
 from core.models import Approval as ApprovalRow
 from core.models import Conflict as ConflictRow
 from core.models import Counts
+from core.people import login_person
 from store import Store
 from tui import settings, terminal, theme
 from tui.changes import touched_by
@@ -108,10 +108,7 @@ def while_running(handler):
 
 def default_actor() -> str:
     """Decisions made in the control room are the logged-in person's."""
-    try:
-        return f"person:{getpass.getuser()}"
-    except Exception:  # no login name in some containers
-        return "person"
+    return login_person()
 
 
 class SafeMonochrome(Monochrome):

@@ -6,7 +6,6 @@ Nothing here imports Textual: agents call ``tower`` for every step.
 from __future__ import annotations
 
 import errno
-import getpass
 import json
 import os
 import sys
@@ -19,6 +18,7 @@ import click
 from core.display import printable
 from core.errors import BadInput, NotFound, TowerError, describe_bug
 from core.gitrepo import DB_NAME, RepoInfo, discover
+from core.people import login_person
 
 T = TypeVar("T")
 
@@ -135,10 +135,7 @@ def person() -> str:
     name = agent_name()
     if name:
         return name
-    try:
-        return f"person:{getpass.getuser()}"
-    except Exception:  # no login name in some containers
-        return "person"
+    return login_person()
 
 
 def policy_agents() -> tuple[str, ...]:

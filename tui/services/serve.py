@@ -32,7 +32,6 @@ textual-serve only when a server is built: only ``tower serve`` pays for them.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import hmac
 import ipaddress
 import logging
@@ -49,6 +48,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from core.display import printable
+from core.people import login
 
 log = logging.getLogger("tower.serve")
 
@@ -93,10 +93,7 @@ def tokens_equal(presented: str, expected: str) -> bool:
 
 def person_login() -> str:
     """Whoever started ``tower serve``: the login the control room's decisions are recorded under."""
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in some containers
-        return "person"
+    return login() or "person"
 
 
 def _strip_brackets(host: str) -> str:
