@@ -214,7 +214,7 @@ def _regex(glob: str) -> re.Pattern[str]:
             continue
         if i and segs[i - 1] != _GLOBSTAR:
             out.append("/")
-        out.extend("[^/]*" if a == _STAR else _charset_regex(a) for a in seg)
+        out.extend("[^/]*" if isinstance(a, str) else _charset_regex(a) for a in seg)
     return re.compile("".join(out))
 
 

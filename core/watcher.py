@@ -497,19 +497,19 @@ def refingerprint(
                 dir_prefixes.append(rel)  # the parent went away: so did anything we knew below rel
             continue
         try:
-            st = os.lstat(os.path.join(root_s, rel))
+            mode = os.lstat(os.path.join(root_s, rel)).st_mode
         except OSError:
             if not known:
                 dir_prefixes.append(rel)  # maybe a directory that vanished or was renamed away
             continue
-        if stat.S_ISDIR(st.st_mode):
+        if stat.S_ISDIR(mode):
             dir_prefixes.append(rel)
             if not rules.dir_ignored(rel):
                 try:
                     below.update(r for r, _ in _walk(root_s, rules, start=rel))
                 except OSError:
                     pass
-        elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+        elif stat.S_ISREG(mode) or stat.S_ISLNK(mode):
             if _utf8(name):
                 targets.add(rel)
     if dir_prefixes:
@@ -1298,7 +1298,8 @@ class Watcher:
             recursive=True,
             ignore_permission_denied=False,  # True would also hide a watch-limit error
         )
-        nxt: asyncio.Future[Any] | None = asyncio.ensure_future(gen.__anext__())
+        nxt: asyncio.Future[Any] = asyncio.ensure_future(gen.__anext__())
+        pending: asyncio.Future[Any] | None = nxt  # the step the finally must still wait for
         try:
             # awatch builds its RustNotify (adding every watch) before its first await, so once
             # that task has had one step, events are being recorded.
@@ -1309,28 +1310,26 @@ class Watcher:
                 # asyncio.wait, not await: awatch waits in a *shielded* anyio thread call, so
                 # awaiting it directly would delay our cancellation by up to rust_timeout.
                 await asyncio.wait({nxt})
+                pending = None
                 try:
                     raw = nxt.result()
                 except StopAsyncIteration:
-                    nxt = None
                     return
                 except Exception as e:
-                    nxt = None
                     raise _WatchFailed(str(e)) from e
-                nxt = None
                 self._went_live(version, polling)
                 if raw and not self._paused:
                     await self._on_events(raw)
                 if gen_stop.is_set():
                     return
-                nxt = asyncio.ensure_future(gen.__anext__())
+                nxt = pending = asyncio.ensure_future(gen.__anext__())
         finally:
             gen_stop.set()
-            if nxt is not None:
-                if not nxt.done():
-                    await asyncio.wait({nxt})  # returns within step_ms now that gen_stop is set
-                if not nxt.cancelled():
-                    nxt.exception()  # retrieved: no "exception never retrieved" noise
+            if pending is not None:
+                if not pending.done():
+                    await asyncio.wait({pending})  # returns within step_ms now that gen_stop is set
+                if not pending.cancelled():
+                    pending.exception()  # retrieved: no "exception never retrieved" noise
             try:
                 await gen.aclose()  # type: ignore[attr-defined]
             except Exception:

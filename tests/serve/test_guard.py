@@ -183,7 +183,7 @@ def test_the_default_policy_denies_agents_tower_serve(store_db):
 def test_a_session_s_errors_reach_the_server_s_terminal_escaped(tmp_path):
     """textual-serve copies a session's stderr to the person's terminal: stored text must not act on it."""
     db = tmp_path / "x\x1b]0;pwned\x07.db"  # a name that reaches the error message
-    code = ("import sys\nfrom tui.services.serve import child_main\n"
+    code = ("import sys\nfrom tui.served import child_main\n"
             f"child_main(['--db', {str(db)!r}, '--person', 'p', '--parent', str(__import__('os').getppid())])\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                        env={**tower_env(), "TOWER_AGENT": "mallory"})

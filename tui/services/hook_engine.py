@@ -205,6 +205,7 @@ def _file_call(call: HookInput, policy, db: Path, root: Path | None, cwd: Path, 
             return _with_store(db, limits, call, lambda s, c: _ask(s, c, call, policy, reason, None, root, wait))
         return _plain(decision), reason
 
+    assert rel is not None  # outside is None exactly when the path is in the repository
     verdict = policy.decide(tool, path=rel)
     if verdict.decision == "deny":
         return "deny", verdict.reason

@@ -26,11 +26,14 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal, overload
 
 from core.errors import BadInput, Refused, TimedOut, TowerError, describe_bug
 from core.ids import format_id, parse_id
 from core.vocab import APPROVAL_KINDS
+
+if TYPE_CHECKING:
+    from store import Store
 
 SERVER_NAME = "tower"
 DEFAULT_APPROVAL_WAIT = 5.0  # seconds request_approval waits for a decision unless told otherwise
@@ -59,6 +62,10 @@ exit codes (2 bad input, 3 not found, 4 refused by the rules, 5 timed out, 6 sto
 # -- argument checking (the command line's bounds) -------------------------------------
 
 
+@overload
+def _text(value: Any, name: str, *, required: Literal[True] = True) -> str: ...
+@overload
+def _text(value: Any, name: str, *, required: bool) -> str | None: ...
 def _text(value: Any, name: str, *, required: bool = True) -> str | None:
     if value is None:
         if required:
@@ -100,11 +107,13 @@ def _id(kind: str, value: Any, name: str, *, required: bool = True) -> int | Non
         if required:
             raise BadInput(f"missing argument {name}")
         return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
+    if isinstance(value, str):
+        return parse_id(kind, _text(value, name))
+    if isinstance(value, bool) or not isinstance(value, int):
         raise BadInput(f"{name} must be an id like {format_id(kind, 1)}")
-    if isinstance(value, int) and value < 0:
+    if value < 0:
         raise BadInput(f"invalid {kind} id {value}")
-    return parse_id(kind, value if isinstance(value, int) else _text(value, name))
+    return parse_id(kind, value)
 
 
 def _paths(value: Any, name: str, *, required: bool) -> list[str] | None:
@@ -114,7 +123,7 @@ def _paths(value: Any, name: str, *, required: bool) -> list[str] | None:
         raise BadInput(f"{name} must be a list of at least one path")
     if len(value) > MAX_PATHS:
         raise BadInput(f"{name} names {len(value)} paths; at most {MAX_PATHS} at a time")
-    return [_text(p, name) for p in value]  # type: ignore[misc]
+    return [_text(p, name) for p in value]
 
 
 def _detail(value: Any) -> dict[str, Any]:
@@ -122,7 +131,8 @@ def _detail(value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise BadInput("detail must be a JSON object")
-    depth, stack = 0, [(value, 1)]
+    depth = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, level = stack.pop()
         depth = max(depth, level)
@@ -225,7 +235,7 @@ class TowerTools:
         self.approval_wait = approval_wait
         self.lock_timeout = lock_timeout
         self.clock = clock
-        self._store = None
+        self._store: Store | None = None
         self._who: tuple[str, str | None, Path | None] | None = None
         self._handlers = {spec.name: getattr(self, f"_tool_{spec.name}") for spec in TOOLS}
 
