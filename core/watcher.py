@@ -13,11 +13,10 @@ The pieces, from the bottom:
     same), or of ``b"symlink\\0" + target`` for a symbolic link, which is
     recorded but never followed. SHA-256 rather than BLAKE2b: CPUs of the last
     several years hash SHA-256 in hardware (SHA-NI on x86, the ARMv8 crypto
-    extensions on Apple and other ARM chips); on this project's 2-core runner
-    it does ~2.0 GB/s against BLAKE2b's ~1.4 GB/s, and ~1.0 us against ~1.4 us for
-    a typical 1.5 KB source file. Either is far faster than reading the file,
-    so the choice barely matters for cost; SHA-256 also matches the audit
-    chain and is checkable with standard tools. Files are read with ``os.read``
+    extensions on Apple and other ARM chips), and either is far faster than
+    reading the file (figures: docs/watcher.md), so the choice barely matters
+    for cost; SHA-256 also matches the audit chain and is checkable with
+    standard tools. Files are read with ``os.read``
     in 1 MiB chunks (no big buffer allocated per small file), opened with
     ``O_NOFOLLOW | O_NONBLOCK`` so a file swapped for a symlink or a FIFO
     between the stat and the open can neither be followed nor hang us.
@@ -35,11 +34,9 @@ The pieces, from the bottom:
     The full snapshot of a worktree: ``os.scandir`` recursion that prunes
     ignored directories before descending (see ``core.ignore``), stats every
     regular file and symlink, and hashes them -- sequentially: a thread pool
-    was measured twice as slow with a warm page cache, because the per-file
-    Python work holds the GIL and small files cost open/read/close, not
-    hashing. On the 2-core runner (tests/benchmarks/bench_watcher_scan.py):
-    40,000 small files scan in ~0.4-0.5 s; an unchanged rescan takes
-    ~0.15-0.25 s.
+    is slower with a warm page cache, because the per-file Python work holds
+    the GIL and small files cost open/read/close, not hashing (figures:
+    docs/watcher.md, tests/benchmarks/bench_watcher_scan.py).
 
 ``rescan(root, rules, previous)`` -- the cheap reconciliation pass
     Stats everything, hashes only paths whose ``(size, mtime_ns)`` differ from
@@ -76,7 +73,7 @@ The pieces, from the bottom:
     ~20-70 ms after it is written. (The price: watchfiles' thread wakes every
     ``step`` ms to check its stop event.)
 
-    *Reconciliation.* Every ``rescan_interval`` seconds (default 10) all
+    *Reconciliation.* Every ``rescan_interval`` seconds (``DEFAULT_RESCAN_INTERVAL``) all
     worktrees are re-stat'ed (``rescan``): watchfiles silently drops the
     kernel's queue-overflow event, reports renames as delete + add, and
     notify ignores failures to add watches for directories created after the
@@ -275,8 +272,8 @@ _Item = tuple[str, str, os.stat_result]  # (rel, abs path, lstat)
 
 
 def _fingerprint_many(items: Iterable[_Item]) -> list[tuple[str, Fingerprint | None]]:
-    # Sequential on purpose: a thread pool was measured 2x *slower* with a warm page cache
-    # (per-file Python work holds the GIL; small files are mostly open/read/close overhead).
+    # Sequential on purpose: a thread pool is *slower* with a warm page cache (per-file
+    # Python work holds the GIL; small files are mostly open/read/close overhead).
     return [(rel, _fingerprint_stat(path, st)) for rel, path, st in items]
 
 

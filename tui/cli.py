@@ -13,7 +13,7 @@ import sys
 from tui import hookguard  # noqa: E402 - first: it answers for the hook if anything below fails
 
 # Tower uses no pydantic plugins; looking for them scans every installed
-# package's entry points (~8 ms) on each command.
+# package's entry points on each command.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 try:

@@ -174,7 +174,7 @@ def worktree_hint() -> str | None:
 def run(body: Callable[..., Awaitable[T]], *, create: bool = False, actor: str | None = None,
         reap: bool = True) -> T:
     """Open the store, reap expired leases if any are due, run ``body(store)``, close."""
-    import asyncio  # here, not at the top: commands that never open the store skip ~20 ms
+    import asyncio  # here, not at the top: commands that never open the store do not pay for it
 
     from store import Store
 
