@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -19,6 +19,9 @@ from core.display import printable
 from core.errors import BadInput, NotFound, TowerError, describe_bug
 from core.gitrepo import DB_NAME, RepoInfo, discover
 from core.people import login_person
+
+if TYPE_CHECKING:
+    from store import Store
 
 T = TypeVar("T")
 
@@ -187,49 +190,20 @@ def run(body: Callable[..., Awaitable[T]], *, create: bool = False, actor: str |
     return asyncio.run(main())
 
 
-async def current_worktree(store, *, register: bool = True) -> tuple[str | None, Path | None]:
+async def current_worktree(store: Store, *, register: bool = True) -> tuple[str | None, Path | None]:
     """The worktree this command acts in: (name, root path)."""
-    from core.gitrepo import worktree_name
+    from tui.services.worktrees import resolve_worktree
 
-    hint = worktree_hint()
-    known = await store.worktree_rows()  # plain rows: no pydantic on the agents' path
-    if hint:
-        path = next((p for name, p, _ in known if name == hint), None)
-        return hint, Path(path) if path else None
-    info = repo()
-    if info is None:
-        return None, None
-    root = info.worktree_root.resolve()
-    match = next((name for name, p, _ in known if Path(p) == root), None)
-    if match:
-        return match, root
-    if not register:
-        return None, root
-    name = worktree_name(info, root)
-    taken = {name for name, _, _ in known}
-    base, n = name, 2
-    while name in taken:
-        name, n = f"{base}-{n}", n + 1
-    await store.add_worktree(name, str(root), branch=info.branch, actor=agent_name())
-    return name, root
+    return await resolve_worktree(store, worktree_hint(), repo(), agent=agent_name(), register=register)
 
 
 def normalize_paths(paths: list[str], root: Path | None) -> list[str]:
     """Repo-relative paths; bad ones are a usage error (exit 2)."""
-    from core.paths import PathError, normalize
+    from tui.services.worktrees import normalize_paths as normalize
 
-    base = root or Path.cwd()
-    out = []
     for p in paths:
         check_path_length(p, "path")
-        try:
-            rel = normalize(p, base, Path.cwd())
-        except PathError as exc:
-            raise BadInput(str(exc), code="bad_path") from None
-        if (base / rel).is_dir():
-            raise BadInput(f"{rel} is a directory: claim the files you will write", code="bad_path")
-        out.append(rel)
-    return out
+    return normalize(paths, root, Path.cwd())
 
 
 def parse(kind: str, text: str) -> int:

@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, overload
 
 from core.errors import BadInput, Refused, TimedOut, TowerError, describe_bug
+from core.gitrepo import discover
 from core.ids import format_id, parse_id
 from core.vocab import APPROVAL_KINDS
+from tui.services.worktrees import normalize_paths, resolve_worktree
 
 if TYPE_CHECKING:
     from store import Store
@@ -262,8 +264,8 @@ class TowerTools:
         """(agent, worktree name, worktree root), registering an unknown worktree as the command
         line does; computed once: a server does not move."""
         if self._who is None:
-            worktree, root = await resolve_worktree(store, self.identity.worktree, self.identity.cwd,
-                                                    self.identity.agent)
+            worktree, root = await resolve_worktree(store, self.identity.worktree, discover(self.identity.cwd),
+                                                    agent=self.identity.agent)
             agent = self.identity.agent or (f"agent@{worktree}" if worktree else "agent")
             self._who = (agent, worktree, root)
         return self._who
@@ -401,52 +403,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
-
-
-# -- identity and paths (the command line's rules, without click) ----------------------
-
-
-async def resolve_worktree(store, hint: str | None, cwd: Path, agent: str | None) -> tuple[str | None, Path | None]:
-    """The worktree a session acts in: ``(name, root)``. A name given (``TOWER_WORKTREE``) wins;
-    else the registered worktree containing ``cwd``; an unregistered one is registered under
-    the command line's default name."""
-    from core.gitrepo import discover, worktree_name
-
-    known = await store.worktree_rows()
-    if hint:
-        path = next((p for name, p, _ in known if name == hint), None)
-        return hint, Path(path) if path else None
-    info = discover(cwd)
-    if info is None:
-        return None, None
-    root = info.worktree_root.resolve()
-    match = next((name for name, p, _ in known if Path(p) == root), None)
-    if match:
-        return match, root
-    name = worktree_name(info, root)
-    taken = {n for n, _, _ in known}
-    base, n = name, 2
-    while name in taken:
-        name, n = f"{base}-{n}", n + 1
-    await store.add_worktree(name, str(root), branch=info.branch, actor=agent)
-    return name, root
-
-
-def normalize_paths(paths: list[str], root: Path | None, cwd: Path, *, files_only: bool = True) -> list[str]:
-    """Repository-relative paths, as ``tower claim`` makes them; bad ones are exit 2."""
-    from core.paths import PathError, normalize
-
-    base = root or cwd
-    out = []
-    for p in paths:
-        try:
-            rel = normalize(p, base, cwd)
-        except PathError as exc:
-            raise BadInput(str(exc), code="bad_path") from None
-        if files_only and (base / rel).is_dir():
-            raise BadInput(f"{rel} is a directory: claim the files you will write", code="bad_path")
-        out.append(rel)
-    return out
 
 
 # -- serving ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import BadInput, Refused
+from core.paths import PathError, normalize
 from core.gitrepo import RepoInfo, discover, git, list_worktrees, worktree_name
 from core.models import Worktree
 
@@ -29,10 +30,7 @@ async def sync_worktrees(store: Store, info: RepoInfo, *, actor: str) -> list[st
             if not existing.active or (wt.branch and wt.branch != existing.branch):
                 await store.add_worktree(name, str(wt.path), branch=wt.branch, actor=actor)
         else:
-            name = base = worktree_name(info, wt.path)
-            n = 2
-            while name in names:
-                name, n = f"{base}-{n}", n + 1
+            name = _free_name(worktree_name(info, wt.path), names)
             await store.add_worktree(name, str(wt.path), branch=wt.branch, actor=actor)
             names.add(name)
         result.append(name)
@@ -83,3 +81,49 @@ def _check_unregistered(known: list[Worktree], name: str, path: str) -> None:
     for w in known:
         if w.name == name and w.path != path and w.active:
             raise Refused(f"worktree {name} is already registered at {w.path}", code="worktree_exists")
+
+
+def _free_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``name-2``, ``name-3`` … whichever is not taken."""
+    base, n = name, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    return name
+
+
+async def resolve_worktree(store: Store, hint: str | None, info: RepoInfo | None, *, agent: str | None,
+                           register: bool = True) -> tuple[str | None, Path | None]:
+    """The worktree a command or a session acts in: ``(name, root)``. A name given (``--worktree``,
+    ``TOWER_WORKTREE``) wins; else the registered worktree that is ``info``'s (the git worktree
+    of the current directory); an unregistered one is registered (unless ``register`` is false)
+    under its default name."""
+    known = await store.worktree_rows()  # plain rows: the agents' path
+    if hint:
+        path = next((p for name, p, _ in known if name == hint), None)
+        return hint, Path(path) if path else None
+    if info is None:
+        return None, None
+    root = info.worktree_root.resolve()
+    match = next((name for name, p, _ in known if Path(p) == root), None)
+    if match:
+        return match, root
+    if not register:
+        return None, root
+    name = _free_name(worktree_name(info, root), {n for n, _, _ in known})
+    await store.add_worktree(name, str(root), branch=info.branch, actor=agent)
+    return name, root
+
+
+def normalize_paths(paths: list[str], root: Path | None, cwd: Path, *, files_only: bool = True) -> list[str]:
+    """Repository-relative paths, as ``tower claim`` makes them; a bad one is BadInput (exit 2)."""
+    base = root or cwd
+    out = []
+    for p in paths:
+        try:
+            rel = normalize(p, base, cwd)
+        except PathError as exc:
+            raise BadInput(str(exc), code="bad_path") from None
+        if files_only and (base / rel).is_dir():
+            raise BadInput(f"{rel} is a directory: claim the files you will write", code="bad_path")
+        out.append(rel)
+    return out
