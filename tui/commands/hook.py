@@ -59,29 +59,44 @@ def hook_claude_code(deadline) -> None:
     hookguard.set_deadline(limits.hard)
     try:
         _use_names()
-        if deadline is not None:
-            from core.hook import parse_deadline
-
-            try:
-                deadline = parse_deadline(deadline)
-            except ValueError as exc:
-                raise BadInput(f"{exc} (fix the hook entry: run `tower hook install claude-code` again)") from None
-            limits = Limits(started, deadline)
-            hookguard.set_deadline(limits.hard)
+        deadline, limits = _installed_limits("claude-code", deadline, started, limits)
         raw = sys.stdin.buffer.read()
         decision, reason = decide(raw, started, deadline, limits)
-    except TowerError as exc:
-        decision, reason = "deny", f"Tower: {exc.message}"
-    except hookguard.OutOfTime:
-        decision, reason = "deny", (f"Tower could not check this call within {limits.budget:g}s (a very long or"
-                                    " complex command?): denied; split it into simpler commands")
-    except (KeyboardInterrupt, hookguard.HookInterrupted) as exc:
-        # the signal's name tells the model (and the person reading the audit) what stopped it
-        decision, reason = "deny", f"Tower hook interrupted ({exc or 'SIGINT'}) before it could decide"
     except BaseException as exc:  # noqa: BLE001 - a hook that dies lets the call through
-        decision, reason = "deny", f"Tower hook internal error: {describe_bug(exc)} (a bug: please report it)"
+        decision, reason = _denial(exc, limits)
     hookguard.answer(decision, reason)
 
+
+def _installed_limits(kind: str, deadline: str | None, started: float,
+                      limits: Limits) -> tuple[float | None, Limits]:
+    """The installed ``--deadline`` in seconds, and the time limits it sets (armed in hookguard)."""
+    if deadline is None:
+        return None, limits
+    from core.hook import parse_deadline
+    from tui import hookguard
+
+    try:
+        seconds = parse_deadline(deadline)
+    except ValueError as exc:
+        raise BadInput(f"{exc} (fix the hook entry: run `tower hook install {kind}` again)") from None
+    limits = Limits(started, seconds)
+    hookguard.set_deadline(limits.hard)
+    return seconds, limits
+
+
+def _denial(exc: BaseException, limits: Limits) -> tuple[str, str]:
+    """What a hook that failed answers: always deny, saying why."""
+    from tui import hookguard
+
+    if isinstance(exc, TowerError):
+        return "deny", f"Tower: {exc.message}"
+    if isinstance(exc, hookguard.OutOfTime):
+        return "deny", (f"Tower could not check this call within {limits.budget:g}s (a very long or"
+                        " complex command?): denied; split it into simpler commands")
+    if isinstance(exc, (KeyboardInterrupt, hookguard.HookInterrupted)):
+        # the signal's name tells the model (and the person reading the audit) what stopped it
+        return "deny", f"Tower hook interrupted ({exc or 'SIGINT'}) before it could decide"
+    return "deny", f"Tower hook internal error: {describe_bug(exc)} (a bug: please report it)"
 
 
 def _agent_hook(kind: str, event: str | None, deadline) -> None:
@@ -105,15 +120,7 @@ def _agent_hook(kind: str, event: str | None, deadline) -> None:
     call = None
     try:
         _use_names()
-        if deadline is not None:
-            from core.hook import parse_deadline
-
-            try:
-                deadline = parse_deadline(deadline)
-            except ValueError as exc:
-                raise BadInput(f"{exc} (fix the hook entry: run `tower hook install {kind}` again)") from None
-            limits = Limits(started, deadline)
-            hookguard.set_deadline(limits.hard)
+        deadline, limits = _installed_limits(kind, deadline, started, limits)
         raw = sys.stdin.buffer.read()
         from core.hook import HookInputError
 
@@ -137,16 +144,8 @@ def _agent_hook(kind: str, event: str | None, deadline) -> None:
                 decision, reason = "deny", (f"{reason} — {kind} cannot ask its user from this hook, so Tower"
                                             " denies it: ask the person running Tower to approve it, or do"
                                             " something else")
-    except TowerError as exc:
-        decision, reason = "deny", f"Tower: {exc.message}"
-    except hookguard.OutOfTime:
-        decision, reason = "deny", (f"Tower could not check this call within {limits.budget:g}s (a very long or"
-                                    " complex command?): denied; split it into simpler commands")
-    except (KeyboardInterrupt, hookguard.HookInterrupted) as exc:
-        # the signal's name tells the model (and the person reading the audit) what stopped it
-        decision, reason = "deny", f"Tower hook interrupted ({exc or 'SIGINT'}) before it could decide"
     except BaseException as exc:  # noqa: BLE001 - a hook that dies lets the call through
-        decision, reason = "deny", f"Tower hook internal error: {describe_bug(exc)} (a bug: please report it)"
+        decision, reason = _denial(exc, limits)
     hookguard.answer(decision, reason)
     if decision == "deny" and parsed is not None:
         _audit_denial(kind, parsed, call, reason)
