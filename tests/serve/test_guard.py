@@ -94,7 +94,7 @@ def test_the_session_command_is_quoted_for_the_shell_textual_serve_uses():
     cmd = child_command(db, person="o'neil", watch=False)
     assert cmd.startswith("exec ")
     argv = shlex.split(cmd[len("exec "):])
-    assert argv[:3] == [sys.executable, "-m", "tui.services.serve"]
+    assert argv[:3] == [sys.executable, "-m", "tui.served"]
     assert argv[argv.index("--db") + 1] == db and argv[argv.index("--person") + 1] == "o'neil"
     assert "--no-watch" in argv and "--no-watch" not in shlex.split(child_command(db, person="p", watch=True))
 
