@@ -80,10 +80,10 @@ def test_killed_demo_stops_its_agents_and_cleans_up(tmp_path):
             os.kill(int(pid), signal.SIGKILL)
 
 
-def test_agents_started_before_a_failed_start_are_stopped(tmp_path):
+def test_agents_started_before_a_failed_start_can_be_stopped(tmp_path):
     """A start that fails halfway (here a missing worktree; in the field SIGTERM or SIGHUP while the
-    agents start, under load) must not leave the agents already started running: they live in
-    sessions of their own, and the caller never got the object that could stop them."""
+    agents start, under load) leaves the agents already started where ``stop`` finds them: they
+    live in sessions of their own, out of reach of the terminal's signals."""
     import subprocess
 
     from tui.demo import seed
@@ -92,10 +92,12 @@ def test_agents_started_before_a_failed_start_are_stopped(tmp_path):
     repo = seed.create(tmp_path / "demo", 2)
     first = next(iter(repo.worktrees))
     repo.worktrees = {first: repo.worktrees[first], "ghost": tmp_path / "no-such-worktree"}
-    with pytest.raises(FileNotFoundError):
-        Agents(repo, speed=1.0, ttl=30.0, logs=tmp_path / "logs")
+    agents = Agents(tmp_path / "logs")
+    try:
+        with pytest.raises(FileNotFoundError):
+            agents.start(repo, speed=1.0, ttl=30.0)
+        assert list(agents.procs) == [first]
+    finally:
+        agents.stop()
     out = subprocess.run(["pgrep", "-f", f"tui.demo.agent {first} .*{tmp_path}"], capture_output=True, text=True)
-    pids = out.stdout.split()
-    for pid in pids:  # the old code's orphan: end it, then fail
-        subprocess.run(["kill", "-9", pid], check=False)
-    assert pids == []
+    assert out.stdout.split() == []

@@ -46,7 +46,8 @@ def demo(ctx, agents, speed, keep, headless, duration, json_output) -> None:
             click.echo(f"setting up a demo repository in {base} …", err=True)
         repo = seed.create(base, agents)
         ttl = max(4.0, 15.0 / speed)
-        procs = Agents(repo, speed, ttl, base / "logs")
+        procs = Agents(base / "logs")
+        procs.start(repo, speed, ttl)
         if headless:
             until = time.monotonic() + duration
             finished = asyncio.run(supervise(repo.db, until, repo.worktrees))

@@ -33,27 +33,26 @@ def agent_roles(count: int) -> list[str]:
 class Agents:
     """The simulated agents' processes: each in its own session, so stopping one stops its children."""
 
-    def __init__(self, demo: Demo, speed: float, ttl: float, logs: Path) -> None:
+    def __init__(self, logs: Path) -> None:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs = logs
+
+    def start(self, demo: Demo, speed: float, ttl: float) -> None:
+        """Start one agent per worktree. Each is recorded as soon as it runs, so a signal that
+        lands half-way (the command's guard turns it into KeyboardInterrupt here), or a failed
+        start, still lets ``stop`` end the ones already started."""
+        logs = self.logs
         logs.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if k not in ("TOWER_DB", "TOWER_AGENT", "TOWER_WORKTREE")}
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-        try:
-            for (name, path), role in zip(demo.worktrees.items(), agent_roles(len(demo.worktrees))):
-                with (logs / f"{name}.log").open("w") as out:
-                    self.procs[name] = subprocess.Popen(
-                        [sys.executable, "-m", "tui.demo.agent", name, str(path), "--speed", str(speed),
-                         "--role", role, "--ttl", str(ttl)],
-                        cwd=path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                    )
-        except BaseException:
-            # a failed start, or SIGTERM/SIGHUP (KeyboardInterrupt) halfway: the caller never
-            # gets this object, so the agents started so far (in sessions of their own,
-            # out of reach of the terminal's signals) are stopped here
-            self.stop()
-            raise
+        for (name, path), role in zip(demo.worktrees.items(), agent_roles(len(demo.worktrees))):
+            with (logs / f"{name}.log").open("w") as out:
+                self.procs[name] = subprocess.Popen(
+                    [sys.executable, "-m", "tui.demo.agent", name, str(path), "--speed", str(speed),
+                     "--role", role, "--ttl", str(ttl)],
+                    cwd=path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                )
 
     def stop(self, grace: float = 5.0) -> None:
         for proc in self.procs.values():
