@@ -498,10 +498,6 @@ def _last_line(text: str) -> int:
     return max(len(lines), 1)
 
 
-def policy_path(store_dir: Path) -> Path:
-    return Path(store_dir) / POLICY_NAME
-
-
 def _digest(text: str) -> str:
     try:
         from _blake2 import blake2b  # what hashlib.blake2b is, without hashlib's OpenSSL import
