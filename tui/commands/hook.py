@@ -108,7 +108,7 @@ def _agent_hook(kind: str, event: str | None, deadline) -> None:
     events that decide nothing are answered at once and recorded.
     """
     from tui import hookguard
-    from tui.services import hook_adapters
+    from tui.services import hook_adapters, hook_records
 
     started = hookguard.STARTED
     hookguard.set_format(kind, event)
@@ -132,7 +132,7 @@ def _agent_hook(kind: str, event: str | None, deadline) -> None:
             hookguard.set_format(kind, parsed.event)
             if not parsed.gate:
                 hookguard.answer("noop", "")  # never hold up an agent for news
-                _record_news(kind, parsed)
+                hook_records.record_news(kind, parsed)
                 return
             decision, reason = "allow", "Tower: allowed"
             for call in parsed.calls:
@@ -148,71 +148,7 @@ def _agent_hook(kind: str, event: str | None, deadline) -> None:
         decision, reason = _denial(exc, limits)
     hookguard.answer(decision, reason)
     if decision == "deny" and parsed is not None:
-        _audit_denial(kind, parsed, call, reason)
-
-
-def _audit_denial(kind: str, parsed, call, reason: str) -> None:
-    """``hook.denied`` in one short transaction, after the answer is out (the agent is not kept waiting)."""
-    try:
-        from tui.services.hook_adapters import target_of
-
-        cwd = Path(call.cwd) if call is not None and call.cwd else Path.cwd()
-        db = hook_engine.find_db(cwd)
-        if db is None or not db.exists():
-            return
-        path, command = target_of(call) if call is not None else (None, None)
-        if path is not None and os.path.isabs(path):
-            from core.gitrepo import discover
-
-            info = discover(cwd)
-            if info is not None:
-                try:
-                    path = os.path.relpath(path, info.worktree_root)
-                except ValueError:
-                    pass
-        session = parsed.session
-        actor = hook_engine.agent_name_or(kind, session)
-
-        async def body(store):
-            await store.record_hook_denial(agent=kind, actor=actor, tool=parsed.tool or "?", reason=reason,
-                                           session=session, path=path, command=command)
-            if session:
-                from tui.services.agent_events import SessionEvent, record
-
-                await record(store, SessionEvent(kind=kind, session=session, event=parsed.event,
-                                                 state="working", tool=parsed.tool, target=path or command,
-                                                 tool_call=True, outcome="denied", cwd=str(cwd)))
-
-        _run_store(db, actor, body)
-    except BaseException as exc:  # noqa: BLE001 - the answer is out; a failed audit must not change it
-        sys.stderr.write(f"tower hook: could not audit the refusal: {exc}\n")
-
-
-def _record_news(kind: str, parsed) -> None:
-    try:
-        from tui.services.agent_events import record, session_event
-
-        ev = session_event(kind, parsed.payload, parsed.event)
-        if ev is None:
-            return
-        db = hook_engine.find_db(Path(ev.cwd) if ev.cwd else Path.cwd())
-        if db is None or not db.exists():
-            return
-        _run_store(db, hook_engine.agent_name_or(kind, ev.session), lambda store: record(store, ev))
-    except BaseException as exc:  # noqa: BLE001 - news must never fail the agent
-        sys.stderr.write(f"tower hook: could not record the session event: {exc}\n")
-
-
-def _run_store(db: Path, actor: str, body) -> None:
-    import asyncio
-
-    from store import Store
-
-    async def main():
-        async with Store(db, actor=actor) as store:
-            await body(store)
-
-    asyncio.run(main())
+        hook_records.audit_denial(kind, parsed, call, reason)
 
 
 def _agent_command(kind: str, events: str):
