@@ -119,7 +119,6 @@ def _agent_hook(kind: str, event: str | None, deadline) -> None:
     parsed = None
     call = None
     try:
-        _use_names()
         deadline, limits = _installed_limits(kind, deadline, started, limits)
         raw = sys.stdin.buffer.read()
         from core.hook import HookInputError
@@ -134,6 +133,7 @@ def _agent_hook(kind: str, event: str | None, deadline) -> None:
                 hookguard.answer("noop", "")  # never hold up an agent for news
                 hook_records.record_news(kind, parsed)
                 return
+            _use_names()  # a name that is not UTF-8 denies a call, never news
             decision, reason = "allow", "Tower: allowed"
             for call in parsed.calls:
                 decision, reason = hook_engine.decide_call(call, started, deadline, limits,
