@@ -1,6 +1,6 @@
 """Which conflicts a write opens, and when an open conflict's cause has gone away.
 
-Pure: no I/O. The watcher service (``tui/watching.py``) builds a :class:`World`
+Pure: no I/O. The watcher service (``tui.services.watch.py``) builds a :class:`World`
 from the store after each batch of content changes, asks :func:`conflicts_for`
 what each changed file opens, records those, and asks :func:`cause_gone` of
 every open conflict whether it can be closed.
@@ -259,7 +259,7 @@ def conflicts_for(worktree: str, path: str, world: World) -> list[ConflictSpec]:
             task_id=task_id,
             message=f"{worktree} {fc.verb} {path}, claimed by {holder.label(where=True)}; {_own(worktree, mine)}",
             detail={**base_detail, "holder": holder.as_detail()},
-            episode=f"{fc.episode}:{claim.claim_id if claim.claim_id is not None else 'L%d' % holder.id}",
+            episode=f"{fc.episode}:{claim.claim_id if claim is not None and claim.claim_id is not None else 'L%d' % holder.id}",
         ))
 
     recent = world.recent_in(worktree)

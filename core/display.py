@@ -52,3 +52,9 @@ def printable_line(text: object) -> str:
     """
     s = text if isinstance(text, str) else str(text)
     return printable(" ".join(s.split()))
+
+
+def ellipsize(text: str, width: int) -> str:
+    """``text`` on one line (whitespace runs folded to one space), cut to ``width`` with an ellipsis."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"

@@ -8,6 +8,8 @@ turns them into one line (or one JSON object) and an exit code.
 
 from __future__ import annotations
 
+import os
+
 
 class TowerError(Exception):
     """Base class: ``code`` goes into ``--json`` output, ``exit_code`` to the shell."""
@@ -56,3 +58,15 @@ class StoreUnusable(TowerError):
 
     exit_code = 6
     code = "store_unusable"
+
+
+def describe_bug(exc: BaseException) -> str:
+    """``TypeError: … at file.py:12``: an unexpected exception in one line, with the place it
+    was raised, for an "internal error (a bug: please report it)" message."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    at = ""
+    if tb is not None:
+        at = f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+    return f"{type(exc).__name__}: {exc}{at}"

@@ -31,35 +31,46 @@ class RepoInfo:
     def branch(self) -> str | None:
         return head_branch(self.git_dir)
 
-    @property
-    def is_main_worktree(self) -> bool:
-        return self.git_dir == self.common_dir
-
 
 def _read(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8").strip()
+        return path.read_text(encoding="utf-8", errors="replace").strip()
     except OSError:
         return None
+
+
+def git_dirs(root: Path | str) -> tuple[Path, Path] | None:
+    """``(git dir, common dir)`` of the worktree whose top is ``root``, or None if it is not one.
+
+    ``root/.git`` is a directory in the main worktree and a ``gitdir: ...`` file in
+    a linked one, whose git dir names the common dir in its ``commondir`` file.
+    """
+    root = Path(root)
+    dotgit = root / ".git"
+    try:
+        if dotgit.is_dir():
+            git_dir = dotgit
+        elif dotgit.is_file():
+            text = dotgit.read_text(encoding="utf-8", errors="replace").strip()
+            if not text.startswith("gitdir:"):
+                return None
+            git_dir = root / text[len("gitdir:") :].strip()
+        else:
+            return None
+        git_dir = git_dir.resolve()
+        common = _read(git_dir / "commondir")
+    except OSError:
+        return None
+    return git_dir, (git_dir / common).resolve() if common else git_dir
 
 
 def discover(start: Path | str | None = None) -> RepoInfo | None:
     """The repository containing ``start`` (default: the current directory), or None."""
     here = Path(start or os.getcwd()).resolve()
     for directory in (here, *here.parents):
-        dotgit = directory / ".git"
-        if dotgit.is_dir():
-            git_dir = dotgit
-        elif dotgit.is_file():
-            text = _read(dotgit) or ""
-            if not text.startswith("gitdir:"):
-                continue
-            git_dir = (directory / text[len("gitdir:") :].strip()).resolve()
-        else:
-            continue
-        common = _read(git_dir / "commondir")
-        common_dir = (git_dir / common).resolve() if common else git_dir.resolve()
-        return RepoInfo(worktree_root=directory, git_dir=git_dir.resolve(), common_dir=common_dir)
+        dirs = git_dirs(directory)
+        if dirs is not None:
+            return RepoInfo(worktree_root=directory, git_dir=dirs[0], common_dir=dirs[1])
     return None
 
 

@@ -18,6 +18,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.display import ellipsize
+
 EVENT = "PreToolUse"
 
 # tool -> the tool_input field holding the file it writes
@@ -146,8 +148,7 @@ def _lone_surrogate(values: list[Any]) -> str | None:
 
 
 def short(text: str, limit: int = 100) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return ellipsize(text, limit)
 
 
 def approval_kind(call: HookInput) -> str:

@@ -7,6 +7,7 @@ tells a reader which kind of thing it is.
 from __future__ import annotations
 
 import re
+from typing import overload
 
 from core.errors import BadInput
 
@@ -14,6 +15,12 @@ PREFIXES = {"task": "T", "lease": "L", "approval": "A", "conflict": "C", "sessio
 _ID = re.compile(r"^\s*([A-Za-z]?)(\d{1,18})\s*$")
 
 
+@overload
+def format_id(kind: str, number: int) -> str: ...
+@overload
+def format_id(kind: str, number: None) -> None: ...
+@overload
+def format_id(kind: str, number: int | None) -> str | None: ...
 def format_id(kind: str, number: int | None) -> str | None:
     if number is None:
         return None

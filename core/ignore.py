@@ -47,9 +47,10 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from collections.abc import Iterable
 from pathlib import Path
+
+from core.gitrepo import git_dirs
 
 __all__ = [
     "DEFAULT_IGNORED_DIRS",
@@ -88,29 +89,9 @@ _REPO_MARKER = ".git"
 
 
 def common_git_dir(root: str | os.PathLike[str]) -> Path | None:
-    """The git common dir of the worktree at ``root``, read from ``.git`` without running git.
-
-    ``root/.git`` is a directory in the main worktree and a ``gitdir: ...`` file in
-    a linked one, whose git dir names the common dir in its ``commondir`` file.
-    """
-    dotgit = Path(root) / ".git"
-    try:
-        if dotgit.is_dir():
-            git_dir = dotgit
-        elif dotgit.is_file():
-            text = dotgit.read_text(encoding="utf-8", errors="replace").strip()
-            if not text.startswith("gitdir:"):
-                return None
-            git_dir = (Path(root) / text[len("gitdir:") :].strip()).resolve()
-        else:
-            return None
-        commondir = git_dir / "commondir"
-        if commondir.is_file():
-            rel = commondir.read_text(encoding="utf-8", errors="replace").strip()
-            return (git_dir / rel).resolve()
-        return git_dir
-    except OSError:
-        return None
+    """The git common dir of the worktree at ``root``, read from ``.git`` without running git."""
+    dirs = git_dirs(Path(root))
+    return dirs[1] if dirs is not None else None
 
 
 # -- gitignore pattern compilation -------------------------------------------------
@@ -490,15 +471,6 @@ class IgnoreRules:
         if parent and self.dir_ignored(parent):
             return True
         return self.match(self.chain(parent), rel, name, False)
-
-    def is_ignored_path(self, rel_path: str) -> bool:
-        """``is_ignored`` for a path whose type is looked up on disk (absent: a file)."""
-        try:
-            st = os.lstat(os.path.join(self._root_s, rel_path))
-            is_dir = stat.S_ISDIR(st.st_mode)
-        except OSError:
-            is_dir = False
-        return self.is_ignored(rel_path, is_dir)
 
     def __repr__(self) -> str:
         return f"IgnoreRules({self._root_s!r})"

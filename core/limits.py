@@ -10,6 +10,7 @@ existed are shown clipped rather than breaking a listing for everyone.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from core.errors import BadInput
@@ -33,6 +34,7 @@ def depth_over(value: Any, limit: int) -> bool:
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(item, dict):
             children = item.values()
         elif isinstance(item, (list, tuple)):

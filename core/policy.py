@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from core.display import ellipsize
 from core.errors import BadInput
 from core.gitrepo import POLICY_NAME
 
@@ -356,9 +357,8 @@ def _stricter(current: Verdict | None, other: Verdict) -> Verdict:
     return current
 
 
-def _short(text: str, limit: int = 80) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _short(text: str) -> str:
+    return ellipsize(text, 80)
 
 
 def _squeeze(command: str) -> str:
@@ -496,10 +496,6 @@ def _last_line(text: str) -> int:
     while lines and not lines[-1].strip():
         lines.pop()
     return max(len(lines), 1)
-
-
-def policy_path(store_dir: Path) -> Path:
-    return Path(store_dir) / POLICY_NAME
 
 
 def _digest(text: str) -> str:

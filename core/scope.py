@@ -1,4 +1,4 @@
-"""Task scopes: path globs, matching, and whether two globs can share a file.
+"""Task scopes: path globs and matching.
 
 A scope is a list of globs naming the files a task may write.  Globs match
 repo-relative POSIX paths such as ``src/app.py`` (see :mod:`core.paths`), with
@@ -27,12 +27,6 @@ these rules, close to ``.gitignore``:
 - Repeated slashes and ``.`` segments are ignored; ``..`` segments, NUL bytes
   and empty globs are refused with :class:`ScopeError`.
 - An empty scope (no globs at all) is unrestricted: it matches every path.
-
-:func:`overlap` decides exactly whether two globs match a common path: each
-glob becomes a nondeterministic automaton over characters, and the product of
-the two (together with a small automaton for well-formed paths: non-empty
-segments, none of them ``.`` or ``..``) is searched for a reachable accepting
-state.
 """
 
 from __future__ import annotations
@@ -40,7 +34,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import NamedTuple
 
 
 class ScopeError(ValueError):
@@ -53,10 +46,7 @@ CharSet = tuple[tuple[int, int], ...]
 
 _MAX = 0x10FFFF
 _SLASH = ord("/")
-_DOT = ord(".")
 _ANY: CharSet = ((0, _SLASH - 1), (_SLASH + 1, _MAX))
-_SLASH_SET: CharSet = ((_SLASH, _SLASH),)
-_ONLY_DOT: CharSet = ((_DOT, _DOT),)
 _STAR = "*"  # atom: any run of non-"/" characters
 _GLOBSTAR = "**"  # segment: zero or more whole segments
 
@@ -87,47 +77,6 @@ def match_one(path: str, glob: str) -> bool:
 def matches(path: str, globs: Sequence[str]) -> bool:
     """Return True if ``path`` matches any of ``globs``; an empty scope matches everything."""
     return not globs or any(match_one(path, g) for g in globs)
-
-
-@lru_cache(maxsize=4096)
-def overlap(a: str, b: str) -> bool:
-    """Return True iff some well-formed repo-relative path matches both ``a`` and ``b``.
-
-    Exact, not heuristic: a depth-first search of the product of the two
-    globs' automata and a path-syntax automaton.  Raises :class:`ScopeError`
-    for an invalid glob.
-    """
-    na, nb = _nfa(a), _nfa(b)
-    start = (0, 0, _SEG_START)
-    seen = {start}
-    stack = [start]
-    while stack:
-        qa, qb, v = stack.pop()
-        if qa == na.accept and qb == nb.accept and v == _IN_SEG:
-            return True
-        nxt = [(t, qb, v) for t in na.eps[qa]] + [(qa, t, v) for t in nb.eps[qb]]
-        for la, ta in na.edges[qa]:
-            for lb, tb in nb.edges[qb]:
-                if common := _meet(la, lb):
-                    nxt += [(ta, tb, w) for w in _path_step(v, common)]
-        for state in nxt:
-            if state not in seen:
-                seen.add(state)
-                stack.append(state)
-    return False
-
-
-def scopes_overlap(a: Sequence[str], b: Sequence[str]) -> list[tuple[str, str]]:
-    """Return the pairs ``(glob_of_a, glob_of_b)`` that can match a common path.
-
-    Globs are returned as given.  An empty (unrestricted) scope stands for
-    ``"**"``: it overlaps every glob of the other scope, so
-    ``scopes_overlap([], ["src/**"]) == [("**", "src/**")]`` and two empty
-    scopes give ``[("**", "**")]``.
-    """
-    left = list(a) or [_GLOBSTAR]
-    right = list(b) or [_GLOBSTAR]
-    return [(x, y) for x in left for y in right if overlap(x, y)]
 
 
 # --- parsing -----------------------------------------------------------------
@@ -235,7 +184,6 @@ def _complement(chars: CharSet) -> CharSet:
     return tuple(out)
 
 
-@lru_cache(maxsize=4096)
 def _meet(a: CharSet, b: CharSet) -> CharSet:
     out: list[tuple[int, int]] = []
     i = j = 0
@@ -266,7 +214,7 @@ def _regex(glob: str) -> re.Pattern[str]:
             continue
         if i and segs[i - 1] != _GLOBSTAR:
             out.append("/")
-        out.extend("[^/]*" if a == _STAR else _charset_regex(a) for a in seg)
+        out.extend("[^/]*" if isinstance(a, str) else _charset_regex(a) for a in seg)
     return re.compile("".join(out))
 
 
@@ -280,75 +228,3 @@ def _charset_regex(chars: CharSet) -> str:
     return "[" + "".join(
         f"\\U{lo:08x}" if lo == hi else f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in chars
     ) + "]"
-
-
-# --- automata for overlap ----------------------------------------------------
-
-
-class _NFA(NamedTuple):
-    edges: tuple[tuple[tuple[CharSet, int], ...], ...]  # per state: (chars, target)
-    eps: tuple[tuple[int, ...], ...]  # per state: epsilon targets
-    accept: int  # state 0 is the start
-
-
-@lru_cache(maxsize=1024)
-def _nfa(glob: str) -> _NFA:
-    """Build the automaton mirroring :func:`_regex`, segment by segment."""
-    edges: list[list[tuple[CharSet, int]]] = [[]]
-    eps: list[list[int]] = [[]]
-
-    def new() -> int:
-        edges.append([])
-        eps.append([])
-        return len(edges) - 1
-
-    def step(src: int, chars: CharSet) -> int:
-        dst = new()
-        edges[src].append((chars, dst))
-        return dst
-
-    segs = _segments(glob)
-    cur = 0
-    for i, seg in enumerate(segs):
-        if seg == _GLOBSTAR:
-            if i:
-                cur = step(cur, _SLASH_SET)
-            # One segment, then back to `cur` on "/" for more.  When last,
-            # `seg` is the accepting state: one or more segments.  Otherwise
-            # the next segment starts from `cur`: zero or more "seg/" first.
-            seg_state = step(cur, _ANY)
-            edges[seg_state] += [(_ANY, seg_state), (_SLASH_SET, cur)]
-            if i == len(segs) - 1:
-                cur = seg_state
-            continue
-        if i and segs[i - 1] != _GLOBSTAR:
-            cur = step(cur, _SLASH_SET)
-        for atom in seg:
-            if atom == _STAR:
-                loop = new()
-                eps[cur].append(loop)
-                edges[loop].append((_ANY, loop))
-                cur = loop
-            else:
-                cur = step(cur, atom)
-    return _NFA(tuple(map(tuple, edges)), tuple(map(tuple, eps)), cur)
-
-
-# Path-syntax automaton: where we are within the current segment.  Segments
-# must be non-empty and neither "." nor "..", so a glob pair whose only common
-# string is "a/../b" or "a//b" does not overlap.
-_SEG_START, _SEG_DOT, _SEG_DOTDOT, _IN_SEG = range(4)
-
-
-def _path_step(v: int, chars: CharSet) -> list[int]:
-    """Successor states of ``v`` on some character of ``chars`` (non-empty)."""
-    if chars == _SLASH_SET:  # no other label contains "/"
-        return [_SEG_START] if v == _IN_SEG else []
-    if v not in (_SEG_START, _SEG_DOT):
-        return [_IN_SEG]
-    out = []
-    if _meet(chars, _ONLY_DOT):
-        out.append(_SEG_DOT if v == _SEG_START else _SEG_DOTDOT)
-    if chars != _ONLY_DOT:
-        out.append(_IN_SEG)
-    return out

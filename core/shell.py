@@ -276,6 +276,8 @@ class _Lexer:
                 i = self._backtick(s, i, w, depth)
             else:
                 m = _PLAIN.match(s, i)
+                if m is None:  # the branches above take every character _PLAIN refuses
+                    raise AssertionError(f"unparsed character {c!r}")
                 w.plain(m.group())
                 i = m.end()
         end_command(n)

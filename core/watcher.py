@@ -13,11 +13,10 @@ The pieces, from the bottom:
     same), or of ``b"symlink\\0" + target`` for a symbolic link, which is
     recorded but never followed. SHA-256 rather than BLAKE2b: CPUs of the last
     several years hash SHA-256 in hardware (SHA-NI on x86, the ARMv8 crypto
-    extensions on Apple and other ARM chips); on this project's 2-core runner
-    it does ~2.0 GB/s against BLAKE2b's ~1.4 GB/s, and ~1.0 us against ~1.4 us for
-    a typical 1.5 KB source file. Either is far faster than reading the file,
-    so the choice barely matters for cost; SHA-256 also matches the audit
-    chain and is checkable with standard tools. Files are read with ``os.read``
+    extensions on Apple and other ARM chips), and either is far faster than
+    reading the file (figures: docs/watcher.md), so the choice barely matters
+    for cost; SHA-256 also matches the audit chain and is checkable with
+    standard tools. Files are read with ``os.read``
     in 1 MiB chunks (no big buffer allocated per small file), opened with
     ``O_NOFOLLOW | O_NONBLOCK`` so a file swapped for a symlink or a FIFO
     between the stat and the open can neither be followed nor hang us.
@@ -35,11 +34,9 @@ The pieces, from the bottom:
     The full snapshot of a worktree: ``os.scandir`` recursion that prunes
     ignored directories before descending (see ``core.ignore``), stats every
     regular file and symlink, and hashes them -- sequentially: a thread pool
-    was measured twice as slow with a warm page cache, because the per-file
-    Python work holds the GIL and small files cost open/read/close, not
-    hashing. On the 2-core runner (tests/benchmarks/bench_watcher_scan.py):
-    40,000 small files scan in ~0.4-0.5 s; an unchanged rescan takes
-    ~0.15-0.25 s.
+    is slower with a warm page cache, because the per-file Python work holds
+    the GIL and small files cost open/read/close, not hashing (figures:
+    docs/watcher.md, tests/benchmarks/bench_watcher_scan.py).
 
 ``rescan(root, rules, previous)`` -- the cheap reconciliation pass
     Stats everything, hashes only paths whose ``(size, mtime_ns)`` differ from
@@ -76,7 +73,7 @@ The pieces, from the bottom:
     ~20-70 ms after it is written. (The price: watchfiles' thread wakes every
     ``step`` ms to check its stop event.)
 
-    *Reconciliation.* Every ``rescan_interval`` seconds (default 10) all
+    *Reconciliation.* Every ``rescan_interval`` seconds (``DEFAULT_RESCAN_INTERVAL``) all
     worktrees are re-stat'ed (``rescan``): watchfiles silently drops the
     kernel's queue-overflow event, reports renames as delete + add, and
     notify ignores failures to add watches for directories created after the
@@ -128,6 +125,7 @@ __all__ = [
     "RACY_NS",
     "Change",
     "ChangeKind",
+    "DEFAULT_RESCAN_INTERVAL",
     "Fingerprint",
     "SnapshotUpdate",
     "UNREADABLE",
@@ -154,6 +152,11 @@ _OPEN_FLAGS = (
 )
 #: Hash recorded for a file that exists but cannot be read (it is re-tried every pass).
 UNREADABLE = ""
+#: Seconds between reconciliation rescans (the watcher, the service and ``tower watch``).
+#: The rescan only catches what events missed (a kernel queue overflow, exhausted
+#: watches), so such a write is flagged at most this late, never lost; and it is the
+#: watcher's whole idle cost, so it is not shorter (figures: docs/watcher.md).
+DEFAULT_RESCAN_INTERVAL = 20.0
 
 
 class Fingerprint(NamedTuple):
@@ -269,8 +272,8 @@ _Item = tuple[str, str, os.stat_result]  # (rel, abs path, lstat)
 
 
 def _fingerprint_many(items: Iterable[_Item]) -> list[tuple[str, Fingerprint | None]]:
-    # Sequential on purpose: a thread pool was measured 2x *slower* with a warm page cache
-    # (per-file Python work holds the GIL; small files are mostly open/read/close overhead).
+    # Sequential on purpose: a thread pool is *slower* with a warm page cache (per-file
+    # Python work holds the GIL; small files are mostly open/read/close overhead).
     return [(rel, _fingerprint_stat(path, st)) for rel, path, st in items]
 
 
@@ -491,19 +494,19 @@ def refingerprint(
                 dir_prefixes.append(rel)  # the parent went away: so did anything we knew below rel
             continue
         try:
-            st = os.lstat(os.path.join(root_s, rel))
+            mode = os.lstat(os.path.join(root_s, rel)).st_mode
         except OSError:
             if not known:
                 dir_prefixes.append(rel)  # maybe a directory that vanished or was renamed away
             continue
-        if stat.S_ISDIR(st.st_mode):
+        if stat.S_ISDIR(mode):
             dir_prefixes.append(rel)
             if not rules.dir_ignored(rel):
                 try:
                     below.update(r for r, _ in _walk(root_s, rules, start=rel))
                 except OSError:
                     pass
-        elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+        elif stat.S_ISREG(mode) or stat.S_ISLNK(mode):
             if _utf8(name):
                 targets.add(rel)
     if dir_prefixes:
@@ -716,7 +719,7 @@ class Watcher:
 
     A store-backed consumer reads ``batches()`` and stores each batch's
     snapshot updates together with what it makes of the batch's changes, in
-    one transaction (``tui.watching.WatchService`` does)::
+    one transaction (``tui.services.watch.WatchService`` does)::
 
         stored = {wt: await store.load_snapshot(wt) for wt in roots}
         async with Watcher(roots, snapshot=stored) as watcher:
@@ -735,7 +738,7 @@ class Watcher:
         snapshot: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
         debounce_ms: int = 50,
         step_ms: int = 20,
-        rescan_interval: float | None = 10.0,
+        rescan_interval: float | None = DEFAULT_RESCAN_INTERVAL,
         force_polling: bool | None = None,
         poll_delay_ms: int = 300,
         retry_interval: float = 30.0,
@@ -1292,7 +1295,8 @@ class Watcher:
             recursive=True,
             ignore_permission_denied=False,  # True would also hide a watch-limit error
         )
-        nxt: asyncio.Future[Any] | None = asyncio.ensure_future(gen.__anext__())
+        nxt: asyncio.Future[Any] = asyncio.ensure_future(gen.__anext__())
+        pending: asyncio.Future[Any] | None = nxt  # the step the finally must still wait for
         try:
             # awatch builds its RustNotify (adding every watch) before its first await, so once
             # that task has had one step, events are being recorded.
@@ -1303,28 +1307,26 @@ class Watcher:
                 # asyncio.wait, not await: awatch waits in a *shielded* anyio thread call, so
                 # awaiting it directly would delay our cancellation by up to rust_timeout.
                 await asyncio.wait({nxt})
+                pending = None
                 try:
                     raw = nxt.result()
                 except StopAsyncIteration:
-                    nxt = None
                     return
                 except Exception as e:
-                    nxt = None
                     raise _WatchFailed(str(e)) from e
-                nxt = None
                 self._went_live(version, polling)
                 if raw and not self._paused:
                     await self._on_events(raw)
                 if gen_stop.is_set():
                     return
-                nxt = asyncio.ensure_future(gen.__anext__())
+                nxt = pending = asyncio.ensure_future(gen.__anext__())
         finally:
             gen_stop.set()
-            if nxt is not None:
-                if not nxt.done():
-                    await asyncio.wait({nxt})  # returns within step_ms now that gen_stop is set
-                if not nxt.cancelled():
-                    nxt.exception()  # retrieved: no "exception never retrieved" noise
+            if pending is not None:
+                if not pending.done():
+                    await asyncio.wait({pending})  # returns within step_ms now that gen_stop is set
+                if not pending.cancelled():
+                    pending.exception()  # retrieved: no "exception never retrieved" noise
             try:
                 await gen.aclose()  # type: ignore[attr-defined]
             except Exception:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import getpass
 import sys
 import time
 from collections.abc import Callable
@@ -53,6 +52,7 @@ from core.errors import TowerError
 from core.models import Approval as ApprovalRow
 from core.models import Conflict as ConflictRow
 from core.models import Counts
+from core.people import login_person
 from store import Store
 from store.locate import store_ref
 from tui import settings, terminal, theme
@@ -109,10 +109,7 @@ def while_running(handler):
 
 def default_actor() -> str:
     """Decisions made in the control room are the logged-in person's."""
-    try:
-        return f"person:{getpass.getuser()}"
-    except Exception:  # no login name in some containers
-        return "person"
+    return login_person()
 
 
 class SafeMonochrome(Monochrome):
@@ -363,7 +360,7 @@ class TowerApp(App[None]):
             return
         self.post_message(StoreOpened(str(self.db_path)))
         last_seq: int | None = None
-        signal = (-1, -1)
+        signal: object = (-1, -1)
         next_reap = 0.0
         failing = False
         while True:
@@ -472,7 +469,7 @@ class TowerApp(App[None]):
     # -- the watcher -------------------------------------------------------------------
 
     def start_watcher(self) -> None:
-        """Run the worktree watcher (``tui.watching.WatchService``) as a background worker.
+        """Run the worktree watcher (``tui.services.watch.WatchService``) as a background worker.
 
         It shares the app's store; its conflicts reach the panes like any other write (the store
         worker sees the connection's own commits), its status goes to the
@@ -482,7 +479,7 @@ class TowerApp(App[None]):
 
     @work(exclusive=True, exit_on_error=False, group="watcher", name="watcher")
     async def _run_watcher(self) -> None:
-        from tui.watching import WatchService, WatchStatus
+        from tui.services.watch import WatchService, WatchStatus
 
         await self.loaded.wait()
         shown: set[str] = set()
@@ -540,7 +537,7 @@ class TowerApp(App[None]):
     def on_watcher_changed(self, message: WatcherChanged) -> None:
         self.header_bar.show(watcher=(message.status, message.worktrees))
         for warning in message.new_warnings:
-            severity = "error" if message.status == "rescan-only" else "warning"
+            severity: SeverityLevel = "error" if message.status == "rescan-only" else "warning"
             self.toast(warning, title="watcher", severity=severity, timeout=15)
 
     @while_running
@@ -708,17 +705,17 @@ class TowerApp(App[None]):
         if len(burst.ended) > 3:
             lines.append(f"… and {len(burst.ended) - 3} more ended")
         if burst.conflicts:
-            rows = burst.conflicts
-            if len(rows) == 1:
-                c = rows[0]
+            conflicts = burst.conflicts
+            if len(conflicts) == 1:
+                c = conflicts[0]
                 where = c.worktree + (f" ↔ {c.other_worktree}" if c.other_worktree else "")
                 titles.append(f"Conflict {cid(c.id)}: {c.kind}")
                 lines.append(f"{c.path} ({where})")
             else:
-                titles.append(f"{len(rows)} new conflicts")
-                lines += [f"{cid(c.id)} {c.kind} {c.path}" for c in rows[:3]]
-                if len(rows) > 3:
-                    lines.append(f"… and {len(rows) - 3} more")
+                titles.append(f"{len(conflicts)} new conflicts")
+                lines += [f"{cid(c.id)} {c.kind} {c.path}" for c in conflicts[:3]]
+                if len(conflicts) > 3:
+                    lines.append(f"… and {len(conflicts) - 3} more")
             lines.append("press 4, then x to acknowledge")
         title = " · ".join(titles)
         severity: SeverityLevel = "error" if burst.conflicts or burst.ended else "warning"
@@ -852,8 +849,8 @@ class TowerApp(App[None]):
         if action == "ack_conflict":
             if self.current_pane != "conflicts":
                 return None
-            row = self.conflicts_pane.selected
-            return True if row is not None and row.id not in self.conflicts_pane.in_flight else None
+            conflict = self.conflicts_pane.selected
+            return True if conflict is not None and conflict.id not in self.conflicts_pane.in_flight else None
         if action == "next_request":
             return True if self.loaded.is_set() and self.approvals_pane.pending_count else None
         return True
@@ -1113,8 +1110,7 @@ class TowerApp(App[None]):
         if result.ok:
             self.toast(f"{result.checked:,} events verified; head {result.head}", title="audit log intact",
                        timeout=15)
-        else:
-            finding = result.finding
+        elif (finding := result.finding) is not None:
             self.toast(f"seq {finding.seq}: {finding.message}", title=f"audit log {finding.reason}",
                        severity="error", timeout=30)
 

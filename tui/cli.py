@@ -13,7 +13,7 @@ import sys
 from tui import hookguard  # noqa: E402 - first: it answers for the hook if anything below fails
 
 # Tower uses no pydantic plugins; looking for them scans every installed
-# package's entry points (~8 ms) on each command.
+# package's entry points on each command.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 try:
@@ -87,7 +87,7 @@ def require_terminal() -> None:
 @common_options
 @click.version_option(package_name="agent-tower", prog_name="tower")
 @click.pass_context
-def cli(ctx: click.Context, no_watch: bool) -> None:
+def cli(ctx: click.Context, no_watch: bool) -> int | None:
     """Tower: a control room for AI coding agents working in git worktrees.
 
     With no command, opens the control room on this repository's store.
@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.NoArgsIsHelpError as exc:
         # a group without its command (`tower task`): its help, as help, not folded into one line
         if json_mode() or "--json" in args:
-            names = ", ".join(exc.ctx.command.list_commands(exc.ctx))
+            group = exc.ctx.command
+            names = ", ".join(group.list_commands(exc.ctx) if isinstance(group, click.Group) else ())
             code = fail("usage", f"{exc.ctx.command_path}: which command? ({names})", 2)
         else:
             click.echo(exc.ctx.get_help(), err=True)

@@ -6,19 +6,22 @@ Nothing here imports Textual: agents call ``tower`` for every step.
 from __future__ import annotations
 
 import errno
-import getpass
 import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from core.display import printable
-from core.errors import BadInput, NotFound, TowerError
+from core.errors import BadInput, NotFound, TowerError, describe_bug
 from core.gitrepo import RepoInfo, discover
+from core.people import login_person
+
+if TYPE_CHECKING:
+    from store import Store
 
 T = TypeVar("T")
 
@@ -152,10 +155,7 @@ def person() -> str:
     name = agent_name()
     if name:
         return name
-    try:
-        return f"person:{getpass.getuser()}"
-    except Exception:  # no login name in some containers
-        return "person"
+    return login_person()
 
 
 def policy_agents() -> tuple[str, ...]:
@@ -194,7 +194,7 @@ def worktree_hint() -> str | None:
 def run(body: Callable[..., Awaitable[T]], *, create: bool = False, actor: str | None = None,
         reap: bool = True) -> T:
     """Open the store, reap expired leases if any are due, run ``body(store)``, close."""
-    import asyncio  # here, not at the top: commands that never open the store skip ~20 ms
+    import asyncio  # here, not at the top: commands that never open the store do not pay for it
 
     from store import Store
 
@@ -207,45 +207,20 @@ def run(body: Callable[..., Awaitable[T]], *, create: bool = False, actor: str |
     return asyncio.run(main())
 
 
-async def current_worktree(store, *, register: bool = True) -> tuple[str | None, Path | None]:
+async def current_worktree(store: Store, *, register: bool = True) -> tuple[str | None, Path | None]:
     """The worktree this command acts in: (name, root path)."""
-    from core.gitrepo import worktree_name
+    from tui.services.worktrees import resolve_worktree
 
-    hint = worktree_hint()
-    known = await store.worktree_rows()  # plain rows: no pydantic on the agents' path
-    if hint:
-        path = next((p for name, p, _ in known if name == hint), None)
-        return hint, Path(path) if path else None
-    info = repo()
-    if info is None:
-        return None, None
-    root = info.worktree_root.resolve()
-    match = next((name for name, p, _ in known if Path(p) == root), None)
-    if match:
-        return match, root
-    if not register:
-        return None, root
-    w = await store.add_worktree(worktree_name(info, root), str(root), branch=info.branch,
-                                 actor=agent_name(), rename_if_taken=True)
-    return w.name, root
+    return await resolve_worktree(store, worktree_hint(), repo(), agent=agent_name(), register=register)
 
 
 def normalize_paths(paths: list[str], root: Path | None) -> list[str]:
     """Repo-relative paths; bad ones are a usage error (exit 2)."""
-    from core.paths import PathError, normalize
+    from tui.services.worktrees import normalize_paths as normalize
 
-    base = root or Path.cwd()
-    out = []
     for p in paths:
         check_path_length(p, "path")
-        try:
-            rel = normalize(p, base, Path.cwd())
-        except PathError as exc:
-            raise BadInput(str(exc), code="bad_path") from None
-        if (base / rel).is_dir():
-            raise BadInput(f"{rel} is a directory: claim the files you will write", code="bad_path")
-        out.append(rel)
-    return out
+    return normalize(paths, root, Path.cwd())
 
 
 def parse(kind: str, text: str) -> int:
@@ -336,17 +311,7 @@ def report(exc: BaseException) -> int:
     if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
         # a path given on the command line that no file system can hold
         return fail("bad_path", f"path too long: {exc.strerror}: {exc.filename}", 2)
-    where = ""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is not None:
-        where = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
-    return fail(
-        "internal",
-        f"internal error: {type(exc).__name__}: {exc}{where} (a bug: please report it at {ISSUES_URL})",
-        1,
-    )
+    return fail("internal", f"internal error: {describe_bug(exc)} (a bug: please report it at {ISSUES_URL})", 1)
 
 
 def short(ts: float | None) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from core.display import ellipsize  # noqa: F401 - the panes' truncation is the one of core.display
+
 
 def duration(seconds: float) -> str:
     """``42s``, ``3m05s``, ``2h07m``, ``3d04h``: short, and the same width for a while."""
@@ -42,11 +44,6 @@ def full_time(ts: float | None) -> str:
     if ts is None:
         return "-"
     return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
-def ellipsize(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
 def short_hash(entry_hash: str | None, n: int = 12) -> str:

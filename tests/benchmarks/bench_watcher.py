@@ -44,7 +44,8 @@ sys.path.insert(0, str(ROOT))
 from core.ignore import IgnoreRules  # noqa: E402
 from core.watcher import SnapshotUpdate, scan  # noqa: E402
 from store import Store  # noqa: E402
-from tui.watching import DEFAULT_RESCAN_INTERVAL, WatchService  # noqa: E402
+from core.watcher import DEFAULT_RESCAN_INTERVAL
+from tui.services.watch import WatchService  # noqa: E402
 
 PER_DIR = 50
 BODY = ("def f(x):\n    return x * 2  # padding to a typical source-file size\n" * 24).encode()

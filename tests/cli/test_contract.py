@@ -281,7 +281,7 @@ async def test_audit_follow_misses_nothing_committed_between_its_reads(db_path):
     import asyncio
 
     from store import Store
-    from tui.commands.audit import follow_log
+    from tui.services.audit import follow_log
 
     async with Store(db_path, create=True, actor="other") as other:
         for i in range(3):

@@ -78,3 +78,26 @@ def test_killed_demo_stops_its_agents_and_cleans_up(tmp_path):
             demo.wait()
         for pid in agents():
             os.kill(int(pid), signal.SIGKILL)
+
+
+def test_agents_started_before_a_failed_start_can_be_stopped(tmp_path):
+    """A start that fails halfway (here a missing worktree; in the field SIGTERM or SIGHUP while the
+    agents start, under load) leaves the agents already started where ``stop`` finds them: they
+    live in sessions of their own, out of reach of the terminal's signals."""
+    import subprocess
+
+    from tui.demo import seed
+    from tui.services.demo import Agents
+
+    repo = seed.create(tmp_path / "demo", 2)
+    first = next(iter(repo.worktrees))
+    repo.worktrees = {first: repo.worktrees[first], "ghost": tmp_path / "no-such-worktree"}
+    agents = Agents(tmp_path / "logs")
+    try:
+        with pytest.raises(FileNotFoundError):
+            agents.start(repo, speed=1.0, ttl=30.0)
+        assert list(agents.procs) == [first]
+    finally:
+        agents.stop()
+    out = subprocess.run(["pgrep", "-f", f"tui.demo.agent {first} .*{tmp_path}"], capture_output=True, text=True)
+    assert out.stdout.split() == []

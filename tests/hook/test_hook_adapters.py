@@ -135,3 +135,14 @@ def test_broken_install_is_denied_in_the_agents_format(tmp_path, kind, field):
     for key in field:
         got = got[key]
     assert got == "deny"
+
+
+def test_an_agent_name_that_is_not_utf8_denies_calls_but_not_news(repo):
+    """TOWER_AGENT holding a byte that is not UTF-8 is bad input: a call is denied saying so, but an
+    event that decides nothing (here Codex's PostToolUse) still gets its empty answer, never a deny."""
+    bad = {"TOWER_AGENT": "agent-\udcff"}  # the byte 0xff, as Python hands it over
+    news = run(["hook", "codex"], repo, payload("codex/PostToolUse.Bash.json", repo), env=bad)
+    assert news.returncode == 0 and json.loads(news.stdout) == {}, news.stdout
+    call = run(["hook", "codex"], repo, payload("codex/PreToolUse.Bash.json", repo), env=bad)
+    out = json.loads(call.stdout)["hookSpecificOutput"]
+    assert out["permissionDecision"] == "deny" and "UTF-8" in out["permissionDecisionReason"], out

@@ -94,7 +94,7 @@ def test_the_session_command_is_quoted_for_the_shell_textual_serve_uses():
     cmd = child_command(db, person="o'neil", watch=False)
     assert cmd.startswith("exec ")
     argv = shlex.split(cmd[len("exec "):])
-    assert argv[:3] == [sys.executable, "-m", "tui.services.serve"]
+    assert argv[:3] == [sys.executable, "-m", "tui.served"]
     assert argv[argv.index("--db") + 1] == db and argv[argv.index("--person") + 1] == "o'neil"
     assert "--no-watch" in argv and "--no-watch" not in shlex.split(child_command(db, person="p", watch=True))
 
@@ -183,7 +183,7 @@ def test_the_default_policy_denies_agents_tower_serve(store_db):
 def test_a_session_s_errors_reach_the_server_s_terminal_escaped(tmp_path):
     """textual-serve copies a session's stderr to the person's terminal: stored text must not act on it."""
     db = tmp_path / "x\x1b]0;pwned\x07.db"  # a name that reaches the error message
-    code = ("import sys\nfrom tui.services.serve import child_main\n"
+    code = ("import sys\nfrom tui.served import child_main\n"
             f"child_main(['--db', {str(db)!r}, '--person', 'p', '--parent', str(__import__('os').getppid())])\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                        env={**tower_env(), "TOWER_AGENT": "mallory"})

@@ -1,12 +1,12 @@
-"""Dependencies point one way: tui -> store -> core. core imports neither; store never imports tui.
+"""What the agents' paths load at run time: no Textual, no pydantic.
 
-Checked on the source (every import statement, including ones inside
-functions) and at run time (importing the command line must not load Textual).
+The static layering (core -> no store/tui, store -> no tui, the services -> no
+Textual/click, the command line -> no Textual) is import-linter's contracts in
+pyproject.toml, run by tests/unit/test_static.py.
 """
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -14,32 +14,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN = {"core": {"store", "tui", "textual", "aiosqlite"}, "store": {"tui", "textual"}}
-
-
-def imported_roots(path: Path) -> set[str]:
-    roots = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            roots |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            roots.add(node.module.split(".")[0])
-    return roots
-
-
-@pytest.mark.parametrize("package", sorted(FORBIDDEN))
-def test_package_does_not_import_upward(package):
-    offenders = {
-        str(path.relative_to(ROOT)): sorted(imported_roots(path) & FORBIDDEN[package])
-        for path in (ROOT / package).rglob("*.py")
-    }
-    assert {k: v for k, v in offenders.items() if v} == {}
-
-
-def test_the_check_would_catch_an_upward_import(tmp_path):
-    bad = tmp_path / "bad.py"
-    bad.write_text("def f():\n    from tui.app import TowerApp\n")
-    assert "tui" in imported_roots(bad)
 
 
 @pytest.mark.parametrize("argv", [["task", "list"], ["approval", "list"], ["audit", "head"], ["hook", "--help"]])

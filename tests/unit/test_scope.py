@@ -1,8 +1,6 @@
-"""core.scope: glob validation, matching, and exact overlap."""
+"""core.scope: glob validation and matching."""
 
 from __future__ import annotations
-
-import itertools
 
 import pytest
 
@@ -10,8 +8,6 @@ from core.scope import (
     ScopeError,
     match_one,
     matches,
-    overlap,
-    scopes_overlap,
     validate_glob,
 )
 
@@ -65,11 +61,11 @@ def test_validate_glob_refuses(glob: str, fragment: str) -> None:
     assert isinstance(info.value, ValueError)
 
 
-def test_invalid_glob_refused_by_matching_and_overlap() -> None:
+def test_invalid_glob_refused_by_matching() -> None:
     with pytest.raises(ScopeError):
         match_one("a", "../a")
     with pytest.raises(ScopeError):
-        overlap("src/**", "")
+        matches("a", ["src/**", ""])
 
 
 # --- matching --------------------------------------------------------------------
@@ -144,187 +140,3 @@ def test_matches_any_and_empty_scope() -> None:
     assert not matches("lib/app.py", ["docs/**", "src/*.py"])
     assert matches("anything/at/all", [])  # unrestricted
     assert matches("x", ())
-
-
-# --- overlap ---------------------------------------------------------------------
-
-OVERLAP_TABLE = [
-    ("src/**", "src/app/*.py", True),
-    ("src/*.py", "tests/*.py", False),
-    ("*.md", "docs/**", True),
-    ("src/a?.py", "src/[xy]b.py", False),
-    ("src/a?.py", "src/[ay]b.py", True),
-    ("*.md", "*.py", False),
-    ("*.md", "*.m?", True),
-    ("a*", "*b", True),
-    ("/README.md", "*.md", True),
-    ("/README.md", "docs/*.md", False),
-    ("**", "deep/er/path.txt", True),
-    ("docs/", "docs", True),  # docs/docs
-    ("/docs", "docs/", False),  # a file docs vs things below docs/
-    ("a/**", "/a", False),
-    ("a/**/b", "a/b", True),
-    ("a/**/b", "a/x/y/b", True),
-    ("**/a/**", "b/*", False),  # needs something below a
-    ("**/a/**", "b/a/*", True),
-    ("*/*/*", "*/*", False),
-    ("*/*", "*", True),
-    ("?", "??", False),
-    ("[!a]", "/a", False),
-    ("[!a]", "/b", True),
-    ("[a-c]x", "[c-e]x", True),
-    ("[a-b]x", "[c-e]x", False),
-    ("[!a-z]", "[a-z]", False),
-    ("[z-a]", "*", False),  # an empty class matches nothing
-    ("src/**/*.py", "src/*/test_*.py", True),
-    ("src/*/x", "src/x", False),
-    ("src/*", "src/**/x/**", False),  # src/* is exactly one level below src
-    # Only a/../b or a/./b would match both, and those are not paths.
-    ("a/.?/b", "a/?./b", False),
-    ("a/.*", "a/*.", True),  # a/.x. is a path
-    ("a/[.]", "/a/.*", False),  # a/. only
-    ("*/b", "/b", False),  # */b needs a non-empty first segment
-]
-
-
-@pytest.mark.parametrize(("a", "b", "expected"), OVERLAP_TABLE)
-def test_overlap(a: str, b: str, expected: bool) -> None:
-    assert overlap(a, b) is expected
-    assert overlap(b, a) is expected
-    assert overlap(validate_glob(a), validate_glob(b)) is expected
-
-
-def test_overlap_with_itself() -> None:
-    for glob in ["src/**", "*.md", "a/**/b", "[ab]?c*", "/x"]:
-        assert overlap(glob, glob)
-    assert not overlap("[z-a]", "[z-a]")  # matches no path at all
-
-
-SAMPLE_PATHS = [
-    "README.md",
-    "Makefile",
-    "docs",
-    "a",
-    "b",
-    "ab",
-    "ax",
-    "bx",
-    "dx",
-    "]x",
-    ".x",
-    ".x.",
-    "src/app.py",
-    "src/ab.py",
-    "src/xb.py",
-    "src/.py",
-    "src/a",
-    "src/x",
-    "src/test_a.py",
-    "src/pkg/test_a.py",
-    "src/pkg/app.py",
-    "src/a/b/c.py",
-    "src/app/m.py",
-    "src/x/y/test_a.py",
-    "tests/test_a.py",
-    "docs/index.md",
-    "docs/api/index.md",
-    "docs/api/v1/x.md",
-    "docs/docs",
-    "lib/docs/x",
-    "a/b",
-    "a/x/b",
-    "a/.x.",
-    "a/a",
-    "b/a/c",
-    "x/y/z/w",
-    "sub/Makefile",
-]
-
-GLOBS = sorted({g for g, _, _ in MATCH_TABLE} | {g for pair in OVERLAP_TABLE for g in pair[:2]})
-
-
-def test_a_common_sample_path_implies_overlap() -> None:
-    """Soundness against the regex matcher: a witness path forces overlap()."""
-    matched = {g: {p for p in SAMPLE_PATHS if match_one(p, g)} for g in GLOBS}
-    checked = 0
-    for a, b in itertools.combinations_with_replacement(GLOBS, 2):
-        if matched[a] & matched[b]:
-            checked += 1
-            assert overlap(a, b), (a, b, sorted(matched[a] & matched[b]))
-    assert checked > 100  # the samples do exercise the property
-
-
-def _literal_glob(path: str) -> str:
-    """A glob matching exactly ``path`` (which has no glob metacharacters)."""
-    return path if "/" in path else "/" + path
-
-
-def test_overlap_with_a_literal_path_is_match() -> None:
-    """overlap(g, exact path) and match_one(path, g) agree, both ways.
-
-    This checks the automaton behind overlap() against the regex behind
-    match_one(), including the cases where they must say no.
-    """
-    paths = [p for p in SAMPLE_PATHS if not set(p) & set("*?[]")]
-    disagreements = [
-        (g, p)
-        for g in GLOBS
-        for p in paths
-        if overlap(g, _literal_glob(p)) != match_one(p, g)
-    ]
-    assert disagreements == []
-
-
-def test_overlap_is_exact_on_a_small_universe() -> None:
-    """overlap() equals "some path matches both", exhaustively.
-
-    All globs of up to three tokens are paired, and every well-formed path of
-    up to seven characters over {a, b, .} is a candidate witness; that is long
-    enough to hold a shortest common path of any two such globs, so the check
-    runs both ways.
-    """
-    tokens = ["a", ".", "*", "?", "[!a]", "/", "**"]
-    globs = set()
-    for n in (1, 2, 3):
-        for combo in itertools.product(tokens, repeat=n):
-            try:
-                globs.add(validate_glob("".join(combo)))
-            except ScopeError:
-                pass
-    segments = [
-        "".join(chars)
-        for n in (1, 2, 3, 4)
-        for chars in itertools.product("ab.", repeat=n)
-        if "".join(chars) not in (".", "..")
-    ]
-    paths = set(segments)
-    frontier = segments
-    while frontier:
-        frontier = [f"{p}/{s}" for p in frontier for s in segments if len(p) + len(s) < 7]
-        paths.update(frontier)
-    matched = {g: {p for p in paths if match_one(p, g)} for g in globs}
-    wrong = [
-        (a, b)
-        for a, b in itertools.combinations_with_replacement(sorted(globs), 2)
-        if overlap(a, b) != bool(matched[a] & matched[b])
-    ]
-    assert len(globs) > 300
-    assert wrong == []
-
-
-# --- scopes ----------------------------------------------------------------------
-
-
-def test_scopes_overlap_pairs() -> None:
-    a = ["src/**", "*.md"]
-    b = ["tests/*.py", "docs/**", "src/app.py"]
-    assert scopes_overlap(a, b) == [("src/**", "src/app.py"), ("*.md", "docs/**")]
-    assert scopes_overlap(["src/*.py"], ["tests/*.py"]) == []
-
-
-def test_scopes_overlap_empty_is_unrestricted() -> None:
-    assert scopes_overlap([], ["src/**", "*.md"]) == [("**", "src/**"), ("**", "*.md")]
-    assert scopes_overlap(["src/**"], []) == [("src/**", "**")]
-    assert scopes_overlap([], []) == [("**", "**")]
-    # An empty scope still does not overlap a glob that matches nothing.
-    assert scopes_overlap([], ["[z-a]"]) == []

@@ -14,7 +14,7 @@ import pytest
 
 from store import Store
 from tests.conftest import git, run_tower
-from tui.watching import ConflictEvent, WatchService, WatchStatus
+from tui.services.watch import ConflictEvent, WatchService, WatchStatus
 
 T = TypeVar("T")
 

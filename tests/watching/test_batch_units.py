@@ -1,9 +1,9 @@
-"""How the service cuts a big watcher batch into transactions (tui.watching._units)."""
+"""How the service cuts a big watcher batch into transactions (tui.services.watch._units)."""
 
 from __future__ import annotations
 
 from core.watcher import Change, Fingerprint, SnapshotUpdate, WatchBatch
-from tui.watching import _units
+from tui.services.watch import _units
 
 
 def fp(n: int) -> Fingerprint:

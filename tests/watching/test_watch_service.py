@@ -11,7 +11,7 @@ import pytest
 from store import Store
 from tests.conftest import git
 from tests.watching.helpers import Env, closed, keyed, open_conflict, running_service, wait_until
-from tui.watching import WatchService
+from tui.services.watch import WatchService
 
 
 async def lease(store: Store, worktree: str, scope: list[str], claim: tuple[str, ...] = ()) -> int:
@@ -305,22 +305,16 @@ async def test_cancelling_run_closes_everything(env: Env, agents: Store) -> None
         assert service.watcher is not None and not service.watcher._tasks
 
 
-async def test_run_watcher_reports_conflicts_and_warnings(env: Env, agents: Store) -> None:
-    from tui.watching import run_watcher
+def test_one_rescan_default_for_the_watcher_the_service_and_tower_watch() -> None:
+    """The watcher, the service and ``tower watch --rescan-interval`` drifted apart once (10 s vs 20 s)."""
+    import inspect
 
-    reports: list[tuple[str, str]] = []
-    (env.repo.parent / f"{env.repo.name}-ghost").mkdir()
-    await agents.add_worktree("ghost", str(env.repo.parent / "does-not-exist"))
-    async with Store(env.db, actor="watch-test") as store:
-        task = asyncio.create_task(run_watcher(store, report=lambda m, s: reports.append((m, s)),
-                                               rescan_interval=None))
+    from core.watcher import DEFAULT_RESCAN_INTERVAL, Watcher
+    from tui.commands.watch import watch
 
-        async def reported() -> bool:
-            env.write("wt-a", "README.md", f"edited {len(reports)}\n")
-            return any(s == "information" and "unleased_write" in m for m, s in reports)
-
-        await wait_until(reported, "a conflict to be reported", interval=0.2)
-        assert any(s == "warning" and "worktree ghost" in m and "does not exist" in m for m, s in reports)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+    option = next(p for p in watch.params if p.name == "rescan_interval")
+    assert {
+        inspect.signature(Watcher).parameters["rescan_interval"].default,
+        inspect.signature(WatchService).parameters["rescan_interval"].default,
+        option.default,
+    } == {DEFAULT_RESCAN_INTERVAL}

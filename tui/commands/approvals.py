@@ -39,6 +39,7 @@ from tui.clikit import (
     short,
     to_data,
 )
+from tui.services.waiting import SignalCatcher, wait_or_cancel
 
 
 def approval_line(a) -> str:

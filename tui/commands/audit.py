@@ -10,10 +10,7 @@ from core.display import printable, printable_line as cell
 from core.errors import BadInput, StoreUnusable
 from core.ids import format_id
 from tui.clikit import common_options, emit, json_mode, run
-
-# events read per query while following: a backlog is printed page by page, at once
-FOLLOW_PAGE = 1000
-
+from tui.services.audit import follow_log
 
 def event_line(e) -> str:
     ids = " ".join(x for x in (format_id("task", e.task_id), format_id("lease", e.lease_id),
@@ -43,28 +40,6 @@ def human_lines(events) -> list[str]:
         out.append(event_line(e))
         prev = e.seq
     return out
-
-
-async def follow_log(store, count: int, show, ready, *, page: int = FOLLOW_PAGE, interval: float = 0.1) -> None:
-    """Print the last ``count`` events, call ``ready(seq)``, then print every later event as it is
-    committed (until cancelled). From ``ready(seq)`` on, every event after ``seq`` is shown."""
-    # The change signal first, then the head: a commit after either wakes the loop below,
-    # and every event up to the head comes from the tail. (Reading the tail before the head
-    # lost what was committed between the two.)
-    signal = await store.change_signal()
-    last = (await store.audit_head())[0]
-    for e in await store.audit_tail(count, upto=last):
-        show(e)
-    ready(last)
-    while True:
-        while True:  # a backlog is printed now, page by page, not one page per commit
-            events = await store.audit_after(last, limit=page)
-            for e in events:
-                show(e)
-                last = max(last, e.seq)
-            if len(events) < page:
-                break
-        signal = await store.wait_for_change(signal, interval=interval)
 
 
 @click.group()

@@ -46,7 +46,8 @@ def guard_install() -> None:
     result = install_hooks(root, tower_program(), db)
     note = ""
     hooks = Path(result["hooks_dir"])
-    if hooks.is_relative_to(root.resolve()) and not hooks.is_relative_to(repo().common_dir):
+    info = repo()
+    if hooks.is_relative_to(root.resolve()) and not (info is not None and hooks.is_relative_to(info.common_dir)):
         note = " (core.hooksPath points into this worktree: other worktrees use their own copy of it)"
         result["per_worktree"] = True
     chained = f"; runs the existing {', '.join(result['chained'])} first" if result["chained"] else ""

@@ -24,8 +24,8 @@ import click
 from core.errors import BadInput, NotFound, TowerError
 from core.gitrepo import POLICY_NAME
 from tui.services import hook_engine
-from tui.services.hook_engine import Limits, Wait, _where, decide, session_lease  # noqa: F401
-from tui.clikit import common_options, emit, opt
+from tui.services.hook_engine import Limits, decide
+from tui.clikit import agent_name, common_options, emit, opt, worktree_hint
 
 AGENTS = ("claude-code", "codex", "gemini", "copilot", "cursor")
 

@@ -32,9 +32,9 @@ def init() -> None:
         info = repo()
         registered = []
         if info is not None:
-            from tui.commands.worktrees import sync_worktrees
+            from tui.services.worktrees import sync_worktrees
 
-            registered = await sync_worktrees(s, info)
+            registered = await sync_worktrees(s, info, actor=person())
         head = await s.audit_head()
         return created, registered, head
 

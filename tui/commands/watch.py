@@ -18,7 +18,7 @@ from core.errors import BadInput, NotFound
 from core.ids import format_id
 from core.display import printable_line as cell
 from tui.clikit import common_options, emit, json_mode, human_text, log_to_stderr, person, require_person, run, to_data
-from tui.watching import DEFAULT_RESCAN_INTERVAL
+from core.watcher import DEFAULT_RESCAN_INTERVAL
 
 
 def _line(data: dict) -> None:
@@ -89,7 +89,7 @@ def watch(rescan_interval: float, polling: bool, rebaseline: tuple[str, ...], ve
         log_to_stderr(logging.INFO if verbose == 1 else logging.DEBUG,
                       "%(asctime)s %(name)s %(levelname)s %(message)s")
         logging.getLogger("aiosqlite").setLevel(logging.INFO)  # one line per statement otherwise
-    from tui.watching import ConflictEvent, WatchService, WatchStatus
+    from tui.services.watch import ConflictEvent, WatchService, WatchStatus
 
     as_json = json_mode()
     shown: set[str] = set()

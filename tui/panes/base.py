@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 from rich.cells import cell_len
+from rich.console import JustifyMethod
 from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
@@ -76,7 +77,7 @@ def path_cell(path: str, width: int, style: Any = "") -> Text:
     return Text(path, style=style, no_wrap=True, overflow="ellipsis", end="")
 
 
-def cell(text: object, style: Any = "", *, justify: str = "left") -> Text:
+def cell(text: object, style: Any = "", *, justify: JustifyMethod = "left") -> Text:
     """One table cell. Stored text comes from agents: shown with its control characters
     made visible (never sent to the terminal) and as plain text (never as markup)."""
     return Text(printable_line(text), style=style, no_wrap=True, overflow="ellipsis", justify=justify, end="")
@@ -501,7 +502,7 @@ class TablePane(Vertical, Generic[R]):
 
     @property
     def shown_keys(self) -> list[str]:
-        return [row.key.value for row in self.table.ordered_rows]
+        return [row.key.value for row in self.table.ordered_rows if row.key.value is not None]
 
     # -- what the person saw -----------------------------------------------------
 

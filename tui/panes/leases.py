@@ -80,7 +80,7 @@ class LeasesPane(TablePane[LeaseRow]):
 
     def search_text(self, lease: LeaseRow) -> str:
         return " ".join(
-            [lid(lease.id), tid(lease.task_id), lease.task_title, lease.agent, lease.worktree or "", *lease.claims]
+            [lid(lease.id), tid(lease.task_id), lease.task_title or "", lease.agent, lease.worktree or "", *lease.claims]
         )
 
     def set_conflicted(self, lease_ids: set[int]) -> None:

@@ -37,7 +37,7 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box") as box:
-            box.border_title = Text(printable_line(self.title_text))  # type: ignore[assignment]
+            box.border_title = Text(printable_line(self.title_text))
             yield Static(Text(printable_line(self.question), style=theme.S_BOLD), id="confirm-question")
             if self.details:
                 body = Text()

@@ -34,6 +34,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from core.display import ellipsize
+
 KINDS = ("claude-code", "codex", "gemini", "copilot", "cursor")
 TARGET_LIMIT = 300
 
@@ -322,8 +324,7 @@ def _target(data: Any, cwd: str | None) -> str | None:
 
 
 def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= TARGET_LIMIT else text[: TARGET_LIMIT - 1] + "…"
+    return ellipsize(text, TARGET_LIMIT)
 
 
 def _outcome(name: str, payload: Mapping[str, Any]) -> str:

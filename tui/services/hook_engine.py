@@ -48,14 +48,6 @@ class Limits:
         self.budget = min(2.0, deadline / 4)
 
 
-def _where(exc: BaseException) -> str:
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    at = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb is not None else ""
-    return f"{type(exc).__name__}: {exc}{at}"
-
-
 EXPLICIT_DB: Path | None = None  # --db of the command line, set by the hook's entry
 AGENT_NAME: str | None = None  # --agent or TOWER_AGENT, set by the hook's entry
 WORKTREE_HINT: str | None = None  # --worktree or TOWER_WORKTREE, set by the hook's entry

@@ -8,9 +8,16 @@ import math
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tui.services import hook_engine
+
+if TYPE_CHECKING:
+    from core.hook import HookInput
+    from store import Store
+    from tui.services.hook_adapters import Parsed
 
 
 # once the answer is out, the audit write waits this long at most for a store another process
@@ -18,7 +25,8 @@ from tui.services import hook_engine
 AFTER_ANSWER_S = 2.0
 
 
-def audit_denial(kind: str, parsed, call, reason: str, give_up_at: float | None = None) -> None:
+def audit_denial(kind: str, parsed: Parsed, call: HookInput | None, reason: str,
+                 give_up_at: float | None = None) -> None:
     """``hook.denied`` in one short transaction, after the answer is out (the agent is not kept waiting)."""
     try:
         from tui.services.hook_adapters import target_of
@@ -55,7 +63,7 @@ def audit_denial(kind: str, parsed, call, reason: str, give_up_at: float | None 
         sys.stderr.write(f"tower hook: could not audit the refusal: {exc}\n")
 
 
-def record_news(kind: str, parsed) -> None:
+def record_news(kind: str, parsed: Parsed) -> None:
     """A hook event that decides nothing (a prompt, a turn's end …): its session event, stored."""
     try:
         from tui.services.agent_events import record, session_event
@@ -72,7 +80,7 @@ def record_news(kind: str, parsed) -> None:
         sys.stderr.write(f"tower hook: could not record the session event: {exc}\n")
 
 
-def _run_store(db: Path, actor: str, body, give_up_at: float) -> None:
+def _run_store(db: Path, actor: str, body: Callable[[Store], Awaitable[object]], give_up_at: float) -> None:
     import asyncio
 
     from store import Store

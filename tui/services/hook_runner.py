@@ -13,9 +13,9 @@ import os
 import sys
 from pathlib import Path
 
-from core.errors import BadInput, TowerError
+from core.errors import BadInput, TowerError, describe_bug
 from tui.services import hook_engine, hook_records
-from tui.services.hook_engine import Limits, _where
+from tui.services.hook_engine import Limits
 
 
 def _env(name: str) -> str | None:
@@ -96,7 +96,7 @@ def run(kind: str, event: str | None, deadline_text: str | None, *, db: str | No
         # the signal's name tells the model (and the person reading the audit) what stopped it
         decision, reason = "deny", f"Tower hook interrupted ({exc or 'SIGINT'}) before it could decide"
     except BaseException as exc:  # noqa: BLE001 - a hook that dies lets the call through
-        decision, reason = "deny", f"Tower hook internal error: {_where(exc)} (a bug: please report it)"
+        decision, reason = "deny", f"Tower hook internal error: {describe_bug(exc)} (a bug: please report it)"
     hookguard.answer(decision, reason)
     if decision == "deny" and parsed is not None:
         hook_records.audit_denial(kind, parsed, call, reason, limits.soft)

@@ -127,9 +127,9 @@ def _toml_entry(servers, entry: dict[str, Any]):
     from tomlkit.items import InlineTable
 
     if isinstance(servers, InlineTable):
-        table = tomlkit.inline_table()
-        table.update(entry)
-        return table
+        inline = tomlkit.inline_table()
+        inline.update(entry)
+        return inline
     table = tomlkit.table()
     for key, value in entry.items():
         table[key] = value

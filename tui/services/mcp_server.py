@@ -26,11 +26,16 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal, overload
 
-from core.errors import BadInput, Refused, TimedOut, TowerError
+from core.errors import BadInput, Refused, TimedOut, TowerError, describe_bug
+from core.gitrepo import discover
 from core.ids import format_id, parse_id
 from core.vocab import APPROVAL_KINDS
+from tui.services.worktrees import normalize_paths, resolve_worktree
+
+if TYPE_CHECKING:
+    from store import Store
 
 SERVER_NAME = "tower"
 DEFAULT_APPROVAL_WAIT = 5.0  # seconds request_approval waits for a decision unless told otherwise
@@ -59,6 +64,10 @@ exit codes (2 bad input, 3 not found, 4 refused by the rules, 5 timed out, 6 sto
 # -- argument checking (the command line's bounds) -------------------------------------
 
 
+@overload
+def _text(value: Any, name: str, *, required: Literal[True] = True) -> str: ...
+@overload
+def _text(value: Any, name: str, *, required: bool) -> str | None: ...
 def _text(value: Any, name: str, *, required: bool = True) -> str | None:
     if value is None:
         if required:
@@ -100,11 +109,13 @@ def _id(kind: str, value: Any, name: str, *, required: bool = True) -> int | Non
         if required:
             raise BadInput(f"missing argument {name}")
         return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
+    if isinstance(value, str):
+        return parse_id(kind, _text(value, name))
+    if isinstance(value, bool) or not isinstance(value, int):
         raise BadInput(f"{name} must be an id like {format_id(kind, 1)}")
-    if isinstance(value, int) and value < 0:
+    if value < 0:
         raise BadInput(f"invalid {kind} id {value}")
-    return parse_id(kind, value if isinstance(value, int) else _text(value, name))
+    return parse_id(kind, value)
 
 
 def _paths(value: Any, name: str, *, required: bool) -> list[str] | None:
@@ -114,7 +125,7 @@ def _paths(value: Any, name: str, *, required: bool) -> list[str] | None:
         raise BadInput(f"{name} must be a list of at least one path")
     if len(value) > MAX_PATHS:
         raise BadInput(f"{name} names {len(value)} paths; at most {MAX_PATHS} at a time")
-    return [_text(p, name) for p in value]  # type: ignore[misc]
+    return [_text(p, name) for p in value]
 
 
 def _detail(value: Any) -> dict[str, Any]:
@@ -122,7 +133,8 @@ def _detail(value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise BadInput("detail must be a JSON object")
-    depth, stack = 0, [(value, 1)]
+    depth = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, level = stack.pop()
         depth = max(depth, level)
@@ -225,7 +237,7 @@ class TowerTools:
         self.approval_wait = approval_wait
         self.lock_timeout = lock_timeout
         self.clock = clock
-        self._store = None
+        self._store: Store | None = None
         self._who: tuple[str, str | None, Path | None] | None = None
         self._handlers = {spec.name: getattr(self, f"_tool_{spec.name}") for spec in TOOLS}
 
@@ -252,8 +264,8 @@ class TowerTools:
         """(agent, worktree name, worktree root), registering an unknown worktree as the command
         line does; computed once: a server does not move."""
         if self._who is None:
-            worktree, root = await resolve_worktree(store, self.identity.worktree, self.identity.cwd,
-                                                    self.identity.agent)
+            worktree, root = await resolve_worktree(store, self.identity.worktree, discover(self.identity.cwd),
+                                                    agent=self.identity.agent)
             agent = self.identity.agent or (f"agent@{worktree}" if worktree else "agent")
             self._who = (agent, worktree, root)
         return self._who
@@ -283,14 +295,7 @@ class TowerTools:
                 error["data"] = _jsonable(exc.data)
             return False, {"ok": False, "error": error}
         except Exception as exc:  # noqa: BLE001 - the contract: an error object, never a crash
-            where = ""
-            tb = exc.__traceback__
-            while tb is not None and tb.tb_next is not None:
-                tb = tb.tb_next
-            if tb is not None:
-                where = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
-            message = (f"internal error: {type(exc).__name__}: {exc}{where}"
-                       f" (a bug: please report it at {ISSUES_URL})")
+            message = f"internal error: {describe_bug(exc)} (a bug: please report it at {ISSUES_URL})"
             return False, {"ok": False, "error": {"code": "internal", "message": message, "exit_code": 1}}
 
     # -- the tools (each: the command line's verb, the command line's JSON) ------------
@@ -398,48 +403,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
-
-
-# -- identity and paths (the command line's rules, without click) ----------------------
-
-
-async def resolve_worktree(store, hint: str | None, cwd: Path, agent: str | None) -> tuple[str | None, Path | None]:
-    """The worktree a session acts in: ``(name, root)``. A name given (``TOWER_WORKTREE``) wins;
-    else the registered worktree containing ``cwd``; an unregistered one is registered under
-    the command line's default name."""
-    from core.gitrepo import discover, worktree_name
-
-    known = await store.worktree_rows()
-    if hint:
-        path = next((p for name, p, _ in known if name == hint), None)
-        return hint, Path(path) if path else None
-    info = discover(cwd)
-    if info is None:
-        return None, None
-    root = info.worktree_root.resolve()
-    match = next((name for name, p, _ in known if Path(p) == root), None)
-    if match:
-        return match, root
-    w = await store.add_worktree(worktree_name(info, root), str(root), branch=info.branch, actor=agent,
-                                 rename_if_taken=True)
-    return w.name, root
-
-
-def normalize_paths(paths: list[str], root: Path | None, cwd: Path, *, files_only: bool = True) -> list[str]:
-    """Repository-relative paths, as ``tower claim`` makes them; bad ones are exit 2."""
-    from core.paths import PathError, normalize
-
-    base = root or cwd
-    out = []
-    for p in paths:
-        try:
-            rel = normalize(p, base, cwd)
-        except PathError as exc:
-            raise BadInput(str(exc), code="bad_path") from None
-        if files_only and (base / rel).is_dir():
-            raise BadInput(f"{rel} is a directory: claim the files you will write", code="bad_path")
-        out.append(rel)
-    return out
 
 
 # -- serving ---------------------------------------------------------------------------

@@ -32,7 +32,6 @@ textual-serve only when a server is built: only ``tower serve`` pays for them.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import hmac
 import ipaddress
 import logging
@@ -49,6 +48,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from core.display import printable
+from core.people import login
 
 log = logging.getLogger("tower.serve")
 
@@ -93,10 +93,7 @@ def tokens_equal(presented: str, expected: str) -> bool:
 
 def person_login() -> str:
     """Whoever started ``tower serve``: the login the control room's decisions are recorded under."""
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in some containers
-        return "person"
+    return login() or "person"
 
 
 def _strip_brackets(host: str) -> str:
@@ -124,7 +121,7 @@ def is_loopback_host(host: str) -> bool:
         return False
     addresses = {info[4][0] for info in infos}
     try:
-        return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+        return bool(addresses) and all(ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in addresses)
     except ValueError:
         return False
 
@@ -243,87 +240,13 @@ def child_command(db: Path | str, *, person: str, watch: bool) -> str:
     """The shell command textual-serve runs per session (it uses a shell: everything is quoted).
 
     ``exec`` makes the control room the server's own child, so it can ask the
-    kernel to stop it when the server dies (:func:`child_main`).
+    kernel to stop it when the server dies (:func:`tui.served.child_main`).
     """
-    argv = [sys.executable, "-m", "tui.services.serve", "--db", str(db), "--person", person,
+    argv = [sys.executable, "-m", "tui.served", "--db", str(db), "--person", person,
             "--parent", str(os.getpid())]
     if not watch:
         argv.append("--no-watch")
     return "exec " + shlex.join(argv)
-
-
-def _die_with_parent(parent: int) -> None:
-    """Linux: have the kernel kill this process when the server dies, so no control room outlives it.
-
-    A served app only loses its stdin and stdout when the server dies: Textual's
-    web driver then stops reading but keeps running (polling the store, holding
-    the watcher's lock), and its orderly exit blocks on the dead pipe, so the
-    signal is SIGKILL. Nothing is lost by it: every write is one SQLite
-    transaction, and nobody is left to see the screen.
-    """
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent:  # the server died before the line above
-        sys.exit(0)
-
-
-class _PrintableLines:
-    """A text stream that escapes control characters in every line written to it."""
-
-    def __init__(self, stream) -> None:
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        self._stream.write("\n".join(printable(line) for line in text.split("\n")))
-        return len(text)
-
-    def __getattr__(self, name: str):
-        return getattr(self._stream, name)
-
-
-def child_main(argv: list[str]) -> None:
-    """``python -m tui.services.serve --db DB --person LOGIN --parent PID [--no-watch]``: one served session.
-
-    Runs the real control room (``tui.app.run_app``, what ``tower`` runs) on the store.
-    """
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="tower serve (session)")
-    parser.add_argument("--db", required=True)
-    parser.add_argument("--person", required=True)
-    parser.add_argument("--parent", type=int, required=True)
-    parser.add_argument("--no-watch", action="store_true")
-    args = parser.parse_args(argv)
-    _die_with_parent(args.parent)
-    # The control room records its decisions as person:<login> (getpass reads
-    # LOGNAME first); the login was fixed by the server, and no agent identity
-    # passes through.
-    for name in AGENT_ENV:
-        os.environ.pop(name, None)
-    os.environ["LOGNAME"] = os.environ["USER"] = args.person
-    # textual-serve copies a session's stderr to the server's terminal as is:
-    # stored text (agents') in an error must not reach it raw.
-    sys.stderr = _PrintableLines(sys.stderr)
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    # run_app, not `tower` itself: the command line refuses to open the control
-    # room without a terminal, and here the terminal is textual-serve's pipe
-    # (TEXTUAL_DRIVER is its web driver).
-    from tui.app import run_app
-    from tui.clikit import report
-
-    try:
-        code = run_app(args.db, watch=not args.no_watch)  # a path, or a postgresql:// URL (run_app keeps it)
-    except KeyboardInterrupt:
-        code = 130
-    except Exception as exc:  # noqa: BLE001 - one line and the contract's exit code, never a traceback
-        code = report(exc)
-    sys.exit(code if isinstance(code, int) else 0)
 
 
 # -- the server -------------------------------------------------------------------------------
@@ -538,7 +461,3 @@ async def serve(config: ServeConfig, *, on_ready: Callable[[Served], None],
             loop.remove_signal_handler(sig)
         await runner.cleanup()
         sock.close()
-
-
-if __name__ == "__main__":
-    child_main(sys.argv[1:])

@@ -1,18 +1,28 @@
-"""Waiting for a person's decision on an approval, for every waiter (the CLI, the hooks, MCP).
+"""Waiting for a person: a requester blocks on the store's change signal until its request is decided.
 
-The requester owns its request: on timeout the store expires it, a signal
-(SIGINT, SIGTERM, SIGHUP) cancels it (audited) instead of killing the waiter,
-and the lease it belongs to is kept alive while it waits. No click here: the
-agents' hooks wait through this too, and must not pay for the CLI framework.
+The command line (``approval request --wait``, ``approval wait``), the agent
+hooks and the MCP server wait the same way: the requester owns its request
+(a timeout expires it, SIGINT/SIGTERM/SIGHUP cancel it, and the lease it
+belongs to is kept alive meanwhile); anyone else only watches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Awaitable, Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from core.errors import Refused, TimedOut, TowerError
+from core.errors import NotFound, Refused, TimedOut, TowerError
 from core.ids import format_id
+
+if TYPE_CHECKING:
+    from core.models import Approval
+    from store import Store
+
+T = TypeVar("T")
+_Handler = Callable[[int, FrameType | None], Any] | int | None
 
 
 class Interrupted(TowerError):
@@ -39,24 +49,25 @@ class SignalCatcher:
 
     def __init__(self) -> None:
         self.signum: int | None = None
-        self._guarded: asyncio.Future | None = None
-        self._previous: dict[int, object] = {}
+        self._guarded: asyncio.Future[Any] | None = None
+        self._previous: dict[int, _Handler] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __enter__(self) -> SignalCatcher:
-        self._loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         for sig in self.SIGNALS:
             try:
                 previous = signal.getsignal(sig)
-                self._loop.add_signal_handler(sig, self._on_signal, sig)
+                loop.add_signal_handler(sig, self._on_signal, sig)
                 self._previous[sig] = previous
             except (NotImplementedError, RuntimeError, ValueError):
                 pass  # not the main thread, or no signals here: waiting still works
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         for sig, previous in self._previous.items():
-            self._loop.remove_signal_handler(sig)
+            if self._loop is not None:
+                self._loop.remove_signal_handler(sig)
             try:
                 signal.signal(sig, previous)  # give asyncio.run its own Ctrl-C handling back
             except (TypeError, ValueError):
@@ -73,7 +84,7 @@ class SignalCatcher:
         if self._guarded is not None and not self._guarded.done():
             self._guarded.cancel()
 
-    async def guard(self, coro):
+    async def guard(self, coro: Awaitable[T]) -> T:
         """Await ``coro``; raises CancelledError if a signal arrives (or already arrived)."""
         task = asyncio.ensure_future(coro)
         self._guarded = task
@@ -85,15 +96,13 @@ class SignalCatcher:
             self._guarded = None
 
 
-async def keep_lease_alive(store, lease_id: int) -> None:
+async def keep_lease_alive(store: Store, lease_id: int) -> None:
     """While its requester waits for a person, heartbeat the lease a request belongs to.
 
     Every third of the lease's ttl, with its fencing token; stops when the lease
     moved on (ended, reaped, another holder). A person deciding slowly must not
     cost the agent its task.
     """
-    from core.errors import NotFound
-
     info = await store.get_lease(lease_id)
     if info.status != "active":
         return
@@ -108,8 +117,8 @@ async def keep_lease_alive(store, lease_id: int) -> None:
         await asyncio.sleep(interval)
 
 
-async def wait_or_cancel(store, approval_id: int, *, timeout: float | None, actor: str | None,
-                         catcher: SignalCatcher, owner: bool = True, lease_id: int | None = None):
+async def wait_or_cancel(store: Store, approval_id: int, *, timeout: float | None, actor: str | None,
+                         catcher: SignalCatcher, owner: bool = True, lease_id: int | None = None) -> Approval:
     """Wait for the decision.
 
     The requester (``owner``) expires its request on timeout, cancels it on
@@ -133,15 +142,15 @@ async def wait_or_cancel(store, approval_id: int, *, timeout: float | None, acto
         if catcher.signum is None:
             raise
     aid = format_id("approval", approval_id)
+    signum = catcher.signum
     if not owner:
-        raise Interrupted(f"interrupted ({catcher.name}) while watching {aid}; it is still pending",
-                          catcher.signum)
+        raise Interrupted(f"interrupted ({catcher.name}) while watching {aid}; it is still pending", signum)
     a = await store.close_approval(approval_id, "cancelled", actor=actor,
                                    reason=f"the requester was interrupted ({catcher.name}) while waiting")
     if a.status == "cancelled":
         message = f"{aid} cancelled: interrupted ({catcher.name}) while waiting for a decision"
     else:
         message = f"interrupted ({catcher.name}); {aid} had already been {a.status}"
-    from core.models import to_json  # only here: it is not cheap to import
+    from core.models import to_json  # only here: the hooks import this module on every call
 
-    raise Interrupted(message, catcher.signum, data={"approval": to_json(a)})
+    raise Interrupted(message, signum, data={"approval": to_json(a)})

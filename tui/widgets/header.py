@@ -20,10 +20,11 @@ from core.models import Counts
 from tui import theme
 from tui.format import head_text, plural
 
-Piece = Sequence[tuple[str, object]]  # (text, style) parts of one piece of a line
+Piece = Sequence[tuple[str, Style | str]]  # (text, style) parts of one piece of a line
 
 
-def fit_pieces(variants: list[list[Piece | None]], order: list[int], width: int, sep: tuple[str, object]) -> Text:
+def fit_pieces(variants: Sequence[Sequence[Piece | None]], order: list[int], width: int,
+               sep: tuple[str, Style | str]) -> Text:
     """Join one variant of each piece with ``sep``: the first (longest) variants while they
     fit, then pieces shortened or dropped one step at a time: each entry of ``order`` (an
     index into ``variants``) moves that piece on to its next variant."""
@@ -37,10 +38,10 @@ def fit_pieces(variants: list[list[Piece | None]], order: list[int], width: int,
             if piece is None:
                 continue
             if not first:
-                text.append(*sep)
+                text.append(sep[0], sep[1])
             first = False
             for part, style in piece:
-                text.append(part, style)  # type: ignore[arg-type]
+                text.append(part, style)
         return text
 
     line = build()
@@ -126,7 +127,7 @@ class HeaderBar(Static):
             [("audit ", theme.S_MUTED), (f"{c.audit_seq:,}", theme.S_TEXT)],
             None,
         ]
-        live: list[Piece] = []
+        live: list[tuple[str, Style | str]] = []
         if self.live:
             live.append(("● live", theme.S_OK))
         else:
@@ -145,7 +146,7 @@ class HeaderBar(Static):
                 live.append(("no worktrees to watch", theme.S_MUTED))
             else:
                 live.append((f"watcher {status}", theme.S_MUTED))
-        variants: list[list[Piece | None]] = [brand, tasks, leases, approvals, conflicts, audit,
+        variants: list[Sequence[Piece | None]] = [brand, tasks, leases, approvals, conflicts, audit,
                                               [live, short_live]]
         # shortened first: the audit head, the lease count, the task counts, the watcher, ...
         order = [5, 5, 2, 1, 6, 3, 1, 3, 5, 4, 0]

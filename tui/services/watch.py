@@ -56,16 +56,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from core.conflict_rules import ConflictSpec, cause_gone, conflicts_for
-from core.ids import format_id
 from core.models import Conflict
-from core.watcher import Change, SnapshotUpdate, WatchBatch, Watcher
+from core.watcher import DEFAULT_RESCAN_INTERVAL, Change, SnapshotUpdate, WatchBatch, Watcher
 
 try:
     import fcntl
 except ImportError:  # Windows: no advisory lock, one watcher per store is then up to the user
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["ConflictEvent", "WatchService", "WatchStatus", "run_watcher"]
+__all__ = ["ConflictEvent", "WatchService", "WatchStatus"]
 
 log = logging.getLogger("tower.watching")
 
@@ -111,11 +110,6 @@ ConflictCallback = Callable[[ConflictEvent], Awaitable[None] | None]
 StatusCallback = Callable[[WatchStatus], Awaitable[None] | None]
 
 
-# The reconciliation rescan is the watcher's whole idle cost (~0.15 s of CPU
-# for 40,000 files): every 10 s measured 2.0 % CPU idle, every 20 s ~1 %.
-# It only catches what events missed (kernel queue overflow, exhausted
-# watches), so such a write is flagged at most this late, never lost.
-DEFAULT_RESCAN_INTERVAL = 20.0
 
 @dataclass(frozen=True)
 class _Unit:
@@ -324,11 +318,6 @@ class WatchService:
         await self._wait_stored(watcher.published)  # its batch, and every one before it
         await self._settle()
         return changes
-
-    async def recheck_now(self) -> None:
-        """Re-check every open conflict now (and resolve those whose cause is gone)."""
-        async with self._lock:
-            await self._recheck()
 
     # -- the single-watcher lock ----------------------------------------------------
 
@@ -583,42 +572,3 @@ class WatchService:
 def _judge(changes: list[Change]) -> Callable[[Any], list[ConflictSpec]]:
     keys = list(dict.fromkeys((c.worktree, c.path) for c in changes))
     return lambda world: [spec for wt, path in keys for spec in conflicts_for(wt, path, world)]
-
-
-async def run_watcher(
-    store: Any,
-    *,
-    report: Callable[[str, str], Any] | None = None,
-    **options: Any,
-) -> None:
-    """Run a :class:`WatchService` until cancelled, telling ``report(message, severity)`` about
-    each new warning (severity ``"warning"``; ``"error"`` once changes can only be found by the
-    periodic rescan) and each conflict opened (``"information"``). ``options`` go to
-    ``WatchService``. A convenience for a UI worker: ``await run_watcher(store, report=notify)``.
-    """
-    shown: set[str] = set()
-
-    def on_status(st: WatchStatus) -> None:
-        if report is None:
-            return
-        for w in st.warnings:
-            if w not in shown:
-                report(w, "error" if st.status == "rescan-only" else "warning")
-        shown.intersection_update(st.warnings)
-        shown.update(st.warnings)
-
-    def on_conflict(event: ConflictEvent) -> None:
-        if report is not None and event.action == "opened":
-            report(f"{format_id('conflict', event.conflict.id)} {event.conflict.kind}: "
-                   f"{event.conflict.message}", "information")
-
-    options.setdefault("on_status", on_status)
-    options.setdefault("on_conflict", on_conflict)
-    service = WatchService(store, **options)
-    task = asyncio.ensure_future(service.run())
-    try:
-        await asyncio.shield(task)
-    finally:
-        service.stop()
-        if not task.done():
-            await asyncio.wait({task})
