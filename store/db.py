@@ -27,7 +27,7 @@ from core import audit as chain
 from core.errors import BadInput, NotFound, StoreUnusable, TimedOut
 from core.gitrepo import KEY_NAME
 from store.backend import Backend, Params, RetryableConflict, Row, Tx, postgres_backend, sqlite_backend
-from store.locate import POINTER_NAME, is_pointer, is_url, read_pointer
+from core.locate import POINTER_NAME, is_pointer, is_url, read_pointer
 
 T = TypeVar("T")
 

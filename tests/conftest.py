@@ -58,7 +58,7 @@ def db_path(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Pat
     """The store's path: a SQLite file, or (``backend`` postgres) a ``store.toml`` naming
     a fresh database, with the audit key beside it either way."""
     if backend == "postgres":
-        from store.locate import write_pointer
+        from core.locate import write_pointer
 
         return write_pointer(tmp_path / "store", request.getfixturevalue("pg_database").url)
     return tmp_path / "store" / "tower.db"

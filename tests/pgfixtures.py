@@ -103,7 +103,7 @@ class RawDB:
     ``store.toml`` names), for tests that go around Tower: ``?`` placeholders on both."""
 
     def __init__(self, db_path) -> None:
-        from store.locate import is_pointer, read_pointer
+        from core.locate import is_pointer, read_pointer
 
         if is_pointer(db_path):
             import psycopg

@@ -54,7 +54,7 @@ from core.models import Conflict as ConflictRow
 from core.models import Counts
 from core.people import login_person
 from store import Store
-from store.locate import store_ref
+from core.locate import store_ref
 from tui import settings, terminal, theme
 from tui.changes import touched_by
 from tui.format import aid, cid, ellipsize, tid

@@ -126,7 +126,7 @@ def db_path() -> Path:
     """The store: ``--db`` / ``TOWER_DB`` (a path, or a ``postgresql://`` URL kept as a
     ``StoreURL``), else the repository's ``.git/tower/tower.db``, or its ``store.toml``
     once ``tower init --db postgresql://…`` recorded one (store/locate.py)."""
-    from store.locate import is_url, store_in, store_ref
+    from core.locate import is_url, store_in, store_ref
 
     explicit = opt("db") or env("TOWER_DB")
     if explicit:

@@ -44,7 +44,7 @@ from psycopg.adapt import Loader
 from core import audit as chain
 from core.errors import BadInput, NotFound, Refused, StoreUnusable, TimedOut
 from store.backend import AuditScan, ConstraintViolation, Params, RetryableConflict, Row
-from store.locate import redact
+from core.locate import redact
 from store.schema import MIGRATIONS, SCHEMA_VERSION
 
 T = TypeVar("T")

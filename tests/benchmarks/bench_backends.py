@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from store import Store  # noqa: E402
-from store.locate import write_pointer  # noqa: E402
+from core.locate import write_pointer  # noqa: E402
 from tests.pgserver import PgServer, fresh_database  # noqa: E402
 
 CLAIMS = 300

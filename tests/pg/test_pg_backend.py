@@ -18,7 +18,7 @@ from core import audit as chain
 from core.errors import BadInput, NotFound, StoreUnusable, TimedOut
 from store import Store
 from store.db import iso_ts
-from store.locate import read_pointer, write_pointer
+from core.locate import read_pointer, write_pointer
 from tests.conftest import ROOT, git, run_tower
 from tests.pgserver import SUPERUSER, free_port
 

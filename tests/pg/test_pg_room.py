@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from store import Store
-from store.locate import write_pointer
+from core.locate import write_pointer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tui"))
 

@@ -19,7 +19,7 @@ from tui.clikit import common_options, db_path, emit, opt, person, repo, run
 def init() -> None:
     """Create the store (.git/tower/, or the database --db postgresql://… names) and
     register this repository's worktrees."""
-    from store.locate import StoreURL
+    from core.locate import StoreURL
 
     path = db_path()
     record = isinstance(path, StoreURL) and opt("db") is not None
@@ -40,7 +40,7 @@ def init() -> None:
 
     created, registered, (seq, head_hash) = run(body, create=True, actor=person())
     if record:
-        from store.locate import write_pointer
+        from core.locate import write_pointer
 
         write_pointer(path.parent, str(path))  # only once the database holds the store
     write_default_policy(path.parent)  # idempotent: never overwrites a person's policy
@@ -56,7 +56,7 @@ def init() -> None:
 def _check_recordable(url) -> None:
     """Refuse, before touching anything, what recording ``url`` in .git/tower/ would break."""
     from core.errors import Refused
-    from store.locate import POINTER_NAME, has_password, read_pointer, redact
+    from core.locate import POINTER_NAME, has_password, read_pointer, redact
 
     if has_password(url):
         from core.errors import BadInput

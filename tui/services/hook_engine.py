@@ -60,7 +60,7 @@ def _explicit_db() -> Path | None:
     explicit = os.environ.get("TOWER_DB")
     if not explicit:
         return None
-    from store.locate import store_ref
+    from core.locate import store_ref
 
     return store_ref(explicit)  # type: ignore[return-value]  # a postgresql:// URL quacks like the path
 
@@ -119,7 +119,7 @@ def find_db(cwd: Path) -> Path | None:
     repo = discover(cwd) if cwd.is_dir() else None
     if repo is None:
         return None
-    from store.locate import store_in
+    from core.locate import store_in
 
     return store_in(repo.store_dir)
 
@@ -136,7 +136,7 @@ def _setup(call: HookInput, started: float, deadline: float | None, limits: Limi
         if repo is None:
             return "deny", (f"Tower: {cwd} is not inside a git repository, so there is no Tower store"
                             " (run `tower init` in the repository, or set TOWER_DB)")
-        from store.locate import store_in
+        from core.locate import store_in
 
         db = store_in(repo.store_dir)
     if not db.exists():

@@ -18,6 +18,12 @@ from tui.services import hook_engine, hook_records
 from tui.services.hook_engine import Limits
 
 
+def _use_names(agent: str | None, worktree: str | None) -> None:
+    """Hand --agent/TOWER_AGENT and --worktree/TOWER_WORKTREE to the engine."""
+    hook_engine.AGENT_NAME = agent or _env("TOWER_AGENT") or None
+    hook_engine.WORKTREE_HINT = worktree or _env("TOWER_WORKTREE") or None
+
+
 def _env(name: str) -> str | None:
     """A TOWER_* variable; one that is not valid UTF-8 is bad input (a deny saying so), not a crash later."""
     value = os.environ.get(name)
@@ -47,7 +53,7 @@ def run(kind: str, event: str | None, deadline_text: str | None, *, db: str | No
     hookguard.set_format(kind, event)
     hook_engine.AGENT = kind
     if db:
-        from store.locate import store_ref
+        from core.locate import store_ref
 
         hook_engine.EXPLICIT_DB = store_ref(db)  # type: ignore[assignment]  # a postgresql:// URL quacks like the path
     limits = Limits(started, None)
@@ -55,8 +61,6 @@ def run(kind: str, event: str | None, deadline_text: str | None, *, db: str | No
     parsed = None
     call = None
     try:
-        hook_engine.AGENT_NAME = agent or _env("TOWER_AGENT") or None
-        hook_engine.WORKTREE_HINT = worktree or _env("TOWER_WORKTREE") or None
         deadline: float | None = None
         if deadline_text is not None:
             from core.hook import parse_deadline
@@ -78,8 +82,13 @@ def run(kind: str, event: str | None, deadline_text: str | None, *, db: str | No
             hookguard.set_format(kind, parsed.event)
             if not parsed.gate:
                 hookguard.answer("noop", "")  # never hold up an agent for news
+                try:
+                    _use_names(agent, worktree)
+                except BadInput:
+                    pass  # news is recorded under the agent's session instead; it never becomes a deny
                 hook_records.record_news(kind, parsed)
                 return
+            _use_names(agent, worktree)  # a name that is not UTF-8 denies a call, saying so
             call = parsed.calls[0]
             decision, reason = hook_engine.decide_calls(parsed.calls, started, deadline, limits,
                                                          ask_person=parsed.ask_person)
