@@ -49,14 +49,17 @@ from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerState
 
 from core.display import printable_line
-from core.errors import TowerError
+from core.errors import BadInput, TowerError
+from core.ids import format_id
+from core.models import AgentSession
 from core.models import Approval as ApprovalRow
 from core.models import Conflict as ConflictRow
 from core.models import Counts
 from store import Store
+from store.sessions import DEFAULT_END_AFTER, DEFAULT_STALL_AFTER, end_after_default, stall_after_default
 from tui import settings, terminal, theme
 from tui.changes import touched_by
-from tui.format import aid, cid, ellipsize, tid
+from tui.format import aid, cid, duration, ellipsize, tid
 from tui.messages import (
     ActionDone,
     ActionFailed,
@@ -66,6 +69,7 @@ from tui.messages import (
     CountsChanged,
     LeasesChanged,
     Loaded,
+    SessionsChanged,
     StoreFailed,
     StoreOpened,
     StoreRecovered,
@@ -74,6 +78,7 @@ from tui.messages import (
     WatcherChanged,
 )
 from tui.palette import TowerCommands
+from tui.panes.agents import AgentsPane, agents_summary, waits_for, who
 from tui.panes.approvals import ApprovalsPane, ended_how
 from tui.panes.audit import AuditPane, AuditTail
 from tui.panes.base import TablePane
@@ -90,8 +95,11 @@ POLL_INTERVAL = 0.05  # seconds between change checks (PRAGMA data_version is a 
 REAP_INTERVAL = 1.0  # seconds between "has any lease expired?" checks
 AUDIT_BATCH = 2000  # more new events than this in one tick: reload everything instead
 TAIL_PRELOAD = 200  # audit events read with the first load
+#: agent sessions are re-listed this often even when nothing was written: a session
+#: turns stalled (or ended) by time alone
+AGENTS_INTERVAL = 1.0
 
-PANES = ("queue", "leases", "approvals", "conflicts", "audit")
+PANES = ("queue", "leases", "approvals", "conflicts", "audit", "agents")
 
 
 def while_running(handler):
@@ -147,10 +155,12 @@ class TowerApp(App[None]):
         Binding("3", "focus_pane('approvals')", "Approvals", show=False, id="pane-approvals", priority=True),
         Binding("4", "focus_pane('conflicts')", "Conflicts", show=False, id="pane-conflicts", priority=True),
         Binding("5", "focus_pane('audit')", "Audit", show=False, id="pane-audit", priority=True),
+        Binding("6", "focus_pane('agents')", "Agents", show=False, id="pane-agents", priority=True),
         Binding("n", "next_request", "Next waiting", id="next-request", priority=True),
         Binding("a", "approve", "Approve", id="approve", priority=True),
         Binding("r", "reject", "Reject", id="reject", priority=True),
         Binding("x", "ack_conflict", "Ack conflict", id="ack-conflict", priority=True),
+        Binding("w", "jump_to_wait", "Its approval", id="jump-to-wait", priority=True),
         Binding("slash", "filter", "Filter", id="filter", priority=True),
         Binding("f", "toggle_follow", "Follow", id="follow", priority=True),
         Binding("question_mark", "help", "Help", id="help", priority=True),
@@ -158,18 +168,19 @@ class TowerApp(App[None]):
     ]
     MAIN_SCREEN_ACTIONS = frozenset(
         {"focus_pane", "next_pane", "previous_pane", "next_request", "approve", "reject", "ack_conflict",
-         "filter", "toggle_follow", "help", "quit_room"}
+         "jump_to_wait", "filter", "toggle_follow", "help", "quit_room"}
     )
 
     HELP_ROWS: ClassVar[list[tuple[str, str, str]]] = [
         ("Move", "tab / shift+tab", "next / previous pane"),
-        ("Move", "1 2 3 4 5", "a pane (3: the oldest request waiting)"),
+        ("Move", "1 2 3 4 5 6", "a pane (3: the oldest request waiting; 6: agents)"),
         ("Move", "n", "the next request waiting, from anywhere"),
         ("Move", "↑ ↓ / j k", "move in the pane (g / G: first / last)"),
         ("Move", "enter", "details (there, enter opens a related row)"),
         ("Act", "a", "approve the selected request"),
         ("Act", "r", "reject it: a dialog asks for the reason"),
         ("Act", "x", "acknowledge the selected conflict"),
+        ("Act", "w", "agents: go to the approval the agent waits for"),
         ("Act", "ctrl+p", "palette: retry, cancel, reap, verify, theme …"),
         ("View", "/", "filter the current pane (escape clears)"),
         ("View", "f", "audit: follow the tail on / off (End resumes)"),
@@ -206,6 +217,12 @@ class TowerApp(App[None]):
         self._wake = asyncio.Event()
         self._known_approvals: dict[int, str] | None = None  # id -> status last seen
         self._known_conflicts: set[int] | None = None
+        self._known_agents: dict[int, str] | None = None  # session id -> state last announced
+        self._sessions: dict[int, AgentSession] = {}  # the list last posted (the feed's side)
+        self._sessions_rev: int | None = None
+        self._next_agents = 0.0
+        self._threshold_error: str | None = None
+        self.stall_after, self.end_after = self._thresholds()
         self._policy_read: tuple | None = None  # (policy file mtime, ask timeout)
         self._hook_sources: dict[int, str] = {}  # pending approval id -> the hook that filed it
         self._hook_wait: float | None = None
@@ -227,6 +244,19 @@ class TowerApp(App[None]):
         self.theme = chosen if chosen in self.available_themes else theme.DEFAULT_THEME
         self._theme_ready = True
 
+    def _thresholds(self) -> tuple[float, float]:
+        """When a session counts as stalled / ended (TOWER_STALL_AFTER, TOWER_SESSION_END_AFTER):
+        a bad value is said once, and the default used, rather than failing every read."""
+        try:
+            stall = stall_after_default()
+        except BadInput as exc:
+            self._threshold_error, stall = exc.message, DEFAULT_STALL_AFTER
+        try:
+            end = end_after_default()
+        except BadInput as exc:
+            self._threshold_error, end = exc.message, DEFAULT_END_AFTER
+        return stall, end
+
     # -- layout --------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
@@ -234,8 +264,10 @@ class TowerApp(App[None]):
         yield AlertBar(id="alerts")
         yield TabStrip(id="tabs")
         with Grid(id="panes"):
+            # grid order: the Queue spans two rows, beside Leases above Agents
             yield QueuePane(id="queue", clock=self.clock)
             yield LeasesPane(id="leases", clock=self.clock)
+            yield AgentsPane(id="agents", clock=self.clock)
             yield ApprovalsPane(id="approvals", clock=self.clock)
             yield ConflictsPane(id="conflicts", clock=self.clock)
             yield AuditPane(id="audit")
@@ -256,6 +288,10 @@ class TowerApp(App[None]):
     @property
     def conflicts_pane(self) -> ConflictsPane:
         return self.query_one("#conflicts", ConflictsPane)
+
+    @property
+    def agents_pane(self) -> AgentsPane:
+        return self.query_one("#agents", AgentsPane)
 
     @property
     def audit_pane(self) -> AuditPane:
@@ -282,6 +318,8 @@ class TowerApp(App[None]):
         self._notify_kind = terminal.notification_kind(choice=self.settings.desktop_notifications)
         self.emit_terminal(terminal.PUSH_TITLE)
         self.set_terminal_title(terminal.waiting_title(0, 0))
+        if self._threshold_error is not None:
+            self.toast(self._threshold_error, title="agent sessions", severity="warning", timeout=15)
         self.watch_store()
         if self.watch_enabled:
             self.start_watcher()
@@ -333,7 +371,7 @@ class TowerApp(App[None]):
         theme.use_theme(self.get_css_variables())
         if not self.screen_stack:
             return
-        for pane_name in ("queue", "leases", "approvals", "conflicts"):
+        for pane_name in ("queue", "leases", "approvals", "conflicts", "agents"):
             self.pane(pane_name).restyle()  # type: ignore[attr-defined]
         self.audit_tail.restyle()
         self.header_bar.show(force=True)
@@ -374,6 +412,10 @@ class TowerApp(App[None]):
                 if now_signal != signal:
                     last_seq = await self._load_changes(store, last_seq)
                     signal = now_signal  # only once read: a failed read is retried
+                elif time.monotonic() >= self._next_agents:
+                    facts = await self._load_sessions(store, force=True)
+                    if facts:
+                        self.post_message(StoreChanged(facts))
                 if time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + REAP_INTERVAL
                     if await store.reap_if_due():
@@ -404,12 +446,14 @@ class TowerApp(App[None]):
         approvals = await store.view_approvals()
         sources = await store.approval_sources(a.id for a in approvals if a.status == "pending")
         conflicts = await store.view_conflicts()
+        sessions = await self._load_sessions(store, force=True, always=True)
         tail = await store.audit_range(max(head - TAIL_PRELOAD + 1, 1), head) if head else []
         self.post_message(StoreChanged([
             TasksChanged(tasks, full=True),
             LeasesChanged(leases, full=True),
             ApprovalsChanged(approvals, full=True, sources=sources, ask_timeout=await self._ask_timeout()),
             ConflictsChanged(conflicts, full=True),
+            *sessions,
             CountsChanged(counts),
             AuditAppended(1, head, tail, initial=True),
         ]))
@@ -418,8 +462,6 @@ class TowerApp(App[None]):
     async def _load_changes(self, store: Store, last_seq: int) -> int:
         """Re-read what the audit events since ``last_seq`` touched."""
         events = await store.audit_after(last_seq, limit=AUDIT_BATCH)
-        if not events:
-            return last_seq
         if len(events) >= AUDIT_BATCH:
             return await self._load_all(store)  # a flood: one full read is cheaper
         touched = touched_by(events)
@@ -435,10 +477,31 @@ class TowerApp(App[None]):
                                           ask_timeout=await self._ask_timeout() if sources else None))
         if touched.conflicts:
             facts.append(ConflictsChanged(await store.view_conflicts(touched.conflicts)))
-        facts.append(AuditAppended(events[0].seq, events[-1].seq, events))
-        facts.append(CountsChanged(await store.counts()))
-        self.post_message(StoreChanged(facts))
-        return events[-1].seq
+        # a session's shown state also follows its lease and the approvals filed under it
+        facts += await self._load_sessions(store, force=bool(touched.leases or touched.approvals))
+        if events:
+            facts.append(AuditAppended(events[0].seq, events[-1].seq, events))
+            facts.append(CountsChanged(await store.counts()))
+        if facts:
+            self.post_message(StoreChanged(facts))
+        return events[-1].seq if events else last_seq
+
+    async def _load_sessions(self, store: Store, *, force: bool, always: bool = False) -> list[SessionsChanged]:
+        """The agent sessions, when one was written (``session_rev`` moved) or ``force``:
+        posted only if the list differs from the last one posted (or ``always``)."""
+        rev = await store.session_rev()
+        if rev == self._sessions_rev and not force:
+            return []
+        rows = await store.list_sessions(all=True, stall_after=self.stall_after, end_after=self.end_after)
+        self._sessions_rev = rev
+        self._next_agents = time.monotonic() + AGENTS_INTERVAL
+        before = self._sessions
+        now = {r.id: r for r in rows}
+        changed = {i for i, r in now.items() if before.get(i) != r} | (before.keys() - now.keys())
+        self._sessions = now
+        if not changed and not always:
+            return []
+        return [SessionsChanged(rows, changed=changed)]
 
     async def _ask_timeout(self) -> float | None:
         """How long a hook waits for a person (the policy beside the store), re-read when the file changes."""
@@ -512,6 +575,7 @@ class TowerApp(App[None]):
             ConflictsChanged: self.on_conflicts_changed,
             AuditAppended: self.on_audit_appended,
             CountsChanged: self.on_counts_changed,
+            SessionsChanged: self.on_sessions_changed,
         }
         with self.batch_update():
             self._burst.open += 1
@@ -528,6 +592,7 @@ class TowerApp(App[None]):
         kinds = {TasksChanged: "task", LeasesChanged: "lease", ApprovalsChanged: "approval",
                  ConflictsChanged: "conflict"}
         changed = [(kinds[type(f)], {r.id for r in f.rows}) for f in facts if type(f) in kinds]
+        changed += [("session", f.changed) for f in facts if isinstance(f, SessionsChanged) and f.changed]
         if not changed:
             return
         for screen in self.screen_stack[1:]:
@@ -576,7 +641,7 @@ class TowerApp(App[None]):
         self.approvals_pane.set_class(bool(counts.pending_approvals), "-alert")
         self.conflicts_pane.set_class(bool(counts.open_conflicts), "-alert")
         self.queue_pane._update_subtitle()
-        self.set_terminal_title(terminal.waiting_title(counts.pending_approvals, counts.open_conflicts))
+        self._show_agent_alerts()
 
     @while_running
     def on_tasks_changed(self, message: TasksChanged) -> None:
@@ -628,6 +693,46 @@ class TowerApp(App[None]):
         self._flush_burst()
 
     @while_running
+    def on_sessions_changed(self, message: SessionsChanged) -> None:
+        pane = self.agents_pane
+        pane.apply(message.rows, full=True)
+        known = self._known_agents
+        if known is None:
+            self._known_agents = {r.id: r.state for r in message.rows}
+        else:
+            approvals = self._known_approvals or {}
+            for row in message.rows:
+                before = known.get(row.id)
+                if row.state in ("waiting", "stalled") and row.state != before:
+                    if row.state == "waiting" and row.waiting_for is not None:
+                        if row.waiting_for not in approvals:
+                            # its approval is not on screen yet (committed between two reads):
+                            # decided on the next look, announced with the approval
+                            continue
+                        # waiting on a Tower approval: the approval's own announcement says it
+                    else:
+                        self._burst.agents.append(row)
+                known[row.id] = row.state
+            for gone in known.keys() - {r.id for r in message.rows}:
+                del known[gone]
+        self._show_agent_alerts()
+        self.sync_bindings()
+        self._flush_burst()
+
+    def _show_agent_alerts(self) -> None:
+        """The alert bar, the tabs and the terminal title count the agents that need the
+        person other than through an approval: waiting at their own prompt, or stalled."""
+        pane = self.agents_pane
+        own = sum(1 for r in pane.waiting if r.waiting_for is None)
+        stalled = len(pane.stalled)
+        self.alert_bar.show(self.counts, self.store_error, agents=(own, stalled))
+        self.tab_strip.show(agents=(pane.live_count(), len(pane.waiting) + stalled))
+        pane.set_class(bool(own or stalled), "-alert")
+        c = self.counts
+        self.set_terminal_title(terminal.waiting_title(c.pending_approvals if c else 0,
+                                                       c.open_conflicts if c else 0, own + stalled))
+
+    @while_running
     def on_audit_appended(self, message: AuditAppended) -> None:
         self.audit_tail.append(message.seq_from, message.seq_to, message.events, reset=message.initial)
 
@@ -661,7 +766,7 @@ class TowerApp(App[None]):
 
     @while_running
     def _tick(self) -> None:
-        for pane in (self.leases_pane, self.approvals_pane, self.conflicts_pane):
+        for pane in (self.leases_pane, self.approvals_pane, self.conflicts_pane, self.agents_pane):
             pane.tick()
 
     @property
@@ -718,6 +823,23 @@ class TowerApp(App[None]):
                 if len(rows) > 3:
                     lines.append(f"… and {len(rows) - 3} more")
             lines.append("press 4, then x to acknowledge")
+        if burst.agents:
+            rows = burst.agents
+            if len(rows) == 1:
+                a = rows[0]
+                how = "is stalled" if a.state == "stalled" else "waits at its prompt"
+                titles.append(f"{format_id('session', a.id)} {who(a)} {how}")
+                if a.state == "stalled":
+                    lines.append(f"no event for {duration(self.clock() - a.last_event_at)} with its lease active")
+                else:
+                    lines.append(ellipsize(waits_for(a), 90))
+            else:
+                titles.append(agents_summary(sum(r.state == "waiting" for r in rows),
+                                             sum(r.state == "stalled" for r in rows)))
+                lines += [f"{format_id('session', r.id)} {r.state}: {ellipsize(who(r), 40)}" for r in rows[:3]]
+                if len(rows) > 3:
+                    lines.append(f"… and {len(rows) - 3} more")
+            lines.append("press 6 to see the agents")
         title = " · ".join(titles)
         severity: SeverityLevel = "error" if burst.conflicts or burst.ended else "warning"
         text = "\n".join(lines)
@@ -798,6 +920,7 @@ class TowerApp(App[None]):
     @while_running
     def on_data_table_row_highlighted(self, event) -> None:
         self.approvals_pane._update_subtitle()
+        self.agents_pane._update_subtitle()
         self.sync_bindings()
 
     def sync_bindings(self) -> None:
@@ -806,6 +929,7 @@ class TowerApp(App[None]):
         if not self.screen_stack:
             return
         state = (self.check_action("approve", ()), self.check_action("ack_conflict", ()),
+                 self.check_action("jump_to_wait", ()),
                  self.check_action("next_request", ()), self.current_pane, len(self.screen_stack),
                  type(self.focused))
         if state != self._binding_state:
@@ -833,10 +957,10 @@ class TowerApp(App[None]):
         if action in self.MAIN_SCREEN_ACTIONS:
             if len(self.screen_stack) != 1 or isinstance(self.focused, Input):
                 return False  # a dialog, the palette or a filter line has the keys: let them type
-        if self.compact and action in ("approve", "reject", "ack_conflict", "toggle_follow"):
+        if self.compact and action in ("approve", "reject", "ack_conflict", "toggle_follow", "jump_to_wait"):
             # one pane on screen and a narrow footer: only the keys of that pane
             home = {"approve": "approvals", "reject": "approvals", "ack_conflict": "conflicts",
-                    "toggle_follow": "audit"}[action]
+                    "toggle_follow": "audit", "jump_to_wait": "agents"}[action]
             if self.current_pane != home:
                 return False
         if action in ("approve", "reject"):
@@ -852,6 +976,11 @@ class TowerApp(App[None]):
                 return None
             row = self.conflicts_pane.selected
             return True if row is not None and row.id not in self.conflicts_pane.in_flight else None
+        if action == "jump_to_wait":
+            if self.current_pane != "agents" or len(self.screen_stack) != 1:
+                return False
+            row = self.agents_pane.selected
+            return True if row is not None and row.waiting_for is not None else None
         if action == "next_request":
             return True if self.loaded.is_set() and self.approvals_pane.pending_count else None
         return True
@@ -954,6 +1083,27 @@ class TowerApp(App[None]):
             return
         self.ack_conflict(row.id)
 
+    def action_jump_to_wait(self) -> None:
+        """From the agent the person sees to the approval it waits for, selected in its pane."""
+        pane = self.agents_pane
+        row = pane.selected if self.current_pane == "agents" else None
+        if row is None or row.waiting_for is None:
+            self.bell()
+            return
+        if not self._still_what_was_seen(pane, "w"):
+            return
+        target = aid(row.waiting_for)
+        approvals = self.approvals_pane
+        if approvals.filter_text and target not in approvals.shown_keys:
+            approvals.clear_filter()
+        self._mark_current("approvals")
+        self.screen_stack[0].set_focus(approvals.table)
+        if not approvals.select_key(target):
+            self.toast(f"{target} is not in the Approvals pane (any more)", title="nothing to show",
+                       severity="warning", channel="feedback")
+        approvals.mark_seen()
+        approvals._update_subtitle()
+
     def action_quit_room(self) -> None:
         self.action_quit_checked()
 
@@ -981,7 +1131,8 @@ class TowerApp(App[None]):
         self.push_screen(dialog, answered)
 
     def on_table_pane_selected(self, message: TablePane.Selected) -> None:
-        kind = {"queue": "task", "leases": "lease", "approvals": "approval", "conflicts": "conflict"}
+        kind = {"queue": "task", "leases": "lease", "approvals": "approval", "conflicts": "conflict",
+                "agents": "session"}
         pane_id = message.pane.id or ""
         if pane_id in kind:
             self.push_screen(DetailScreen(kind[pane_id], int(message.key[1:])))
@@ -1158,10 +1309,11 @@ class Burst:
     requested: list[ApprovalRow] = field(default_factory=list)
     ended: list[ApprovalRow] = field(default_factory=list)
     conflicts: list[ConflictRow] = field(default_factory=list)
+    agents: list[AgentSession] = field(default_factory=list)  # entered waiting (own prompt) or stalled
     open: int = 0  # > 0 while a batch of facts is being applied: announce once, after it
 
     def __bool__(self) -> bool:
-        return bool(self.requested or self.ended or self.conflicts)
+        return bool(self.requested or self.ended or self.conflicts or self.agents)
 
 
 CRASH_LINE = "the control room stopped on an internal error (a bug: please report it at {url})"

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from textual.message import Message
 
+from core.models import AgentSession
 from core.models import Approval as ApprovalRow
 from core.models import AuditEvent, Counts
 from core.models import Conflict as ConflictRow
@@ -81,6 +82,17 @@ class ApprovalsChanged(RowsChanged):
 
 class ConflictsChanged(RowsChanged):
     rows: list[ConflictRow]
+
+
+class SessionsChanged(RowsChanged):
+    """Every agent session as read now (always the whole, small list); ``changed``: the ids
+    whose row differs from the last list posted (a details screen reads again for those)."""
+
+    rows: list[AgentSession]
+
+    def __init__(self, rows: Sequence, *, changed: set[int] | None = None) -> None:
+        super().__init__(rows, full=True)
+        self.changed = changed if changed is not None else {r.id for r in self.rows}
 
 
 class AuditAppended(Message):

@@ -686,7 +686,7 @@ class TestDamageAndHostileText:
                 return await real(seqs)
 
             app.store.audit_events = counting
-            await pilot.press("5", "home", "pagedown", "pagedown", *"jjjjjjjj")
+            await pilot.press("5", "home", "pagedown", "pagedown", "pagedown", *"jjjjjjjj")
             await wait_for(pilot, lambda: "seq 40 missing — run `tower audit verify`" in screen_text(app))
             before = len(calls)
             for _ in range(30):

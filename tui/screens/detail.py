@@ -29,9 +29,10 @@ from textual.widgets.option_list import Option
 
 from core.display import printable, printable_line
 from tui import theme
-from tui.format import aid, cid, duration, ellipsize, full_time, lid, tid
+from tui.format import aid, cid, duration, ellipsize, full_time, iso_clock_time, lid, tid
 
-KINDS = {"task": tid, "lease": lid, "approval": aid, "conflict": cid, "audit": lambda n: f"seq {n}"}
+KINDS = {"task": tid, "lease": lid, "approval": aid, "conflict": cid, "audit": lambda n: f"seq {n}",
+         "session": lambda n: f"S{n}"}
 
 
 @dataclass(frozen=True)
@@ -382,6 +383,87 @@ class DetailScreen(ModalScreen[None]):
         if c.task_id is not None:
             links.append(Link("task", c.task_id, "the task of the write"))
         return View(Group(*parts), links, raw, open_conflict=c.status == "open")
+
+    async def _load_session(self, store) -> View:
+        from tui.panes.agents import last_tool, waits_for, who
+
+        d = await store.session_detail(self.ident)
+        s = d["session"]
+        now = self.app.clock()  # type: ignore[attr-defined]
+        state = _text(s.state, theme.AGENT_STATE_STYLE.get(s.state, theme.S_TEXT))
+        state.append(f"  for {duration(now - s.state_since)}", theme.S_MUTED)
+        parts: list[RenderableType] = [
+            _text(f"{who(s)}  ({s.kind} session {s.session})", theme.S_BOLD),
+            _grid([
+                ("state", state),
+                ("waits for", waits_for(s) or None),
+                ("why", s.waiting_reason if s.state != "waiting" else None),
+                ("last tool", last_tool(s)),
+                ("last event", f"{s.last_event} at {_ts(s.last_event_at)} ({duration(now - s.last_event_at)} ago)"),
+                ("started", _ts(s.started_at)),
+                ("process", f"pid {s.pid}" if s.pid else None),
+            ]),
+        ]
+        calls = d["tool_calls"]
+        parts.append(_section(f"Recent tool calls ({len(calls)}, newest first)"))
+        if calls:
+            table = Table(box=None, padding=(0, 1), header_style=theme.S_MUTED)
+            for col in ("time", "tool", "target", "outcome"):
+                table.add_column(col, no_wrap=col != "target")
+            for c in calls[:20]:
+                table.add_row(iso_clock_time(c["at"]), _text(c["tool"] or c["event"]), _text(c["target"] or ""),
+                              _text(c["outcome"] or "", theme.S_MUTED))
+            parts.append(table)
+        else:
+            parts.append(Text("none recorded", style=theme.S_DIM))
+        lease = d["lease"]
+        parts.append(_section("Lease"))
+        if lease is None:
+            parts.append(Text("none", style=theme.S_DIM))
+        else:
+            parts.append(_grid([
+                ("lease", f"{lease['id']} {lease['status']} (token {lease['token']})"),
+                ("task", f"{lease['task_id']} {lease['task_title'] or ''}"),
+                ("expires", _ts(lease["expires_at"]) if lease["status"] == "active" else None),
+                ("ended", _ts(lease["ended_at"]) if lease["ended_at"] else None),
+            ]))
+            parts.append(_section(f"Claims ({len(d['claims'])})"))
+            parts.append(Text("\n".join(printable_line(c) for c in d["claims"]) or "none",
+                              style=theme.S_TEXT if d["claims"] else theme.S_DIM))
+        approvals = d["approvals"]
+        parts.append(_section(f"Approvals ({len(approvals)})"))
+        if approvals:
+            table = Table(box=None, padding=(0, 1), header_style=theme.S_MUTED)
+            for col in ("id", "status", "kind", "summary"):
+                table.add_column(col, no_wrap=col != "summary")
+            for a in approvals[:20]:
+                style = theme.S_WARN if a["status"] == "pending" else theme.S_MUTED
+                table.add_row(_text(a["id"], style), _text(a["status"], style), _text(a["kind"]),
+                              _text(a["summary"]))
+            parts.append(table)
+        else:
+            parts.append(Text("none", style=theme.S_DIM))
+        events = d["audit"]
+        if lease is not None:
+            parts.append(_section(f"Audit of {lease['task_id']} (latest {len(events)})"))
+            for e in events[-20:]:
+                line = Text(no_wrap=True, overflow="ellipsis")
+                line.append(f"{e['seq']:>7}  ", theme.S_DIM)
+                line.append(f"{iso_clock_time(e['ts'])}  ", theme.S_MUTED)
+                line.append(f"{printable_line(e['actor']):<18} ", theme.S_TEXT)
+                line.append(e["event"], theme.event_style(e["event"]))
+                parts.append(line)
+        links = []
+        for a in approvals:
+            if a["status"] == "pending":
+                links.append(Link("approval", int(a["id"][1:]), f"pending: {ellipsize(a['summary'], 70)}"))
+        if lease is not None:
+            links.append(Link("lease", int(lease["id"][1:]), f"{lease['status']} · {lease['agent']}"))
+            links.append(Link("task", int(lease["task_id"][1:]), lease["task_title"] or ""))
+        for a in approvals:
+            if a["status"] != "pending":
+                links.append(Link("approval", int(a["id"][1:]), f"{a['status']}: {ellipsize(a['summary'], 70)}"))
+        return View(Group(*parts), links)
 
     async def _load_audit(self, store) -> View:
         try:
