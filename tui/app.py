@@ -78,7 +78,8 @@ from tui.messages import (
     WatcherChanged,
 )
 from tui.palette import TowerCommands
-from tui.panes.agents import AgentsPane, agents_summary, waits_for, who
+from tui.panes.agents import AgentsPane, agents_summary, waits_for
+from tui.panes.agents import who as agent_name
 from tui.panes.approvals import ApprovalsPane, ended_how
 from tui.panes.audit import AuditPane, AuditTail
 from tui.panes.base import TablePane
@@ -221,6 +222,7 @@ class TowerApp(App[None]):
         self._sessions: dict[int, AgentSession] = {}  # the list last posted (the feed's side)
         self._sessions_rev: int | None = None
         self._next_agents = 0.0
+        self.sessions_read = 0  # times the sessions were listed (tests await it rather than sleep)
         self._threshold_error: str | None = None
         self.stall_after, self.end_after = self._thresholds()
         self._policy_read: tuple | None = None  # (policy file mtime, ask timeout)
@@ -495,6 +497,7 @@ class TowerApp(App[None]):
         rows = await store.list_sessions(all=True, stall_after=self.stall_after, end_after=self.end_after)
         self._sessions_rev = rev
         self._next_agents = time.monotonic() + AGENTS_INTERVAL
+        self.sessions_read += 1
         before = self._sessions
         now = {r.id: r for r in rows}
         changed = {i for i, r in now.items() if before.get(i) != r} | (before.keys() - now.keys())
@@ -828,7 +831,7 @@ class TowerApp(App[None]):
             if len(rows) == 1:
                 a = rows[0]
                 how = "is stalled" if a.state == "stalled" else "waits at its prompt"
-                titles.append(f"{format_id('session', a.id)} {who(a)} {how}")
+                titles.append(f"{format_id('session', a.id)} {agent_name(a)} {how}")
                 if a.state == "stalled":
                     lines.append(f"no event for {duration(self.clock() - a.last_event_at)} with its lease active")
                 else:
@@ -836,7 +839,8 @@ class TowerApp(App[None]):
             else:
                 titles.append(agents_summary(sum(r.state == "waiting" for r in rows),
                                              sum(r.state == "stalled" for r in rows)))
-                lines += [f"{format_id('session', r.id)} {r.state}: {ellipsize(who(r), 40)}" for r in rows[:3]]
+                lines += [f"{format_id('session', r.id)} {r.state}: {ellipsize(agent_name(r), 40)}"
+                          for r in rows[:3]]
                 if len(rows) > 3:
                     lines.append(f"… and {len(rows) - 3} more")
             lines.append("press 6 to see the agents")

@@ -171,3 +171,59 @@ def aiosqlite_threads() -> list[threading.Thread]:
     """The live connection threads of aiosqlite (non-daemon: one left open hangs the exit)."""
     return [t for t in threading.enumerate() if t.is_alive() and "_connection_worker_thread" in t.name]
 
+
+
+class AgentWriter:
+    """A separate process writing to the store as agents and their hooks do (agent_writer.py):
+    ``await w.hook("claude-code", payload, worktree="wt-a")`` returns once committed."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> AgentWriter:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TOWER_")}
+        env["PYTHONPATH"] = str(REPO_ROOT)
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(Path(__file__).with_name("agent_writer.py")), str(self.db),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, cwd=str(self.db.parent))
+        assert (await self._answer()) == {"ready": True}
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    async def _answer(self) -> dict:
+        assert self.proc is not None and self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
+        assert line, "the writer process ended"
+        return json.loads(line)
+
+    async def send(self, command: dict):
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(command) + "\n").encode())
+        await self.proc.stdin.drain()
+        answer = await self._answer()
+        assert answer["ok"], answer
+        return answer["data"]
+
+    async def hook(self, kind: str, payload: dict, **kwargs):
+        return await self.send({"hook": kind, "payload": payload, **kwargs})
+
+    async def verb(self, name: str, **args):
+        return await self.send({"verb": name, "args": args})
+
+
+def claude(event: str, session: str = "sess-a", **fields) -> dict:
+    """A Claude Code hook payload with the documented fields."""
+    return {"session_id": session, "transcript_path": f"/tmp/{session}.jsonl", "cwd": "/repo/wt-a",
+            "hook_event_name": event, **fields}
