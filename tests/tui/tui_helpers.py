@@ -227,3 +227,30 @@ def claude(event: str, session: str = "sess-a", **fields) -> dict:
     """A Claude Code hook payload with the documented fields."""
     return {"session_id": session, "transcript_path": f"/tmp/{session}.jsonl", "cwd": "/repo/wt-a",
             "hook_event_name": event, **fields}
+
+
+async def seed_agents(db: Path, clock: Callable[[], float] = time.time) -> None:
+    """``seed_busy`` plus agent sessions in every state (at ``clock() + 30``, the snapshots'
+    time): two waiting on Tower approvals (the command-line agents of L1 and L2), one at its
+    own prompt, one stalled (a live lease, no event for 430 s), one working, one idle, ended ones."""
+    await seed_busy(db, clock=clock)
+    now = clock()
+    async with Store(db, actor="person:lead", clock=lambda: now - 400) as s:
+        await s.add_worktree("wt-d", "/repo/wt-d", branch="agent-d")
+        t = await s.add_task("Port the billing job to the new scheduler", priority=2, scope=["src/billing/**"])
+        await s.claim_task(agent="gemini-d", worktree="wt-d", task_id=t.id, ttl=3600)
+        await s.record_session_event("gemini", "5d1c9e0a-gem", "BeforeTool", state="working", tool="run_shell_command",
+                                     target="pytest tests/billing -x", tool_call=True, worktree="wt-d")
+    async with Store(db, actor="person:lead", clock=lambda: now - 120) as s:
+        await s.record_session_event("claude-code", "9f0b7c1e-dead", "SessionStart", state="idle", agent="claude-f")
+        await s.record_session_event("claude-code", "9f0b7c1e-dead", "SessionEnd", state="ended")
+    async with Store(db, actor="person:lead", clock=lambda: now - 20) as s:
+        await s.record_session_event("codex", "019a5e7f-codex", "PermissionRequest", state="waiting", tool="shell",
+                                     target="git push --force origin main", agent="codex-e",
+                                     waiting_reason="permission: shell git push --force origin main")
+        await s.record_session_event("claude-code", "3c2b1a09-idle", "Stop", state="idle", tool="Edit",
+                                     target="docs/cli.md", agent="claude-g")
+    async with Store(db, actor="person:lead", clock=lambda: now + 10) as s:
+        await s.record_session_event("claude-code", "a41e6b2c-work", "PreToolUse", state="working", tool="Bash",
+                                     target="pytest -x tests/test_config.py", tool_call=True, worktree="wt-a",
+                                     agent="claude-a")

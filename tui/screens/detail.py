@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 from rich.console import Group, RenderableType
@@ -60,6 +61,16 @@ def _ts(value: Any) -> str:
     if isinstance(value, (int, float)):
         return full_time(value)
     return printable_line(value)
+
+
+def _iso(value: str, now: float) -> str:
+    """An ISO-8601 time of the JSON rows, as the other details show times (and how far off)."""
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except (AttributeError, ValueError):
+        return printable_line(value)
+    delta = ts - now
+    return f"{full_time(ts)} ({'in ' + duration(delta) if delta > 0 else duration(-delta) + ' ago'})"
 
 
 def _text(value: Any, style: Any = "") -> Text:
@@ -424,8 +435,8 @@ class DetailScreen(ModalScreen[None]):
             parts.append(_grid([
                 ("lease", f"{lease['id']} {lease['status']} (token {lease['token']})"),
                 ("task", f"{lease['task_id']} {lease['task_title'] or ''}"),
-                ("expires", _ts(lease["expires_at"]) if lease["status"] == "active" else None),
-                ("ended", _ts(lease["ended_at"]) if lease["ended_at"] else None),
+                ("expires", _iso(lease["expires_at"], now) if lease["status"] == "active" else None),
+                ("ended", _iso(lease["ended_at"], now) if lease["ended_at"] else None),
             ]))
             parts.append(_section(f"Claims ({len(d['claims'])})"))
             parts.append(Text("\n".join(printable_line(c) for c in d["claims"]) or "none",
