@@ -174,7 +174,7 @@ class TowerApp(App[None]):
 
     HELP_ROWS: ClassVar[list[tuple[str, str, str]]] = [
         ("Move", "tab / shift+tab", "next / previous pane"),
-        ("Move", "1 2 3 4 5 6", "a pane (3: the oldest request waiting; 6: agents)"),
+        ("Move", "1 2 3 4 5 6", "a pane (3: the oldest request waiting; 6: agents, who needs you first)"),
         ("Move", "n", "the next request waiting, from anywhere"),
         ("Move", "↑ ↓ / j k", "move in the pane (g / G: first / last)"),
         ("Move", "enter", "details (there, enter opens a related row)"),
@@ -1017,6 +1017,12 @@ class TowerApp(App[None]):
             waiting = self.approvals_pane.pending_keys()
             if waiting:
                 self.approvals_pane.select_key(waiting[0])
+        if name == "agents":
+            # like 3: the agent that needs the person most (the list puts it first)
+            agents = self.agents_pane
+            first = agents.shown_keys[:1]
+            if first and agents.records[first[0]].state in ("waiting", "stalled"):
+                agents.select_key(first[0])
         if isinstance(pane, TablePane):
             pane.mark_seen()
 

@@ -223,7 +223,7 @@ class TestAlerts:
             assert "\x1b]2;Tower — 1 agent\x07" in app.terminal_log
             assert any(s.startswith("\x1b]9;Tower: S1 ") and "waits at its prompt" in s for s in app.terminal_log)
             assert any("S1" in title and "waits at its prompt" in title for title, _ in toasts(app))
-            assert "agent waiting at its prompt" in screen_text(app)
+            await wait_for(pilot, lambda: "agent waiting at its prompt" in screen_text(app), what="the alert bar")
             # still waiting (another notification, another session's event): no second alert
             await w.hook("claude-code", claude("Notification", "sess-a", message="still waiting",
                                                notification_type="permission_prompt"))
