@@ -174,7 +174,7 @@ class TowerApp(App[None]):
 
     HELP_ROWS: ClassVar[list[tuple[str, str, str]]] = [
         ("Move", "tab / shift+tab", "next / previous pane"),
-        ("Move", "1 2 3 4 5 6", "a pane (3: the oldest request waiting; 6: agents, who needs you first)"),
+        ("Move", "1 2 3 4 5 6", "a pane (3: the oldest request waiting; 6: agents)"),
         ("Move", "n", "the next request waiting, from anywhere"),
         ("Move", "↑ ↓ / j k", "move in the pane (g / G: first / last)"),
         ("Move", "enter", "details (there, enter opens a related row)"),
