@@ -159,3 +159,21 @@ def test_a_crash_in_the_room_is_never_exit_0(repo):
     code = term.close()
     assert code == 1
     assert b"the control room stopped on an internal error" in term.screen
+
+
+@pytest.mark.slow
+def test_the_demo_shows_agents_in_every_state(tmp_path):
+    """Its agents send Gemini CLI's hook events: working, waiting (on a Tower approval and at
+    their own prompt), idle between tasks, one stalls (its lease alive, no tool call), one ends."""
+    term = Terminal([sys.executable, "-m", "tui.cli", "demo", "--speed", "4"], tmp_path,
+                    tower_env({"TMPDIR": str(tmp_path)}))
+    try:
+        term.wait_for("Fix rounding")
+        term.press("6")
+        for label in ("▶ working", "● WAITING", "◦ idle", "· ended", "⚠ STALLED"):
+            term.wait_for(label, timeout=120)
+        assert term.quit() == 0
+    finally:
+        for pid in demo_agents(tmp_path):
+            os.kill(int(pid), signal.SIGKILL)
+    assert demo_agents(tmp_path) == []

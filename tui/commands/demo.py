@@ -25,8 +25,9 @@ SUPERVISOR_RULES = [
 
 
 def agent_roles(count: int) -> list[str]:
-    """agent-1 works normally, agent-2 trespasses on claimed files, agent-3 crashes mid-task."""
-    roles = ["normal", "overlap", "crash"]
+    """agent-1 works normally, agent-2 trespasses on claimed files, agent-3 crashes mid-task,
+    agent-4 stalls once (see tui/demo/agent.py)."""
+    roles = ["normal", "overlap", "crash", "stall"]
     return [roles[i] if i < len(roles) else "normal" for i in range(count)]
 
 
@@ -185,6 +186,8 @@ def demo(ctx, agents, speed, keep, headless, duration, json_output) -> None:
             click.echo(f"setting up a demo repository in {base} …", err=True)
         repo = seed.create(base, agents)
         ttl = max(4.0, 15.0 / speed)
+        # a demo lasts minutes: its agents stall (and the room says so) within one
+        os.environ.setdefault("TOWER_STALL_AFTER", str(max(10.0, 30.0 / speed)))
         procs = Agents(repo, speed, ttl, base / "logs")
         if headless:
             until = time.monotonic() + duration
