@@ -407,6 +407,7 @@ class TowerApp(App[None]):
         while True:
             try:
                 if last_seq is None:
+                    await self._sweep_sessions(store)  # first: the first load shows what it wrote
                     signal = await store.change_signal()
                     last_seq = await self._load_all(store)
                     self.post_message(Loaded())
@@ -422,6 +423,8 @@ class TowerApp(App[None]):
                     next_reap = time.monotonic() + REAP_INTERVAL
                     if await store.reap_if_due():
                         continue  # our own commit: pick it up right away
+                    if await self._sweep_sessions(store):
+                        continue
                 if failing:
                     failing = False
                     self.post_message(StoreRecovered())
@@ -487,6 +490,17 @@ class TowerApp(App[None]):
         if facts:
             self.post_message(StoreChanged(facts))
         return events[-1].seq if events else last_seq
+
+    async def _sweep_sessions(self, store: Store) -> bool:
+        """Write down what time alone did to the sessions (stalled, ended: audited once each),
+        as ``tower agent list`` does; never waiting for another process's write lock."""
+        try:
+            return bool(await store.sweep_sessions(stall_after=self.stall_after, end_after=self.end_after,
+                                                   wait=False))
+        except TowerError as exc:
+            if getattr(exc, "code", None) == "locked":
+                return False  # the next look does it
+            raise
 
     async def _load_sessions(self, store: Store, *, force: bool, always: bool = False) -> list[SessionsChanged]:
         """The agent sessions, when one was written (``session_rev`` moved) or ``force``:

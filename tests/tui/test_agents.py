@@ -251,7 +251,8 @@ class TestAlerts:
             sid = next(f"S{r.id}" for r in truth if r.kind == "claude-code")
             await wait_for(pilot, lambda: shown(app) == expected(truth))
             async with Store(db) as s:
-                signal = await s.change_signal()
+                seq = (await s.counts()).audit_seq
+                last_event_at = (await s.get_session(int(sid[1:]))).last_event_at
             bells = app.bells
             clock.offset = 301  # time passes; nobody writes
             await wait_for(pilot, lambda: app.bells == bells + 1, what="the stalled alert")
@@ -260,12 +261,19 @@ class TestAlerts:
             assert any(sid in title and "stalled" in title for title, _ in toasts(app))
             assert "\x1b]2;Tower — 1 agent\x07" in app.terminal_log
             async with Store(db) as s:
-                assert await s.change_signal() == signal  # nothing was written: time alone
+                # nothing came from the agent: the one write is the room's own sweep, audited once
+                session = await s.get_session(int(sid[1:]), stall_after=300)
+                assert session.last_event_at == last_event_at and session.stored_state == "stalled"
+                audited = [e for e in await s.audit_after(seq) if e.event == "agent.state"]
+                assert [(e.actor, e.details["to"]) for e in audited] == [("tower", "stalled")]
             # the list read again with it still stalled (another agent's event): no second alert
             await w.hook("claude-code", claude("UserPromptSubmit", "sess-z", prompt="x"))
             await wait_for(pilot, lambda: len(shown(app)) == len(truth) + 1)
             await pilot.pause()
             assert app.bells == bells + 1
+            async with Store(db) as s:
+                audited = [e for e in await s.audit_after(seq) if e.event == "agent.state" and e.actor == "tower"]
+                assert len(audited) == 1  # the sweep wrote it down once, not on every look
             # it moves again, then stalls again: announced again
             clock.offset = 0
             await w.hook("claude-code", in_b("PreToolUse", tool_name="Bash", tool_input={"command": "ls"},
