@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from core.errors import Refused  # noqa: E402
 from store import Store  # noqa: E402
-from tui.app import TowerApp  # noqa: E402
-from tui.screens.help import HelpScreen  # noqa: E402
-from tui.screens.reject import RejectDialog  # noqa: E402
+from tui.room.app import TowerApp  # noqa: E402
+from tui.room.screens.help import HelpScreen  # noqa: E402
+from tui.room.screens.reject import RejectDialog  # noqa: E402
 
 SIZE = (160, 48)
 T0 = 1_767_261_600.0  # 2026-01-01 10:00:00 UTC

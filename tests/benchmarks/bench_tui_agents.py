@@ -75,7 +75,7 @@ def child_agent(db: str, n: int, interval: float, count: int, offset: float) -> 
 
 
 async def measure(db: Path, agents: int, rate: float, seconds: float, size: tuple[int, int]) -> dict:
-    from tui.app import TowerApp
+    from tui.room.app import TowerApp
 
     app = TowerApp(db, watch=False, actor="person:bench", settings_path=None)
     app.animation_level = "none"

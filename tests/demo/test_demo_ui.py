@@ -148,7 +148,7 @@ def test_no_color_runs_the_demo_and_the_room(tmp_path, repo):
 def test_a_crash_in_the_room_is_never_exit_0(repo):
     assert run_tower("init", cwd=repo).code == 0
     crash = (
-        "import sys; from tui.app import TowerApp\n"
+        "import sys; from tui.room.app import TowerApp\n"
         "def boom(self): raise RuntimeError('injected fault')\n"
         "TowerApp.action_help = boom\n"
         "from tui.cli import main; main(sys.argv[1:])\n"

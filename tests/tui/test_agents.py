@@ -13,7 +13,7 @@ import time
 import pytest
 
 from store import Store
-from tui.screens.detail import DetailScreen
+from tui.room.screens.detail import DetailScreen
 from tui_helpers import SIZE, AgentWriter, claude, make_app, ready, screen_text, toasts, wait_for
 
 SMALL = (80, 24)

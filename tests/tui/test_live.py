@@ -25,11 +25,11 @@ from tui_helpers import (
     screen_text,
     wait_for,
 )
-from tui.app import TowerApp
-from tui.screens.confirm import ConfirmDialog
-from tui.screens.detail import DetailScreen
-from tui.screens.help import HelpScreen
-from tui.screens.reject import RejectDialog
+from tui.room.app import TowerApp
+from tui.room.screens.confirm import ConfirmDialog
+from tui.room.screens.detail import DetailScreen
+from tui.room.screens.help import HelpScreen
+from tui.room.screens.reject import RejectDialog
 
 
 async def read(db, fn):

@@ -30,10 +30,10 @@ from tui_helpers import (
     toasts,
     wait_for,
 )
-from tui import theme
-from tui.screens.confirm import ConfirmDialog
-from tui.screens.detail import DetailScreen
-from tui.screens.help import HelpScreen
+from tui.room import theme
+from tui.room.screens.confirm import ConfirmDialog
+from tui.room.screens.detail import DetailScreen
+from tui.room.screens.help import HelpScreen
 
 SMALL = (80, 24)
 

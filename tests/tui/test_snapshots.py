@@ -17,10 +17,10 @@ import pytest
 
 from store import Store
 from tui_helpers import T0, Clock, make_app, ready, seed_agents, seed_busy, wait_for
-from tui.screens.confirm import ConfirmDialog
-from tui.screens.detail import DetailScreen
-from tui.screens.help import HelpScreen
-from tui.screens.reject import RejectDialog
+from tui.room.screens.confirm import ConfirmDialog
+from tui.room.screens.detail import DetailScreen
+from tui.room.screens.help import HelpScreen
+from tui.room.screens.reject import RejectDialog
 
 LARGE = (160, 48)
 SMALL = (80, 24)

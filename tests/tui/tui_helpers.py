@@ -20,7 +20,7 @@ os.environ["TZ"] = "UTC"
 time.tzset()
 
 from store import Store  # noqa: E402
-from tui.app import TowerApp  # noqa: E402
+from tui.room.app import TowerApp  # noqa: E402
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 SIZE = (160, 48)

@@ -38,7 +38,7 @@ def test_package_does_not_import_upward(package):
 
 def test_the_check_would_catch_an_upward_import(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("def f():\n    from tui.app import TowerApp\n")
+    bad.write_text("def f():\n    from tui.room.app import TowerApp\n")
     assert "tui" in imported_roots(bad)
 
 

@@ -202,7 +202,7 @@ def demo(ctx, agents, speed, keep, headless, duration, json_output) -> None:
             summary["agent_events"] = _tally(read_events(base / "logs"))
             emit(summary, lambda: _human_summary(summary))
         else:
-            from tui.app import run_app
+            from tui.room.app import run_app
 
             code = run_app(repo.db, watch=True)
             if code:

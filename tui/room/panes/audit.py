@@ -34,10 +34,10 @@ from textual.strip import Strip
 from textual.widgets import Input
 
 from core.models import AuditEvent
-from tui import theme
+from tui.room import theme
 from core.display import printable_line
 from tui.format import aid, iso_clock_time, lid, plural, tid
-from tui.panes.base import FilterInput, escape_markup, focus_now
+from tui.room.panes.base import FilterInput, escape_markup, focus_now
 
 _FIRST_KEYS = ("title", "summary", "reason", "kind", "message", "paths")
 _SKIP_KEYS = {"conflict"}

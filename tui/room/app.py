@@ -5,7 +5,7 @@ worker opens it, loads every pane once, then watches for changes: it polls
 ``PRAGMA data_version`` (another process committed) and the connection's own
 ``total_changes`` (this app committed) every 50 ms, reads the audit events
 since the last seq it saw, and re-reads only the rows those events name. It
-posts typed messages (``tui.messages``); handlers update the widgets. Writes
+posts typed messages (``tui.room.messages``); handlers update the widgets. Writes
 (approve, reject, ack, retry, cancel, reap) run in their own workers through
 the same store verbs as the command line, with the person as actor, and wake
 the store worker so their effect shows at once — but only once committed.
@@ -57,10 +57,10 @@ from core.models import Conflict as ConflictRow
 from core.models import Counts
 from store import Store
 from store.sessions import DEFAULT_END_AFTER, DEFAULT_STALL_AFTER, end_after_default, stall_after_default
-from tui import settings, terminal, theme
-from tui.changes import touched_by
+from tui.room import settings, terminal, theme
+from tui.room.changes import touched_by
 from tui.format import aid, cid, duration, ellipsize, tid
-from tui.messages import (
+from tui.room.messages import (
     ActionDone,
     ActionFailed,
     ApprovalsChanged,
@@ -77,20 +77,20 @@ from tui.messages import (
     TasksChanged,
     WatcherChanged,
 )
-from tui.palette import TowerCommands
-from tui.panes.agents import AgentsPane, agents_summary, waits_for
-from tui.panes.agents import who as agent_name
-from tui.panes.approvals import ApprovalsPane, ended_how
-from tui.panes.audit import AuditPane, AuditTail
-from tui.panes.base import TablePane
-from tui.panes.conflicts import ConflictsPane
-from tui.panes.leases import LeasesPane
-from tui.panes.queue import QueuePane
-from tui.screens.confirm import ConfirmDialog
-from tui.screens.detail import DetailScreen
-from tui.screens.help import HelpScreen
-from tui.screens.reject import RejectDialog
-from tui.widgets.header import AlertBar, HeaderBar, TabStrip
+from tui.room.palette import TowerCommands
+from tui.room.panes.agents import AgentsPane, agents_summary, waits_for
+from tui.room.panes.agents import who as agent_name
+from tui.room.panes.approvals import ApprovalsPane, ended_how
+from tui.room.panes.audit import AuditPane, AuditTail
+from tui.room.panes.base import TablePane
+from tui.room.panes.conflicts import ConflictsPane
+from tui.room.panes.leases import LeasesPane
+from tui.room.panes.queue import QueuePane
+from tui.room.screens.confirm import ConfirmDialog
+from tui.room.screens.detail import DetailScreen
+from tui.room.screens.help import HelpScreen
+from tui.room.screens.reject import RejectDialog
+from tui.room.widgets.header import AlertBar, HeaderBar, TabStrip
 
 POLL_INTERVAL = 0.05  # seconds between change checks (PRAGMA data_version is a memory read)
 REAP_INTERVAL = 1.0  # seconds between "has any lease expired?" checks

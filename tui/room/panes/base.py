@@ -36,7 +36,7 @@ from textual.widgets import DataTable, Input
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
 from core.display import printable_line
-from tui import theme
+from tui.room import theme
 
 R = TypeVar("R")
 

@@ -17,7 +17,7 @@ from textual.widgets import Static
 
 from core.display import printable_line
 from core.models import Counts
-from tui import theme
+from tui.room import theme
 from tui.format import head_text, plural
 
 Piece = Sequence[tuple[str, object]]  # (text, style) parts of one piece of a line

@@ -29,7 +29,7 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from core.display import printable, printable_line
-from tui import theme
+from tui.room import theme
 from tui.format import aid, cid, duration, ellipsize, full_time, iso_clock_time, lid, tid
 
 KINDS = {"task": tid, "lease": lid, "approval": aid, "conflict": cid, "audit": lambda n: f"seq {n}",
@@ -396,7 +396,7 @@ class DetailScreen(ModalScreen[None]):
         return View(Group(*parts), links, raw, open_conflict=c.status == "open")
 
     async def _load_session(self, store) -> View:
-        from tui.panes.agents import last_tool, waits_for, who
+        from tui.room.panes.agents import last_tool, waits_for, who
 
         d = await store.session_detail(self.ident)
         s = d["session"]

@@ -8,7 +8,7 @@ its target. ``w`` on a row waiting for a Tower approval jumps to that approval
 in the Approvals pane; enter opens the session.
 
 Every name, tool, target and reason was sent by an agent: cells pass them
-through ``printable_line`` (``tui.panes.base.cell``), never as markup.
+through ``printable_line`` (``tui.room.panes.base.cell``), never as markup.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from core.display import printable_line
 from core.ids import format_id
 from core.models import AgentSession
 from store.sessions import sort_key as session_order
-from tui import theme
+from tui.room import theme
 from tui.format import duration, plural
-from tui.panes.base import Col, TablePane, cell
+from tui.room.panes.base import Col, TablePane, cell
 
 ENDED_SHOWN = 20  # ended sessions kept in the pane (the newest); `tower agent list --all` has the rest
 
