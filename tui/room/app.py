@@ -58,7 +58,6 @@ from core.models import Counts
 from store import Store
 from store.sessions import DEFAULT_END_AFTER, DEFAULT_STALL_AFTER, end_after_default, stall_after_default
 from tui.room import settings, terminal, theme
-from tui.room.changes import touched_by
 from tui.format import aid, cid, duration, ellipsize, tid
 from tui.room.messages import (
     ActionDone,
@@ -77,6 +76,7 @@ from tui.room.messages import (
     TasksChanged,
     WatcherChanged,
 )
+from tui.room.feed import RoomFeed
 from tui.room.palette import TowerCommands
 from tui.room.panes.agents import AgentsPane, agents_summary, waits_for
 from tui.room.panes.agents import who as agent_name
@@ -91,14 +91,6 @@ from tui.room.screens.detail import DetailScreen
 from tui.room.screens.help import HelpScreen
 from tui.room.screens.reject import RejectDialog
 from tui.room.widgets.header import AlertBar, HeaderBar, TabStrip
-
-POLL_INTERVAL = 0.05  # seconds between change checks (PRAGMA data_version is a memory read)
-REAP_INTERVAL = 1.0  # seconds between "has any lease expired?" checks
-AUDIT_BATCH = 2000  # more new events than this in one tick: reload everything instead
-TAIL_PRELOAD = 200  # audit events read with the first load
-#: agent sessions are re-listed this often even when nothing was written: a session
-#: turns stalled (or ended) by time alone
-AGENTS_INTERVAL = 1.0
 
 PANES = ("queue", "leases", "approvals", "conflicts", "audit", "agents")
 
@@ -213,19 +205,14 @@ class TowerApp(App[None]):
         self.cursor_blink = True  # text inputs; snapshots turn it off
         self.compact = False
         self._layout_set = False
-        self._open_task: asyncio.Future | None = None
         self._watcher_worker: Worker | None = None
-        self._wake = asyncio.Event()
         self._known_approvals: dict[int, str] | None = None  # id -> status last seen
         self._known_conflicts: set[int] | None = None
         self._known_agents: dict[int, str] | None = None  # session id -> state last announced
-        self._sessions: dict[int, AgentSession] = {}  # the list last posted (the feed's side)
-        self._sessions_rev: int | None = None
-        self._next_agents = 0.0
-        self.sessions_read = 0  # times the sessions were listed (tests await it rather than sleep)
         self._threshold_error: str | None = None
         self.stall_after, self.end_after = self._thresholds()
-        self._policy_read: tuple | None = None  # (policy file mtime, ask timeout)
+        self.feed = RoomFeed(self.store, self.db_path, self.post_message, stall_after=self.stall_after,
+                             end_after=self.end_after)
         self._hook_sources: dict[int, str] = {}  # pending approval id -> the hook that filed it
         self._hook_wait: float | None = None
         self._current_pane = "queue"
@@ -340,11 +327,7 @@ class TowerApp(App[None]):
                 await asyncio.wait_for(self._watcher_worker.wait(), 6)
             except BaseException:  # noqa: BLE001 - cancelled, failed or slow: close anyway
                 pass
-        if self._open_task is not None:
-            try:
-                await self._open_task
-            except BaseException:  # noqa: BLE001 - reported already; we only need it finished
-                pass
+        await self.feed.opened()
         await self.store.close()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -391,161 +374,11 @@ class TowerApp(App[None]):
 
     @work(exclusive=True, exit_on_error=False, group="store", name="store-watch")
     async def watch_store(self) -> None:
-        store = self.store
-        self._open_task = asyncio.ensure_future(store.open())
-        try:
-            # shielded: a quit during the open must not leave a half-made connection behind
-            await asyncio.shield(self._open_task)
-        except TowerError as exc:
-            self.post_message(StoreFailed(exc.message, fatal=True))
-            return
-        self.post_message(StoreOpened(str(self.db_path)))
-        last_seq: int | None = None
-        signal = (-1, -1)
-        next_reap = 0.0
-        failing = False
-        while True:
-            try:
-                if last_seq is None:
-                    await self._sweep_sessions(store)  # first: the first load shows what it wrote
-                    signal = await store.change_signal()
-                    last_seq = await self._load_all(store)
-                    self.post_message(Loaded())
-                now_signal = await store.change_signal()
-                if now_signal != signal:
-                    last_seq = await self._load_changes(store, last_seq)
-                    signal = now_signal  # only once read: a failed read is retried
-                elif time.monotonic() >= self._next_agents:
-                    facts = await self._load_sessions(store, force=True)
-                    if facts:
-                        self.post_message(StoreChanged(facts))
-                if time.monotonic() >= next_reap:
-                    next_reap = time.monotonic() + REAP_INTERVAL
-                    if await store.reap_if_due():
-                        continue  # our own commit: pick it up right away
-                    if await self._sweep_sessions(store):
-                        continue
-                if failing:
-                    failing = False
-                    self.post_message(StoreRecovered())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - shown, then retried: never a crash
-                failing = True
-                message = exc.message if isinstance(exc, TowerError) else f"{type(exc).__name__}: {exc}"
-                self.post_message(StoreFailed(message))
-                await asyncio.sleep(1.0)
-                continue
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
-            except TimeoutError:
-                pass
-
-    async def _load_all(self, store: Store) -> int:
-        """Every pane from scratch; returns the audit seq the panes are up to date with."""
-        counts = await store.counts()
-        head = counts.audit_seq
-        tasks = await store.view_queue()
-        leases = await store.view_leases()
-        approvals = await store.view_approvals()
-        sources = await store.approval_sources(a.id for a in approvals if a.status == "pending")
-        conflicts = await store.view_conflicts()
-        sessions = await self._load_sessions(store, force=True, always=True)
-        tail = await store.audit_range(max(head - TAIL_PRELOAD + 1, 1), head) if head else []
-        self.post_message(StoreChanged([
-            TasksChanged(tasks, full=True),
-            LeasesChanged(leases, full=True),
-            ApprovalsChanged(approvals, full=True, sources=sources, ask_timeout=await self._ask_timeout()),
-            ConflictsChanged(conflicts, full=True),
-            *sessions,
-            CountsChanged(counts),
-            AuditAppended(1, head, tail, initial=True),
-        ]))
-        return head
-
-    async def _load_changes(self, store: Store, last_seq: int) -> int:
-        """Re-read what the audit events since ``last_seq`` touched."""
-        events = await store.audit_after(last_seq, limit=AUDIT_BATCH)
-        if len(events) >= AUDIT_BATCH:
-            return await self._load_all(store)  # a flood: one full read is cheaper
-        touched = touched_by(events)
-        facts: list = []
-        if touched.tasks:
-            facts.append(TasksChanged(await store.view_tasks(touched.tasks)))
-        if touched.leases:
-            facts.append(LeasesChanged(await store.view_leases(touched.leases)))
-        if touched.approvals:
-            rows = await store.view_approvals(touched.approvals)
-            sources = await store.approval_sources(a.id for a in rows if a.status == "pending")
-            facts.append(ApprovalsChanged(rows, sources=sources,
-                                          ask_timeout=await self._ask_timeout() if sources else None))
-        if touched.conflicts:
-            facts.append(ConflictsChanged(await store.view_conflicts(touched.conflicts)))
-        # a session's shown state also follows its lease and the approvals filed under it
-        facts += await self._load_sessions(store, force=bool(touched.leases or touched.approvals))
-        if events:
-            facts.append(AuditAppended(events[0].seq, events[-1].seq, events))
-            facts.append(CountsChanged(await store.counts()))
-        if facts:
-            self.post_message(StoreChanged(facts))
-        return events[-1].seq if events else last_seq
-
-    async def _sweep_sessions(self, store: Store) -> bool:
-        """Write down what time alone did to the sessions (stalled, ended: audited once each),
-        as ``tower agent list`` does; never waiting for another process's write lock."""
-        try:
-            return bool(await store.sweep_sessions(stall_after=self.stall_after, end_after=self.end_after,
-                                                   wait=False))
-        except TowerError as exc:
-            if getattr(exc, "code", None) == "locked":
-                return False  # the next look does it
-            raise
-
-    async def _load_sessions(self, store: Store, *, force: bool, always: bool = False) -> list[SessionsChanged]:
-        """The agent sessions, when one was written (``session_rev`` moved) or ``force``:
-        posted only if the list differs from the last one posted (or ``always``)."""
-        rev = await store.session_rev()
-        if rev == self._sessions_rev and not force:
-            return []
-        rows = await store.list_sessions(all=True, stall_after=self.stall_after, end_after=self.end_after)
-        self._sessions_rev = rev
-        self._next_agents = time.monotonic() + AGENTS_INTERVAL
-        self.sessions_read += 1
-        before = self._sessions
-        now = {r.id: r for r in rows}
-        changed = {i for i, r in now.items() if before.get(i) != r} | (before.keys() - now.keys())
-        self._sessions = now
-        if not changed and not always:
-            return []
-        return [SessionsChanged(rows, changed=changed)]
-
-    async def _ask_timeout(self) -> float | None:
-        """How long a hook waits for a person (the policy beside the store), re-read when the file changes."""
-        from core.gitrepo import POLICY_NAME
-
-        path = self.db_path.parent / POLICY_NAME
-
-        def read() -> tuple[float | None, float | None]:
-            try:
-                mtime = path.stat().st_mtime_ns
-            except OSError:
-                mtime = None
-            if self._policy_read is not None and self._policy_read[0] == mtime:
-                return self._policy_read
-            from core.policy import load_policy
-
-            try:
-                return (mtime, load_policy(path, cache=False).ask_timeout)
-            except Exception:  # noqa: BLE001 - an invalid policy: the hook denies; no deadline to show
-                return (mtime, None)
-
-        self._policy_read = await asyncio.to_thread(read)
-        return self._policy_read[1]
+        await self.feed.run()
 
     def wake(self) -> None:
         """Look for changes now rather than at the next poll (after our own writes)."""
-        self._wake.set()
+        self.feed.wake()
 
     # -- the watcher -------------------------------------------------------------------
 
