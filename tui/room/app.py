@@ -259,7 +259,7 @@ class TowerApp(App[None]):
             yield AgentsPane(id="agents", clock=self.clock)
             yield ApprovalsPane(id="approvals", clock=self.clock)
             yield ConflictsPane(id="conflicts", clock=self.clock)
-            yield AuditPane(id="audit")
+            yield AuditPane(self.store, id="audit")
         yield Footer()
 
     @property
@@ -992,10 +992,25 @@ class TowerApp(App[None]):
                 "agents": "session"}
         pane_id = message.pane.id or ""
         if pane_id in kind:
-            self.push_screen(DetailScreen(kind[pane_id], int(message.key[1:])))
+            self.push_screen(DetailScreen(kind[pane_id], int(message.key[1:]), store=self.store, room=self))
 
     def on_audit_tail_selected(self, message: AuditTail.Selected) -> None:
-        self.push_screen(DetailScreen("audit", message.seq))
+        self.push_screen(DetailScreen("audit", message.seq, store=self.store, room=self))
+
+    def on_detail_screen_act(self, message: DetailScreen.Act) -> None:
+        if message.action == "approve":
+            self.approve_approval(message.ident)
+        elif message.action == "reject":
+            self.ask_reject(message.ident)
+        elif message.action == "ack":
+            self.ack_conflict(message.ident)
+
+    def rows_of(self, pane: str) -> list[Any]:
+        """The rows a pane holds now (a details screen links to them without reading again)."""
+        panes: dict[str, TablePane[Any]] = {"queue": self.queue_pane, "leases": self.leases_pane,
+                                            "approvals": self.approvals_pane, "conflicts": self.conflicts_pane,
+                                            "agents": self.agents_pane}
+        return list(panes[pane].records.values())
 
     # -- decisions and other writes (never exclusive: a write is not cancelled half-way) --------
 

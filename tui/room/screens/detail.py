@@ -12,9 +12,10 @@ shown with control characters made visible and never as markup.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -29,11 +30,25 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from core.display import printable, printable_line
+from core.models import Approval as ApprovalRow
+from store import Store
 from tui.room import theme
 from tui.format import aid, cid, duration, ellipsize, full_time, iso_clock_time, lid, tid
 
 KINDS = {"task": tid, "lease": lid, "approval": aid, "conflict": cid, "audit": lambda n: f"seq {n}",
          "session": lambda n: f"S{n}"}
+
+
+class RoomView(Protocol):
+    """What a details screen asks the room (the rows it already holds, the clock, a request's deadline)."""
+
+    clock: Callable[[], float]
+
+    def rows_of(self, pane: str) -> list[Any]: ...
+
+    def approval_deadline(self, row: ApprovalRow) -> float | None: ...
+
+    def approval_deadline_note(self, row: ApprovalRow) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -130,6 +145,15 @@ class DetailScreen(ModalScreen[None]):
         Binding("pagedown", "scroll('page_down')", "Page down", show=False, priority=True),
     ]
 
+    class Act(Message):
+        """A key on the details: the room approves (``approve``), asks for the reason of a
+        rejection (``reject``) or acknowledges a conflict (``ack``) -- as the same keys in its panes."""
+
+        def __init__(self, action: str, ident: int) -> None:
+            super().__init__()
+            self.action = action
+            self.ident = ident
+
     class Loaded(Message):
         def __init__(self, view: View) -> None:
             super().__init__()
@@ -139,10 +163,12 @@ class DetailScreen(ModalScreen[None]):
             self.pending_approval = view.pending_approval
             self.open_conflict = view.open_conflict
 
-    def __init__(self, kind: str, ident: int) -> None:
+    def __init__(self, kind: str, ident: int, *, store: Store, room: RoomView) -> None:
         super().__init__(classes="detail")
         self.kind = kind
         self.ident = ident
+        self.store = store
+        self.room = room
         self.pending_approval = False
         self.open_conflict = False
         self.links: list[Link] = []
@@ -177,7 +203,7 @@ class DetailScreen(ModalScreen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="detail")
     async def load(self) -> None:
-        store = self.app.store  # type: ignore[attr-defined]
+        store = self.store
         loader = getattr(self, f"_load_{self.kind}")
         try:
             view = await loader(store)
@@ -230,14 +256,13 @@ class DetailScreen(ModalScreen[None]):
         event.stop()
         kind, _, ident = (event.option.id or "").partition(":")
         if kind in KINDS and ident.isdigit():
-            self.app.push_screen(DetailScreen(kind, int(ident)))
+            self.app.push_screen(DetailScreen(kind, int(ident), store=self.store, room=self.room))
 
     # -- what the app already holds (no extra read) ------------------------------------
 
     def _pane_records(self, pane: str) -> list[Any]:
-        app: Any = self.app
         try:
-            return list(getattr(app, f"{pane}_pane").records.values())
+            return self.room.rows_of(pane)
         except Exception:  # noqa: BLE001 - the main screen is closing
             return []
 
@@ -257,12 +282,11 @@ class DetailScreen(ModalScreen[None]):
         return out
 
     def _deadline(self, approval_id: int) -> tuple[float | None, str]:
-        app: Any = self.app
         try:
-            row = app.approvals_pane.records.get(aid(approval_id))
+            row = next((r for r in self.room.rows_of("approvals") if r.id == approval_id), None)
             if row is None or row.status != "pending":
                 return None, ""
-            return app.approval_deadline(row), app.approval_deadline_note(row)
+            return self.room.approval_deadline(row), self.room.approval_deadline_note(row)
         except Exception:  # noqa: BLE001 - the main screen is closing
             return None, ""
 
@@ -338,7 +362,7 @@ class DetailScreen(ModalScreen[None]):
             if deadline is None:
                 waits = "none known: it waits for a decision (or until its requester gives up)"
             else:
-                left = deadline - self.app.clock()  # type: ignore[attr-defined]
+                left = deadline - self.room.clock()
                 when = f"{full_time(deadline)} (in {duration(left)})" if left > 0 else "now"
                 waits = f"{when} unless someone decides: {note}"
         parts: list[RenderableType] = [
@@ -400,7 +424,7 @@ class DetailScreen(ModalScreen[None]):
 
         d = await store.session_detail(self.ident)
         s = d["session"]
-        now = self.app.clock()  # type: ignore[attr-defined]
+        now = self.room.clock()
         state = _text(s.state, theme.AGENT_STATE_STYLE.get(s.state, theme.S_TEXT))
         state.append(f"  for {duration(now - s.state_since)}", theme.S_MUTED)
         parts: list[RenderableType] = [
@@ -528,14 +552,14 @@ class DetailScreen(ModalScreen[None]):
     def action_approve(self) -> None:
         if self.pending_approval:
             self.dismiss(None)
-            self.app.approve_approval(self.ident)  # type: ignore[attr-defined]
+            self.app.post_message(self.Act("approve", self.ident))
 
     def action_reject(self) -> None:
         if self.pending_approval:
             self.dismiss(None)
-            self.app.ask_reject(self.ident)  # type: ignore[attr-defined]
+            self.app.post_message(self.Act("reject", self.ident))
 
     def action_ack(self) -> None:
         if self.open_conflict:
             self.dismiss(None)
-            self.app.ack_conflict(self.ident)  # type: ignore[attr-defined]
+            self.app.post_message(self.Act("ack", self.ident))
