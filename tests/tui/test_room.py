@@ -419,9 +419,9 @@ class TestThemes:
         import re
         from pathlib import Path
 
-        import tui
+        import tui.room
 
-        css = (Path(tui.__file__).parent / "app.tcss").read_text()
+        css = (Path(tui.room.__file__).parent / "app.tcss").read_text()
         assert not re.findall(r"#[0-9a-fA-F]{3,8}\b", css)
 
 

@@ -29,7 +29,7 @@ import functools
 import getpass
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -41,7 +41,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.color import Color
 from textual.containers import Grid
-from textual.filter import Monochrome
+from textual.filter import LineFilter, Monochrome
 from textual.geometry import Size
 from textual.notifications import Notification, Notify, SeverityLevel
 from textual.widget import Widget
@@ -191,7 +191,8 @@ class TowerApp(App[None]):
     ) -> None:
         super().__init__()
         # NO_COLOR: Textual's filter breaks on unstyled segments; ours copes
-        self._filters = [SafeMonochrome() if type(f) is Monochrome else f for f in self._filters]
+        self._safe_monochrome = SafeMonochrome()
+        self._toasts: list[Notification] = []  # the toasts this room has on screen (expired ones drop out)
         self.db_path = Path(db_path)
         self.clock = clock
         self.watch_enabled = watch
@@ -245,6 +246,10 @@ class TowerApp(App[None]):
         except BadInput as exc:
             self._threshold_error, end = exc.message, DEFAULT_END_AFTER
         return stall, end
+
+    def get_line_filters(self) -> Sequence[LineFilter]:
+        """NO_COLOR: Textual's monochrome filter breaks on unstyled segments; ours copes."""
+        return [self._safe_monochrome if type(f) is Monochrome else f for f in super().get_line_filters()]
 
     # -- layout --------------------------------------------------------------------
 
@@ -717,19 +722,31 @@ class TowerApp(App[None]):
             self._held = [n for n in self._held if n is not note]
             self._held.append(note)
             return
+        self._show_toast(note)
+
+    def _show_toast(self, note: Notification) -> None:
+        self._toasts = [n for n in self._toasts if not n.has_expired]
+        self._toasts.append(note)
         self.post_message(Notify(note))
 
     def _drop_toast(self, note: Notification) -> None:
+        """Take one toast off the screen (Textual removes one only when it expires): clear
+        them all and show the others again, with the time they have left."""
         self._held = [n for n in self._held if n is not note]
-        if note in self._notifications:
-            self._unnotify(note)
+        if any(n is note for n in self._toasts):
+            keep = [n for n in self._toasts if n is not note and not n.has_expired]
+            self._toasts = []
+            self.clear_notifications()
+            for n in keep:
+                self._show_toast(n)
 
     def _screen_changed(self, screen) -> None:
         """Toasts never cover a dialog: kept aside while one is open, shown again after."""
         if not self.screen_stack:
             return
         if len(self.screen_stack) > 1:
-            live = [n for n in self._notifications if not n.has_expired]
+            live = [n for n in self._toasts if not n.has_expired]
+            self._toasts = []
             if live:
                 self._held += [n for n in live if n not in self._held]
                 self.clear_notifications()
@@ -738,11 +755,12 @@ class TowerApp(App[None]):
             for note in held:
                 if not note.has_expired or note is self._channels.get("announce"):
                     note.raised_at = time.time() if note.has_expired else note.raised_at
-                    self.post_message(Notify(note))
+                    self._show_toast(note)
 
     def emit_terminal(self, sequence: str) -> None:
         """Write an escape sequence to the terminal (between frames; never in headless tests)."""
         self.terminal_log.append(sequence)
+        # Textual has no public way to write a sequence between its frames: its driver does
         driver = self._driver
         if driver is not None and not self.is_headless:
             try:
