@@ -12,6 +12,7 @@ ids, UTC, no animation, no cursor blink, a 160x48 terminal. Writes:
     audit-tail.svg     a busy audit tail, paused by scrolling up, counting new events
     compact.svg        the same session in an 80x24 terminal (one pane at a time, tabs)
     light.svg          the main screen in a light theme (catppuccin-latte)
+    agents.svg         the Agents pane: agents waiting, stalled, working, idle, ended
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 from core.errors import Refused  # noqa: E402
 from store import Store  # noqa: E402
-from tui.app import TowerApp  # noqa: E402
-from tui.screens.help import HelpScreen  # noqa: E402
-from tui.screens.reject import RejectDialog  # noqa: E402
+from tui.room.app import TowerApp  # noqa: E402
+from tui.room.screens.help import HelpScreen  # noqa: E402
+from tui.room.screens.reject import RejectDialog  # noqa: E402
 
 SIZE = (160, 48)
 T0 = 1_767_261_600.0  # 2026-01-01 10:00:00 UTC
@@ -151,6 +152,15 @@ async def build(db: Path, clock: SteppingClock) -> None:
                                  detail={"command": "rm -rf build/ && make release", "cwd": f"/home/ada/shop/{a_wt}"})
         await s.request_approval(kind="merge", summary=f"Merge agent/{b_agent} into main", lease_id=b_lease,
                                  detail={"branch": f"agent/{b_agent}", "commits": 6})
+        # what the agents' hooks said: one waits at its own prompt, one works, one went quiet
+        await s.record_session_event("claude-code", "8c1f0e2a-5b7d", "Notification", state="waiting",
+                                     worktree=a_wt, agent=a_agent,
+                                     waiting_reason="permission: Claude needs your permission to use Bash")
+        await s.record_session_event("codex", "019a7c3e-codex", "PostToolUse", tool="apply_patch",
+                                     target="src/http/retry.py", tool_call=True, outcome="ok", worktree=b_wt,
+                                     agent=b_agent)
+        await s.record_session_event("gemini", "5d1c9e0a-gem", "AfterAgent", state="idle", tool="run_shell_command",
+                                     target="pytest tests/billing -x", worktree=None, agent="gemini-x")
         if a_files:
             await s.record_conflict(kind="claimed_by_other", path=a_files[0], worktree=b_wt, other_worktree=a_wt,
                                     lease_id=b_lease, other_lease_id=a_lease,
@@ -253,6 +263,14 @@ async def shoot(out: Path, show_text: bool = False) -> list[Path]:
             await pilot.press("3")
             await pilot.pause()
             save(app, "light.svg")
+
+        # last: the room's sweep writes the stalls down (the shots above are of the earlier moment)
+        app = make_app(db, now + 400)  # later: a quiet agent with a live lease has stalled
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(pilot)
+            await pilot.press("6")
+            await pilot.pause()
+            save(app, "agents.svg")
     return written
 
 

@@ -365,12 +365,14 @@ class SessionVerbs(StoreBase):
         end_after: float | None = None,
         retention: float = DEFAULT_RETENTION,
         actor: str = "tower",
+        wait: bool = True,
     ) -> list[SessionChange]:
         """Write down what time alone changed: sessions that became ``stalled`` or ``ended``
         without an event (and stalled ones whose lease ended), one audited
         ``agent.state`` each; and delete sessions with no event for ``retention``
         and no active lease, with their tool calls. A cheap read first: the write
-        lock is taken only when something is due. Returns the changes written."""
+        lock is taken only when something is due (``wait=False``: only if it is free
+        now, else TimedOut ``locked``). Returns the changes written."""
         stall_after = stall_after_default() if stall_after is None else stall_after
         end_after = end_after_default() if end_after is None else end_after
         now = self.clock()
@@ -384,7 +386,7 @@ class SessionVerbs(StoreBase):
         if not due and old is None:
             return []
         changes: list[SessionChange] = []
-        async with self.transaction() as tx:
+        async with self.transaction(wait=wait) as tx:
             if due:
                 for r in await tx.fetchall(_SESSION_SELECT + f" WHERE s.id IN {tx.dialect.values('int')}",
                                            (tx.dialect.list_param(due),)):

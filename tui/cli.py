@@ -94,7 +94,7 @@ def cli(ctx: click.Context, no_watch: bool) -> int | None:
     """
     if ctx.invoked_subcommand is None:
         require_terminal()
-        from tui.app import run_app
+        from tui.room.app import run_app
         from tui.clikit import db_path
 
         return run_app(db_path(), watch=not no_watch)

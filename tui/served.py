@@ -56,7 +56,7 @@ class _PrintableLines:
 def child_main(argv: list[str]) -> None:
     """``python -m tui.served --db DB --person LOGIN --parent PID [--no-watch]``: one served session.
 
-    Runs the real control room (``tui.app.run_app``, what ``tower`` runs) on the store.
+    Runs the real control room (``tui.room.app.run_app``, what ``tower`` runs) on the store.
     """
     import argparse
 
@@ -80,7 +80,7 @@ def child_main(argv: list[str]) -> None:
     # run_app, not `tower` itself: the command line refuses to open the control
     # room without a terminal, and here the terminal is textual-serve's pipe
     # (TEXTUAL_DRIVER is its web driver).
-    from tui.app import run_app
+    from tui.room.app import run_app
     from tui.clikit import report
 
     try:

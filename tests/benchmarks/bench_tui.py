@@ -156,7 +156,7 @@ def rss_kb() -> tuple[int, int]:
 
 def child_startup(db: str) -> None:
     spawned = float(os.environ["BENCH_SPAWNED"])
-    from tui.app import TowerApp
+    from tui.room.app import TowerApp
 
     imported = time.time()
 
@@ -222,7 +222,7 @@ async def measure_live(db: Path, rate: float, samples: int, size: tuple[int, int
                        min_keys: int = 60) -> dict:
     from textual import events
 
-    from tui.app import TowerApp
+    from tui.room.app import TowerApp
 
     app = TowerApp(db, watch=False, actor="person:bench", settings_path=None)
     app.animation_level = "none"

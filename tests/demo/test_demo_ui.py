@@ -148,7 +148,7 @@ def test_no_color_runs_the_demo_and_the_room(tmp_path, repo):
 def test_a_crash_in_the_room_is_never_exit_0(repo):
     assert run_tower("init", cwd=repo).code == 0
     crash = (
-        "import sys; from tui.app import TowerApp\n"
+        "import sys; from tui.room.app import TowerApp\n"
         "def boom(self): raise RuntimeError('injected fault')\n"
         "TowerApp.action_help = boom\n"
         "from tui.cli import main; main(sys.argv[1:])\n"
@@ -159,3 +159,21 @@ def test_a_crash_in_the_room_is_never_exit_0(repo):
     code = term.close()
     assert code == 1
     assert b"the control room stopped on an internal error" in term.screen
+
+
+@pytest.mark.slow
+def test_the_demo_shows_agents_in_every_state(tmp_path):
+    """Its agents send Gemini CLI's hook events: working, waiting (on a Tower approval and at
+    their own prompt), idle between tasks, one stalls (its lease alive, no tool call), one ends."""
+    term = Terminal([sys.executable, "-m", "tui.cli", "demo", "--speed", "4"], tmp_path,
+                    tower_env({"TMPDIR": str(tmp_path)}))
+    try:
+        term.wait_for("Fix rounding")
+        term.press("6")
+        for label in ("▶ working", "● WAITING", "◦ idle", "· ended", "⚠ STALLED"):
+            term.wait_for(label, timeout=120)
+        assert term.quit() == 0
+    finally:
+        for pid in demo_agents(tmp_path):
+            os.kill(int(pid), signal.SIGKILL)
+    assert demo_agents(tmp_path) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from store import Store
-from tui.changes import touched_by
+from tui.room.changes import touched_by
 
 
 async def test_events_name_the_rows_they_touched(db):

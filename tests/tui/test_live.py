@@ -27,11 +27,11 @@ from tui_helpers import (
     threads_ended,
     wait_for,
 )
-from tui.app import TowerApp
-from tui.screens.confirm import ConfirmDialog
-from tui.screens.detail import DetailScreen
-from tui.screens.help import HelpScreen
-from tui.screens.reject import RejectDialog
+from tui.room.app import TowerApp
+from tui.room.screens.confirm import ConfirmDialog
+from tui.room.screens.detail import DetailScreen
+from tui.room.screens.help import HelpScreen
+from tui.room.screens.reject import RejectDialog
 
 
 async def read(db, fn):
@@ -451,14 +451,14 @@ class TestScreens:
         async with app.run_test(size=SIZE) as pilot:
             await ready(pilot)
             order = []
-            for _ in range(5):
+            for _ in range(6):
                 order.append(app.current_pane)
                 await pilot.press("tab")
-            assert order == ["queue", "leases", "approvals", "conflicts", "audit"]
+            assert order == ["queue", "leases", "approvals", "conflicts", "audit", "agents"]
             assert app.current_pane == "queue"
             await pilot.press("shift+tab")
-            assert app.current_pane == "audit"
-            for key, pane in zip("12345", ["queue", "leases", "approvals", "conflicts", "audit"]):
+            assert app.current_pane == "agents"
+            for key, pane in zip("123456", ["queue", "leases", "approvals", "conflicts", "audit", "agents"]):
                 await pilot.press(key)
                 assert app.current_pane == pane
 

@@ -31,10 +31,10 @@ from tui_helpers import (
     toasts,
     wait_for,
 )
-from tui import theme
-from tui.screens.confirm import ConfirmDialog
-from tui.screens.detail import DetailScreen
-from tui.screens.help import HelpScreen
+from tui.room import theme
+from tui.room.screens.confirm import ConfirmDialog
+from tui.room.screens.detail import DetailScreen
+from tui.room.screens.help import HelpScreen
 
 SMALL = (80, 24)
 
@@ -420,9 +420,9 @@ class TestThemes:
         import re
         from pathlib import Path
 
-        import tui
+        import tui.room
 
-        css = (Path(tui.__file__).parent / "app.tcss").read_text()
+        css = (Path(tui.room.__file__).parent / "app.tcss").read_text()
         assert not re.findall(r"#[0-9a-fA-F]{3,8}\b", css)
 
 
@@ -687,7 +687,7 @@ class TestDamageAndHostileText:
                 return await real(seqs)
 
             app.store.audit_events = counting
-            await pilot.press("5", "home", "pagedown", "pagedown", *"jjjjjjjj")
+            await pilot.press("5", "home", "pagedown", "pagedown", "pagedown", *"jjjjjjjj")
             await wait_for(pilot, lambda: "seq 40 missing — run `tower audit verify`" in screen_text(app))
             before = len(calls)
             for _ in range(30):

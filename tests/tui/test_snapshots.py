@@ -16,11 +16,11 @@ import asyncio
 import pytest
 
 from store import Store
-from tui_helpers import T0, Clock, make_app, ready, seed_busy, wait_for
-from tui.screens.confirm import ConfirmDialog
-from tui.screens.detail import DetailScreen
-from tui.screens.help import HelpScreen
-from tui.screens.reject import RejectDialog
+from tui_helpers import T0, Clock, make_app, ready, seed_agents, seed_busy, wait_for
+from tui.room.screens.confirm import ConfirmDialog
+from tui.room.screens.detail import DetailScreen
+from tui.room.screens.help import HelpScreen
+from tui.room.screens.reject import RejectDialog
 
 LARGE = (160, 48)
 SMALL = (80, 24)
@@ -30,6 +30,12 @@ SIZES = pytest.mark.parametrize("size", [LARGE, SMALL], ids=["160x48", "80x24"])
 @pytest.fixture
 def busy_db(db):
     asyncio.run(seed_busy(db, clock=lambda: T0))
+    return db
+
+
+@pytest.fixture
+def agents_db(db):
+    asyncio.run(seed_agents(db, clock=lambda: T0))
     return db
 
 
@@ -130,3 +136,37 @@ class TestDetails:
                            and pilot.app.screen.pending_approval)
 
         assert snap_compare(frozen_app(busy_db), terminal_size=size, run_before=run_before)
+
+
+class TestAgents:
+    """Agents in every state: waiting on Tower approvals and at their own prompt, stalled,
+    working, idle, ended."""
+
+    @staticmethod
+    async def agents(pilot):
+        await ready(pilot)
+        await wait_for(pilot, lambda: len(pilot.app.agents_pane.shown_keys) == 9, what="every session")
+        await pilot.press("6")
+
+    @SIZES
+    def test_agents_pane(self, snap_compare, agents_db, size):
+        assert snap_compare(frozen_app(agents_db), terminal_size=size, run_before=self.agents)
+
+    @SIZES
+    def test_agents_pane_light(self, snap_compare, agents_db, size):
+        assert snap_compare(frozen_app(agents_db, "catppuccin-latte"), terminal_size=size, run_before=self.agents)
+
+    @SIZES
+    def test_agents_pane_without_colour(self, snap_compare, agents_db, size, monkeypatch):
+        monkeypatch.setenv("NO_COLOR", "1")
+        assert snap_compare(frozen_app(agents_db), terminal_size=size, run_before=self.agents)
+
+    @SIZES
+    def test_session_details(self, snap_compare, agents_db, size):
+        async def run_before(pilot):
+            await self.agents(pilot)
+            await pilot.press("j", "j", "enter")  # S9: the hooked Claude Code session waiting on A1
+            await wait_for(pilot, lambda: isinstance(pilot.app.screen, DetailScreen) and pilot.app.screen.links)
+            await pilot.pause()
+
+        assert snap_compare(frozen_app(agents_db), terminal_size=size, run_before=run_before)

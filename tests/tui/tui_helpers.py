@@ -20,7 +20,7 @@ os.environ["TZ"] = "UTC"
 time.tzset()
 
 from store import Store  # noqa: E402
-from tui.app import TowerApp  # noqa: E402
+from tui.room.app import TowerApp  # noqa: E402
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 SIZE = (160, 48)
@@ -196,3 +196,85 @@ async def palette_offers(pilot, text: str, timeout: float = 10.0) -> None:
 
     await wait_for(pilot, lambda: text.lower() in highlighted().lower(), timeout, what=f"the palette offering {text!r}")
 
+
+class AgentWriter:
+    """A separate process writing to the store as agents and their hooks do (agent_writer.py):
+    ``await w.hook("claude-code", payload, worktree="wt-a")`` returns once committed."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> AgentWriter:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TOWER_")}
+        env["PYTHONPATH"] = str(REPO_ROOT)
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(Path(__file__).with_name("agent_writer.py")), str(self.db),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, cwd=str(self.db.parent))
+        assert (await self._answer()) == {"ready": True}
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    async def _answer(self) -> dict:
+        assert self.proc is not None and self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
+        assert line, "the writer process ended"
+        return json.loads(line)
+
+    async def send(self, command: dict):
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(command) + "\n").encode())
+        await self.proc.stdin.drain()
+        answer = await self._answer()
+        assert answer["ok"], answer
+        return answer["data"]
+
+    async def hook(self, kind: str, payload: dict, **kwargs):
+        return await self.send({"hook": kind, "payload": payload, **kwargs})
+
+    async def verb(self, name: str, **args):
+        return await self.send({"verb": name, "args": args})
+
+
+def claude(event: str, session: str = "sess-a", **fields) -> dict:
+    """A Claude Code hook payload with the documented fields."""
+    return {"session_id": session, "transcript_path": f"/tmp/{session}.jsonl", "cwd": "/repo/wt-a",
+            "hook_event_name": event, **fields}
+
+
+async def seed_agents(db: Path, clock: Callable[[], float] = time.time) -> None:
+    """``seed_busy`` plus agent sessions in every state (at ``clock() + 30``, the snapshots'
+    time): two waiting on Tower approvals (the command-line agents of L1 and L2), one at its
+    own prompt, one stalled (a live lease, no event for 430 s), one working, one idle, ended ones."""
+    await seed_busy(db, clock=clock)
+    now = clock()
+    async with Store(db, actor="person:lead", clock=lambda: now - 400) as s:
+        await s.add_worktree("wt-d", "/repo/wt-d", branch="agent-d")
+        t = await s.add_task("Port the billing job to the new scheduler", priority=2, scope=["src/billing/**"])
+        await s.claim_task(agent="gemini-d", worktree="wt-d", task_id=t.id, ttl=3600)
+        await s.record_session_event("gemini", "5d1c9e0a-gem", "BeforeTool", state="working", tool="run_shell_command",
+                                     target="pytest tests/billing -x", tool_call=True, worktree="wt-d")
+    async with Store(db, actor="person:lead", clock=lambda: now - 120) as s:
+        await s.record_session_event("claude-code", "9f0b7c1e-dead", "SessionStart", state="idle", agent="claude-f")
+        await s.record_session_event("claude-code", "9f0b7c1e-dead", "SessionEnd", state="ended")
+    async with Store(db, actor="person:lead", clock=lambda: now - 20) as s:
+        await s.record_session_event("codex", "019a5e7f-codex", "PermissionRequest", state="waiting", tool="shell",
+                                     target="git push --force origin main", agent="codex-e",
+                                     waiting_reason="permission: shell git push --force origin main")
+        await s.record_session_event("claude-code", "3c2b1a09-idle", "Stop", state="idle", tool="Edit",
+                                     target="docs/cli.md", agent="claude-g")
+    async with Store(db, actor="person:lead", clock=lambda: now + 10) as s:
+        await s.record_session_event("claude-code", "a41e6b2c-work", "PreToolUse", state="working", tool="Bash",
+                                     target="pytest -x tests/test_config.py", tool_call=True, worktree="wt-a",
+                                     agent="claude-a")

@@ -33,14 +33,14 @@ def test_the_contracts_catch_a_service_that_imports_click(tmp_path: Path) -> Non
     where a hand-written check of top-level imports would miss it) are broken."""
     config = (ROOT / "pyproject.toml").read_text()
     (tmp_path / "pyproject.toml").write_text(config[config.index("[tool.importlinter]"):])
-    for module in ("core", "store", "tui", "tui.services", "tui.commands"):
+    for module in ("core", "store", "tui", "tui.services", "tui.commands", "tui.room"):
         package = tmp_path.joinpath(*module.split("."))
         package.mkdir()
         (package / "__init__.py").write_text("")
-    for module in ("tui/clikit.py", "tui/hookguard.py", "tui/app.py"):
+    for module in ("tui/clikit.py", "tui/hookguard.py", "tui/room/app.py"):
         (tmp_path / module).write_text("")
     for module in ("tui/cli.py", "tui/commands/demo.py"):  # the two hand-overs the contracts allow
-        (tmp_path / module).write_text("def main():\n    from tui.app import run_app\n")
+        (tmp_path / module).write_text("def main():\n    from tui.room.app import run_app\n")
     (tmp_path / "tui/services/watch.py").write_text("def run():\n    import click\n")
     result = subprocess.run([str(BIN / "lint-imports"), "--no-cache"], cwd=tmp_path, capture_output=True,
                             text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path)})

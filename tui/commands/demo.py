@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import signal
 import tempfile
@@ -46,6 +47,8 @@ def demo(ctx, agents, speed, keep, headless, duration, json_output) -> None:
             click.echo(f"setting up a demo repository in {base} …", err=True)
         repo = seed.create(base, agents)
         ttl = max(4.0, 15.0 / speed)
+        # a demo lasts minutes: its agents stall (and the room says so) within one
+        os.environ.setdefault("TOWER_STALL_AFTER", str(max(10.0, 30.0 / speed)))
         procs = Agents(base / "logs")
         procs.start(repo, speed, ttl)
         if headless:
@@ -61,7 +64,7 @@ def demo(ctx, agents, speed, keep, headless, duration, json_output) -> None:
             summary["agent_events"] = tally(read_events(base / "logs"))
             emit(summary, lambda: _human_summary(summary))
         else:
-            from tui.app import run_app
+            from tui.room.app import run_app
 
             code = run_app(repo.db, watch=True)
             if code:

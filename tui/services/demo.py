@@ -25,8 +25,9 @@ SUPERVISOR_RULES = [
 
 
 def agent_roles(count: int) -> list[str]:
-    """agent-1 works normally, agent-2 trespasses on claimed files, agent-3 crashes mid-task."""
-    roles = ["normal", "overlap", "crash"]
+    """agent-1 works normally, agent-2 trespasses on claimed files, agent-3 crashes mid-task,
+    agent-4 stalls once (see tui/demo/agent.py)."""
+    roles = ["normal", "overlap", "crash", "stall"]
     return [roles[i] if i < len(roles) else "normal" for i in range(count)]
 
 

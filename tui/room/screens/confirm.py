@@ -18,7 +18,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
 from core.display import printable_line
-from tui import theme
+from tui.room import theme
 
 
 class ConfirmDialog(ModalScreen[bool]):

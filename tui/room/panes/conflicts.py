@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from core.models import Conflict as ConflictRow
-from tui import theme
+from tui.room import theme
 from tui.format import cid, duration, lid, plural
-from tui.panes.base import Col, TablePane, cell, path_cell
+from tui.room.panes.base import Col, TablePane, cell, path_cell
 
 KIND_LABEL = {
     "claimed_by_other": "claimed",

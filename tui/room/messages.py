@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from textual.message import Message
 
+from core.models import AgentSession
 from core.models import Approval as ApprovalRow
 from core.models import AuditEvent, Counts
 from core.models import Conflict as ConflictRow
@@ -83,6 +84,17 @@ class ConflictsChanged(RowsChanged):
     rows: list[ConflictRow]
 
 
+class SessionsChanged(RowsChanged):
+    """Every agent session as read now (always the whole, small list); ``changed``: the ids
+    whose row differs from the last list posted (a details screen reads again for those)."""
+
+    rows: list[AgentSession]
+
+    def __init__(self, rows: Sequence, *, changed: set[int] | None = None) -> None:
+        super().__init__(rows, full=True)
+        self.changed = changed if changed is not None else {r.id for r in self.rows}
+
+
 class AuditAppended(Message):
     """Events ``seq_from..seq_to`` were appended (``events`` may hold only the newest of a big burst)."""
 
@@ -130,6 +142,6 @@ class WatcherChanged(Message):
 class StoreChanged(Message):
     """What one look at the store found, applied at once: one repaint per look, not one per fact."""
 
-    def __init__(self, facts: list[Message]) -> None:
+    def __init__(self, facts: Sequence[Message]) -> None:
         super().__init__()
         self.facts = facts

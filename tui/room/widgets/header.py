@@ -17,7 +17,7 @@ from textual.widgets import Static
 
 from core.display import printable_line
 from core.models import Counts
-from tui import theme
+from tui.room import theme
 from tui.format import head_text, plural
 
 Piece = Sequence[tuple[str, Style | str]]  # (text, style) parts of one piece of a line
@@ -158,6 +158,8 @@ class AlertBar(Static):
 
     _shown = Text()
     _state: tuple = (None, None)
+    #: agents that need the person other than through an approval: (waiting at their own prompt, stalled)
+    agents: tuple[int, int] = (0, 0)
 
     def on_mount(self) -> None:
         self.display = False
@@ -167,13 +169,17 @@ class AlertBar(Static):
     def on_resize(self) -> None:
         self.show(*self._state, force=True)
 
-    def show(self, counts: Counts | None, error: str | None, *, force: bool = False) -> None:
+    def show(self, counts: Counts | None, error: str | None, *, agents: tuple[int, int] | None = None,
+             force: bool = False) -> None:
         self._state = (counts, error)
+        if agents is not None:
+            self.agents = agents
+        waiting, stalled = self.agents
         width = self.content_region.width or self.size.width or 160
+        asks = bool(counts and counts.pending_approvals) or bool(waiting or stalled)
         self.set_class(bool(error), "-error")
-        self.set_class(bool(counts and counts.pending_approvals) and not error, "-approvals")
-        self.set_class(bool(counts and counts.open_conflicts and not counts.pending_approvals) and not error,
-                       "-conflicts")
+        self.set_class(asks and not error, "-approvals")
+        self.set_class(bool(counts and counts.open_conflicts and not asks) and not error, "-conflicts")
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         if error:
             text.append(f" ✖ {printable_line(error)}", "bold")
@@ -187,8 +193,20 @@ class AlertBar(Static):
                     [(f" ● {n} waiting", "bold"), (" — n, then a / r ", "")],
                     [(f" ● {n}", "bold"), (" n ", "")],
                 ])
+            if waiting or stalled:
+                both = [f"{plural(waiting, 'agent')} waiting at its prompt" if waiting == 1 else
+                        f"{plural(waiting, 'agent')} waiting at their prompts" if waiting else "",
+                        f"{plural(stalled, 'agent')} stalled" if stalled else ""]
+                long = " · ".join(p for p in both if p)
+                short = " · ".join(p for p in (f"{waiting} waiting" if waiting else "",
+                                               f"{stalled} stalled" if stalled else "") if p)
+                variants.append([
+                    [(f" ◆ {long}", "bold"), (" — press 6 ", "")],
+                    [(f" ◆ agents: {short}", "bold"), (" — 6 ", "")],
+                    [(f" ◆ {waiting + stalled} agents", "bold"), (" 6 ", "")],
+                ])
             if counts.open_conflicts:
-                style = theme.S_CONFLICT_BADGE if counts.pending_approvals else Style(bold=True)
+                style = theme.S_CONFLICT_BADGE if asks else Style(bold=True)
                 n = plural(counts.open_conflicts, "open conflict")
                 variants.append([
                     [(f" ⚠ {n}", style), (" — press 4, then x to acknowledge ", "")],
@@ -210,22 +228,26 @@ class TabStrip(Static):
     """The compact layout's tabs: one pane on screen, every pane's count here."""
 
     TABS = (("queue", "Queue"), ("leases", "Leases"), ("approvals", "Approvals"), ("conflicts", "Conflicts"),
-            ("audit", "Audit"))
+            ("audit", "Audit"), ("agents", "Agents"))
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.current = "queue"
         self.counts: Counts | None = None
+        self.agents: tuple[int, int] = (0, 0)  # (live sessions, those waiting or stalled)
         self._shown = Text()
 
     def on_resize(self) -> None:
         self.show(force=True)
 
-    def show(self, current: str | None = None, counts: Counts | None = None, *, force: bool = False) -> None:
+    def show(self, current: str | None = None, counts: Counts | None = None, *,
+             agents: tuple[int, int] | None = None, force: bool = False) -> None:
         if current is not None:
             self.current = current
         if counts is not None:
             self.counts = counts
+        if agents is not None:
+            self.agents = agents
         width = self.content_region.width or self.size.width or 80
         text = self._line(width, short=False)
         if cell_len(text.plain) > width:
@@ -244,6 +266,11 @@ class TabStrip(Static):
                 badges["approvals"] = (f" ●{c.pending_approvals} ", theme.S_PENDING_BADGE)
             if c.open_conflicts:
                 badges["conflicts"] = (f" ⚠{c.open_conflicts} ", theme.S_CONFLICT_BADGE)
+        live, needs = self.agents
+        if needs:
+            badges["agents"] = (f" ◆{needs} ", theme.S_PENDING_BADGE)
+        elif live:
+            badges["agents"] = (f"{live:,}", theme.S_MUTED)
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         for number, (name, label) in enumerate(self.TABS, 1):
             if short:

@@ -37,7 +37,7 @@ from textual.widgets import DataTable, Input
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
 from core.display import printable_line
-from tui import theme
+from tui.room import theme
 
 R = TypeVar("R")
 
@@ -184,9 +184,9 @@ class PaneTable(DataTable):
         super().action_scroll_bottom()
         self._seen()
 
-    async def _on_click(self, event: events.Click) -> None:
-        await super()._on_click(event)
-        self._seen()
+    def on_click(self, event: events.Click) -> None:
+        # runs before DataTable's own click handler moves the cursor: look after it
+        self.call_later(self._seen)
 
     def action_clear_filter(self) -> None:
         pane = self.parent
@@ -334,9 +334,15 @@ class TablePane(Vertical, Generic[R]):
                 changed = True
         if changed:
             self._widths = dict(widths)
-            # DataTable has no public "set column width": mark dimensions stale
-            table._require_update_dimensions = True
-            table._clear_caches()
+            first = next(iter(table.ordered_rows), None)
+            if first is None:
+                self._widths = {}  # no rows to measure with: rebuild the columns (cheap, empty)
+                self._set_columns(widths)
+                return
+            # DataTable has no "set a column's width": a cell update that asks it to measure
+            # again re-reads the widths (and drops its cached lines)
+            key = next(iter(widths))
+            table.update_cell(first.key, key, table.get_cell(first.key, key), update_width=True)
             table.refresh(layout=True)
 
     def _fit(self, rows: dict[str, tuple]) -> dict[str, int]:

@@ -12,7 +12,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
-from tui import theme
+from tui.room import theme
 
 
 class HelpScreen(ModalScreen[None]):

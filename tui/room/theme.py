@@ -95,6 +95,7 @@ S_MATCH = Style(bold=True, underline=True)
 
 TASK_STATUS_STYLE: dict[str, Style] = {}
 APPROVAL_STATUS_STYLE: dict[str, Style] = {}
+AGENT_STATE_STYLE: dict[str, Style] = {}
 
 #: bumped on every theme change: caches of rendered cells compare it
 GENERATION = 0
@@ -202,6 +203,14 @@ def use_theme(variables: Mapping[str, str]) -> None:
         "rejected": S_BAD,
         "expired": S_WARN,
         "cancelled": S_WARN,
+    })
+    AGENT_STATE_STYLE.clear()
+    AGENT_STATE_STYLE.update({
+        "waiting": S_PENDING_BADGE,
+        "stalled": S_CONFLICT_BADGE,
+        "working": Style(color=info, bold=True),
+        "idle": S_TEXT,
+        "ended": S_DIM,
     })
     GENERATION += 1
 

@@ -7,9 +7,9 @@ from typing import Any, ClassVar
 
 from core.models import Task as TaskRow
 from store.views import QUEUE_FINISHED_LIMIT, QUEUE_PENDING_LIMIT
-from tui import theme
+from tui.room import theme
 from tui.format import plural, tid
-from tui.panes.base import Col, TablePane, cell
+from tui.room.panes.base import Col, TablePane, cell
 
 _RANK = {"failed": 0, "leased": 1, "pending": 2, "blocked": 3, "done": 4, "cancelled": 4}
 _LABEL = {

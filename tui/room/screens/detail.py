@@ -12,8 +12,10 @@ shown with control characters made visible and never as markup.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from datetime import datetime
+from typing import Any, ClassVar, Protocol
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -28,10 +30,25 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from core.display import printable, printable_line
-from tui import theme
-from tui.format import aid, cid, duration, ellipsize, full_time, lid, tid
+from core.models import Approval as ApprovalRow
+from store import Store
+from tui.room import theme
+from tui.format import aid, cid, duration, ellipsize, full_time, iso_clock_time, lid, tid
 
-KINDS = {"task": tid, "lease": lid, "approval": aid, "conflict": cid, "audit": lambda n: f"seq {n}"}
+KINDS = {"task": tid, "lease": lid, "approval": aid, "conflict": cid, "audit": lambda n: f"seq {n}",
+         "session": lambda n: f"S{n}"}
+
+
+class RoomView(Protocol):
+    """What a details screen asks the room (the rows it already holds, the clock, a request's deadline)."""
+
+    clock: Callable[[], float]
+
+    def rows_of(self, pane: str) -> list[Any]: ...
+
+    def approval_deadline(self, row: ApprovalRow) -> float | None: ...
+
+    def approval_deadline_note(self, row: ApprovalRow) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,16 @@ def _ts(value: Any) -> str:
     if isinstance(value, (int, float)):
         return full_time(value)
     return printable_line(value)
+
+
+def _iso(value: str, now: float) -> str:
+    """An ISO-8601 time of the JSON rows, as the other details show times (and how far off)."""
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except (AttributeError, ValueError):
+        return printable_line(value)
+    delta = ts - now
+    return f"{full_time(ts)} ({'in ' + duration(delta) if delta > 0 else duration(-delta) + ' ago'})"
 
 
 def _text(value: Any, style: Any = "") -> Text:
@@ -118,6 +145,15 @@ class DetailScreen(ModalScreen[None]):
         Binding("pagedown", "scroll('page_down')", "Page down", show=False, priority=True),
     ]
 
+    class Act(Message):
+        """A key on the details: the room approves (``approve``), asks for the reason of a
+        rejection (``reject``) or acknowledges a conflict (``ack``) -- as the same keys in its panes."""
+
+        def __init__(self, action: str, ident: int) -> None:
+            super().__init__()
+            self.action = action
+            self.ident = ident
+
     class Loaded(Message):
         def __init__(self, view: View) -> None:
             super().__init__()
@@ -127,10 +163,12 @@ class DetailScreen(ModalScreen[None]):
             self.pending_approval = view.pending_approval
             self.open_conflict = view.open_conflict
 
-    def __init__(self, kind: str, ident: int) -> None:
+    def __init__(self, kind: str, ident: int, *, store: Store, room: RoomView) -> None:
         super().__init__(classes="detail")
         self.kind = kind
         self.ident = ident
+        self.store = store
+        self.room = room
         self.pending_approval = False
         self.open_conflict = False
         self.links: list[Link] = []
@@ -165,7 +203,7 @@ class DetailScreen(ModalScreen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="detail")
     async def load(self) -> None:
-        store = self.app.store  # type: ignore[attr-defined]
+        store = self.store
         loader = getattr(self, f"_load_{self.kind}")
         try:
             view = await loader(store)
@@ -218,14 +256,13 @@ class DetailScreen(ModalScreen[None]):
         event.stop()
         kind, _, ident = (event.option.id or "").partition(":")
         if kind in KINDS and ident.isdigit():
-            self.app.push_screen(DetailScreen(kind, int(ident)))
+            self.app.push_screen(DetailScreen(kind, int(ident), store=self.store, room=self.room))
 
     # -- what the app already holds (no extra read) ------------------------------------
 
     def _pane_records(self, pane: str) -> list[Any]:
-        app: Any = self.app
         try:
-            return list(getattr(app, f"{pane}_pane").records.values())
+            return self.room.rows_of(pane)
         except Exception:  # noqa: BLE001 - the main screen is closing
             return []
 
@@ -245,12 +282,11 @@ class DetailScreen(ModalScreen[None]):
         return out
 
     def _deadline(self, approval_id: int) -> tuple[float | None, str]:
-        app: Any = self.app
         try:
-            row = app.approvals_pane.records.get(aid(approval_id))
+            row = next((r for r in self.room.rows_of("approvals") if r.id == approval_id), None)
             if row is None or row.status != "pending":
                 return None, ""
-            return app.approval_deadline(row), app.approval_deadline_note(row)
+            return self.room.approval_deadline(row), self.room.approval_deadline_note(row)
         except Exception:  # noqa: BLE001 - the main screen is closing
             return None, ""
 
@@ -326,7 +362,7 @@ class DetailScreen(ModalScreen[None]):
             if deadline is None:
                 waits = "none known: it waits for a decision (or until its requester gives up)"
             else:
-                left = deadline - self.app.clock()  # type: ignore[attr-defined]
+                left = deadline - self.room.clock()
                 when = f"{full_time(deadline)} (in {duration(left)})" if left > 0 else "now"
                 waits = f"{when} unless someone decides: {note}"
         parts: list[RenderableType] = [
@@ -383,6 +419,87 @@ class DetailScreen(ModalScreen[None]):
             links.append(Link("task", c.task_id, "the task of the write"))
         return View(Group(*parts), links, raw, open_conflict=c.status == "open")
 
+    async def _load_session(self, store) -> View:
+        from tui.room.panes.agents import last_tool, waits_for, who
+
+        d = await store.session_detail(self.ident)
+        s = d["session"]
+        now = self.room.clock()
+        state = _text(s.state, theme.AGENT_STATE_STYLE.get(s.state, theme.S_TEXT))
+        state.append(f"  for {duration(now - s.state_since)}", theme.S_MUTED)
+        parts: list[RenderableType] = [
+            _text(f"{who(s)}  ({s.kind} session {s.session})", theme.S_BOLD),
+            _grid([
+                ("state", state),
+                ("waits for", waits_for(s) or None),
+                ("why", s.waiting_reason if s.state != "waiting" else None),
+                ("last tool", last_tool(s)),
+                ("last event", f"{s.last_event} at {_ts(s.last_event_at)} ({duration(now - s.last_event_at)} ago)"),
+                ("started", _ts(s.started_at)),
+                ("process", f"pid {s.pid}" if s.pid else None),
+            ]),
+        ]
+        calls = d["tool_calls"]
+        parts.append(_section(f"Recent tool calls ({len(calls)}, newest first)"))
+        if calls:
+            table = Table(box=None, padding=(0, 1), header_style=theme.S_MUTED)
+            for col in ("time", "tool", "target", "outcome"):
+                table.add_column(col, no_wrap=col != "target")
+            for c in calls[:20]:
+                table.add_row(iso_clock_time(c["at"]), _text(c["tool"] or c["event"]), _text(c["target"] or ""),
+                              _text(c["outcome"] or "", theme.S_MUTED))
+            parts.append(table)
+        else:
+            parts.append(Text("none recorded", style=theme.S_DIM))
+        lease = d["lease"]
+        parts.append(_section("Lease"))
+        if lease is None:
+            parts.append(Text("none", style=theme.S_DIM))
+        else:
+            parts.append(_grid([
+                ("lease", f"{lease['id']} {lease['status']} (token {lease['token']})"),
+                ("task", f"{lease['task_id']} {lease['task_title'] or ''}"),
+                ("expires", _iso(lease["expires_at"], now) if lease["status"] == "active" else None),
+                ("ended", _iso(lease["ended_at"], now) if lease["ended_at"] else None),
+            ]))
+            parts.append(_section(f"Claims ({len(d['claims'])})"))
+            parts.append(Text("\n".join(printable_line(c) for c in d["claims"]) or "none",
+                              style=theme.S_TEXT if d["claims"] else theme.S_DIM))
+        approvals = d["approvals"]
+        parts.append(_section(f"Approvals ({len(approvals)})"))
+        if approvals:
+            table = Table(box=None, padding=(0, 1), header_style=theme.S_MUTED)
+            for col in ("id", "status", "kind", "summary"):
+                table.add_column(col, no_wrap=col != "summary")
+            for a in approvals[:20]:
+                style = theme.S_WARN if a["status"] == "pending" else theme.S_MUTED
+                table.add_row(_text(a["id"], style), _text(a["status"], style), _text(a["kind"]),
+                              _text(a["summary"]))
+            parts.append(table)
+        else:
+            parts.append(Text("none", style=theme.S_DIM))
+        events = d["audit"]
+        if lease is not None:
+            parts.append(_section(f"Audit of {lease['task_id']} (latest {len(events)})"))
+            for e in events[-20:]:
+                line = Text(no_wrap=True, overflow="ellipsis")
+                line.append(f"{e['seq']:>7}  ", theme.S_DIM)
+                line.append(f"{iso_clock_time(e['ts'])}  ", theme.S_MUTED)
+                line.append(f"{printable_line(e['actor']):<18} ", theme.S_TEXT)
+                line.append(e["event"], theme.event_style(e["event"]))
+                parts.append(line)
+        links = []
+        for a in approvals:
+            if a["status"] == "pending":
+                links.append(Link("approval", int(a["id"][1:]), f"pending: {ellipsize(a['summary'], 70)}"))
+        if lease is not None:
+            links.append(Link("lease", int(lease["id"][1:]), f"{lease['status']} · {lease['agent']}"))
+            links.append(Link("task", int(lease["task_id"][1:]), lease["task_title"] or ""))
+        for a in approvals:
+            if a["status"] != "pending":
+                links.append(Link("approval", int(a["id"][1:]), f"{a['status']}: {ellipsize(a['summary'], 70)}"))
+        return View(Group(*parts), links)
+
     async def _load_audit(self, store) -> View:
         try:
             events = await store.audit_events([self.ident])
@@ -435,14 +552,14 @@ class DetailScreen(ModalScreen[None]):
     def action_approve(self) -> None:
         if self.pending_approval:
             self.dismiss(None)
-            self.app.approve_approval(self.ident)  # type: ignore[attr-defined]
+            self.app.post_message(self.Act("approve", self.ident))
 
     def action_reject(self) -> None:
         if self.pending_approval:
             self.dismiss(None)
-            self.app.ask_reject(self.ident)  # type: ignore[attr-defined]
+            self.app.post_message(self.Act("reject", self.ident))
 
     def action_ack(self) -> None:
         if self.open_conflict:
             self.dismiss(None)
-            self.app.ack_conflict(self.ident)  # type: ignore[attr-defined]
+            self.app.post_message(self.Act("ack", self.ident))

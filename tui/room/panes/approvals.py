@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 
 from core.models import Approval as ApprovalRow
 from store.views import APPROVALS_DECIDED_LIMIT
-from tui import theme
+from tui.room import theme
 from tui.format import aid, clock_time, duration, plural
-from tui.panes.base import Col, TablePane, cell
+from tui.room.panes.base import Col, TablePane, cell
 
 _LABEL = {
     "pending": " ● PENDING ",

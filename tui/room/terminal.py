@@ -66,10 +66,14 @@ def notification_sequence(kind: str, title: str, body: str) -> str:
     return f"\x1b]9;{safe_text('Tower: ' + title + ' — ' + body)}\x07"
 
 
-def waiting_title(approvals: int, conflicts: int) -> str:
+def waiting_title(approvals: int, conflicts: int, agents: int = 0) -> str:
+    """``agents``: agents that need the person other than through an approval (waiting at
+    their own prompt, or stalled)."""
     parts = []
     if approvals:
         parts.append(f"{approvals} approval{'s' if approvals != 1 else ''}")
+    if agents:
+        parts.append(f"{agents} agent{'s' if agents != 1 else ''}")
     if conflicts:
         parts.append(f"{conflicts} conflict{'s' if conflicts != 1 else ''}")
     return "Tower — " + ", ".join(parts) if parts else "Tower"

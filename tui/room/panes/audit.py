@@ -18,7 +18,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from rich.text import Text
 from textual import on, work
@@ -34,10 +34,10 @@ from textual.strip import Strip
 from textual.widgets import Input
 
 from core.models import AuditEvent
-from tui import theme
+from tui.room import theme
 from core.display import printable_line
 from tui.format import aid, iso_clock_time, lid, plural, tid
-from tui.panes.base import FilterInput, escape_markup, focus_now
+from tui.room.panes.base import FilterInput, escape_markup, focus_now
 
 _FIRST_KEYS = ("title", "summary", "reason", "kind", "message", "paths")
 _SKIP_KEYS = {"conflict"}
@@ -113,6 +113,14 @@ def matches(e: AuditEvent, needle: str) -> bool:
     return n in hay or n in refs
 
 
+class AuditSource(Protocol):
+    """What the audit pane reads (the store's verbs of these names)."""
+
+    async def audit_events(self, seqs: list[int] | set[int] | tuple[int, ...]) -> list[AuditEvent]: ...
+
+    async def audit_search(self, text: str, *, limit: int = ...) -> list[int]: ...
+
+
 class AuditTail(ScrollView, can_focus=True):
     """The virtual list of audit lines."""
 
@@ -153,8 +161,9 @@ class AuditTail(ScrollView, can_focus=True):
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, AuditTail.StateChanged)
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, source: AuditSource, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.source = source
         self.head = 0  # newest seq known
         self.seqs: list[int] | None = None  # filtered: line -> seq
         self.filter_text = ""
@@ -416,7 +425,7 @@ class AuditTail(ScrollView, can_focus=True):
 
     @work(exclusive=True, exit_on_error=False, group="audit-fetch")
     async def fetch(self, seqs: list[int]) -> None:
-        store = self.app.store  # type: ignore[attr-defined]
+        store = self.source
         try:
             events = await store.audit_events(seqs)
         except asyncio.CancelledError:
@@ -453,11 +462,12 @@ class AuditPane(Vertical):
             self.text = text
             self.seqs = seqs
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, source: AuditSource, *, id: str | None = None) -> None:
         super().__init__(id=id, classes="pane")
+        self.source = source
 
     def compose(self) -> ComposeResult:
-        yield AuditTail(id="audit-tail")
+        yield AuditTail(self.source, id="audit-tail")
         yield FilterInput(placeholder="filter events… (enter keeps it, escape clears)", id="audit-filter",
                           classes="filter")
 
@@ -518,7 +528,7 @@ class AuditPane(Vertical):
     @work(exclusive=True, exit_on_error=False, group="audit-search")
     async def search(self, text: str) -> None:
         await asyncio.sleep(0.15)  # typing: search once the keys pause
-        seqs = await self.app.store.audit_search(text.strip(), limit=SEARCH_LIMIT)  # type: ignore[attr-defined]
+        seqs = await self.source.audit_search(text.strip(), limit=SEARCH_LIMIT)
         self.post_message(self.SearchDone(text, seqs))
 
     @on(SearchDone)

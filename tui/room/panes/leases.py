@@ -13,9 +13,9 @@ from rich.text import Text
 
 from core.display import printable_line
 from core.models import Lease as LeaseRow
-from tui import theme
+from tui.room import theme
 from tui.format import duration, lid, tid
-from tui.panes.base import Col, TablePane, cell
+from tui.room.panes.base import Col, TablePane, cell
 
 
 def warn_after(ttl: float) -> float:

@@ -5,7 +5,7 @@ worker opens it, loads every pane once, then watches for changes: it polls
 ``PRAGMA data_version`` (another process committed) and the connection's own
 ``total_changes`` (this app committed) every 50 ms, reads the audit events
 since the last seq it saw, and re-reads only the rows those events name. It
-posts typed messages (``tui.messages``); handlers update the widgets. Writes
+posts typed messages (``tui.room.messages``); handlers update the widgets. Writes
 (approve, reject, ack, retry, cancel, reap) run in their own workers through
 the same store verbs as the command line, with the person as actor, and wake
 the store worker so their effect shows at once — but only once committed.
@@ -28,7 +28,7 @@ import asyncio
 import functools
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,7 +40,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.color import Color
 from textual.containers import Grid
-from textual.filter import Monochrome
+from textual.filter import LineFilter, Monochrome
 from textual.geometry import Size
 from textual.notifications import Notification, Notify, SeverityLevel
 from textual.widget import Widget
@@ -48,17 +48,19 @@ from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerState
 
 from core.display import printable_line
-from core.errors import TowerError
+from core.errors import BadInput, TowerError
+from core.ids import format_id
+from core.models import AgentSession
 from core.models import Approval as ApprovalRow
 from core.models import Conflict as ConflictRow
 from core.models import Counts
 from core.people import login_person
 from store import Store
 from core.locate import store_ref
-from tui import settings, terminal, theme
-from tui.changes import touched_by
-from tui.format import aid, cid, ellipsize, tid
-from tui.messages import (
+from store.sessions import DEFAULT_END_AFTER, DEFAULT_STALL_AFTER, end_after_default, stall_after_default
+from tui.room import settings, terminal, theme
+from tui.format import aid, cid, duration, ellipsize, tid
+from tui.room.messages import (
     ActionDone,
     ActionFailed,
     ApprovalsChanged,
@@ -67,6 +69,7 @@ from tui.messages import (
     CountsChanged,
     LeasesChanged,
     Loaded,
+    SessionsChanged,
     StoreFailed,
     StoreOpened,
     StoreRecovered,
@@ -74,25 +77,23 @@ from tui.messages import (
     TasksChanged,
     WatcherChanged,
 )
-from tui.palette import TowerCommands
-from tui.panes.approvals import ApprovalsPane, ended_how
-from tui.panes.audit import AuditPane, AuditTail
-from tui.panes.base import TablePane
-from tui.panes.conflicts import ConflictsPane
-from tui.panes.leases import LeasesPane
-from tui.panes.queue import QueuePane
-from tui.screens.confirm import ConfirmDialog
-from tui.screens.detail import DetailScreen
-from tui.screens.help import HelpScreen
-from tui.screens.reject import RejectDialog
-from tui.widgets.header import AlertBar, HeaderBar, TabStrip
+from tui.room.feed import RoomFeed
+from tui.room.palette import TowerCommands
+from tui.room.panes.agents import AgentsPane, agents_summary, waits_for
+from tui.room.panes.agents import who as agent_name
+from tui.room.panes.approvals import ApprovalsPane, ended_how
+from tui.room.panes.audit import AuditPane, AuditTail
+from tui.room.panes.base import TablePane
+from tui.room.panes.conflicts import ConflictsPane
+from tui.room.panes.leases import LeasesPane
+from tui.room.panes.queue import QueuePane
+from tui.room.screens.confirm import ConfirmDialog
+from tui.room.screens.detail import DetailScreen
+from tui.room.screens.help import HelpScreen
+from tui.room.screens.reject import RejectDialog
+from tui.room.widgets.header import AlertBar, HeaderBar, TabStrip
 
-POLL_INTERVAL = 0.05  # seconds between change checks (PRAGMA data_version is a memory read)
-REAP_INTERVAL = 1.0  # seconds between "has any lease expired?" checks
-AUDIT_BATCH = 2000  # more new events than this in one tick: reload everything instead
-TAIL_PRELOAD = 200  # audit events read with the first load
-
-PANES = ("queue", "leases", "approvals", "conflicts", "audit")
+PANES = ("queue", "leases", "approvals", "conflicts", "audit", "agents")
 
 
 def while_running(handler):
@@ -145,10 +146,12 @@ class TowerApp(App[None]):
         Binding("3", "focus_pane('approvals')", "Approvals", show=False, id="pane-approvals", priority=True),
         Binding("4", "focus_pane('conflicts')", "Conflicts", show=False, id="pane-conflicts", priority=True),
         Binding("5", "focus_pane('audit')", "Audit", show=False, id="pane-audit", priority=True),
+        Binding("6", "focus_pane('agents')", "Agents", show=False, id="pane-agents", priority=True),
         Binding("n", "next_request", "Next waiting", id="next-request", priority=True),
         Binding("a", "approve", "Approve", id="approve", priority=True),
         Binding("r", "reject", "Reject", id="reject", priority=True),
         Binding("x", "ack_conflict", "Ack conflict", id="ack-conflict", priority=True),
+        Binding("w", "jump_to_wait", "Its approval", id="jump-to-wait", priority=True),
         Binding("slash", "filter", "Filter", id="filter", priority=True),
         Binding("f", "toggle_follow", "Follow", id="follow", priority=True),
         Binding("question_mark", "help", "Help", id="help", priority=True),
@@ -156,18 +159,19 @@ class TowerApp(App[None]):
     ]
     MAIN_SCREEN_ACTIONS = frozenset(
         {"focus_pane", "next_pane", "previous_pane", "next_request", "approve", "reject", "ack_conflict",
-         "filter", "toggle_follow", "help", "quit_room"}
+         "jump_to_wait", "filter", "toggle_follow", "help", "quit_room"}
     )
 
     HELP_ROWS: ClassVar[list[tuple[str, str, str]]] = [
         ("Move", "tab / shift+tab", "next / previous pane"),
-        ("Move", "1 2 3 4 5", "a pane (3: the oldest request waiting)"),
+        ("Move", "1 2 3 4 5 6", "a pane (3: the oldest request waiting; 6: agents)"),
         ("Move", "n", "the next request waiting, from anywhere"),
         ("Move", "↑ ↓ / j k", "move in the pane (g / G: first / last)"),
         ("Move", "enter", "details (there, enter opens a related row)"),
         ("Act", "a", "approve the selected request"),
         ("Act", "r", "reject it: a dialog asks for the reason"),
         ("Act", "x", "acknowledge the selected conflict"),
+        ("Act", "w", "agents: go to the approval the agent waits for"),
         ("Act", "ctrl+p", "palette: retry, cancel, reap, verify, theme …"),
         ("View", "/", "filter the current pane (escape clears)"),
         ("View", "f", "audit: follow the tail on / off (End resumes)"),
@@ -185,7 +189,8 @@ class TowerApp(App[None]):
     ) -> None:
         super().__init__()
         # NO_COLOR: Textual's filter breaks on unstyled segments; ours copes
-        self._filters = [SafeMonochrome() if type(f) is Monochrome else f for f in self._filters]
+        self._safe_monochrome = SafeMonochrome()
+        self._toasts: list[Notification] = []  # the toasts this room has on screen (expired ones drop out)
         self.db_path = store_ref(db_path)  # a path, or a postgresql:// URL as it is
         self.clock = clock
         self.watch_enabled = watch
@@ -200,12 +205,14 @@ class TowerApp(App[None]):
         self.cursor_blink = True  # text inputs; snapshots turn it off
         self.compact = False
         self._layout_set = False
-        self._open_task: asyncio.Future | None = None
         self._watcher_worker: Worker | None = None
-        self._wake = asyncio.Event()
         self._known_approvals: dict[int, str] | None = None  # id -> status last seen
         self._known_conflicts: set[int] | None = None
-        self._policy_read: tuple | None = None  # (policy file mtime, ask timeout)
+        self._known_agents: dict[int, str] | None = None  # session id -> state last announced
+        self._threshold_error: str | None = None
+        self.stall_after, self.end_after = self._thresholds()
+        self.feed = RoomFeed(self.store, self.db_path, self.post_message, stall_after=self.stall_after,
+                             end_after=self.end_after)
         self._hook_sources: dict[int, str] = {}  # pending approval id -> the hook that filed it
         self._hook_wait: float | None = None
         self._current_pane = "queue"
@@ -226,6 +233,23 @@ class TowerApp(App[None]):
         self.theme = chosen if chosen in self.available_themes else theme.DEFAULT_THEME
         self._theme_ready = True
 
+    def _thresholds(self) -> tuple[float, float]:
+        """When a session counts as stalled / ended (TOWER_STALL_AFTER, TOWER_SESSION_END_AFTER):
+        a bad value is said once, and the default used, rather than failing every read."""
+        try:
+            stall = stall_after_default()
+        except BadInput as exc:
+            self._threshold_error, stall = exc.message, DEFAULT_STALL_AFTER
+        try:
+            end = end_after_default()
+        except BadInput as exc:
+            self._threshold_error, end = exc.message, DEFAULT_END_AFTER
+        return stall, end
+
+    def get_line_filters(self) -> Sequence[LineFilter]:
+        """NO_COLOR: Textual's monochrome filter breaks on unstyled segments; ours copes."""
+        return [self._safe_monochrome if type(f) is Monochrome else f for f in super().get_line_filters()]
+
     # -- layout --------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
@@ -233,11 +257,13 @@ class TowerApp(App[None]):
         yield AlertBar(id="alerts")
         yield TabStrip(id="tabs")
         with Grid(id="panes"):
+            # grid order: the Queue spans two rows, beside Leases above Agents
             yield QueuePane(id="queue", clock=self.clock)
             yield LeasesPane(id="leases", clock=self.clock)
+            yield AgentsPane(id="agents", clock=self.clock)
             yield ApprovalsPane(id="approvals", clock=self.clock)
             yield ConflictsPane(id="conflicts", clock=self.clock)
-            yield AuditPane(id="audit")
+            yield AuditPane(self.store, id="audit")
         yield Footer()
 
     @property
@@ -255,6 +281,10 @@ class TowerApp(App[None]):
     @property
     def conflicts_pane(self) -> ConflictsPane:
         return self.query_one("#conflicts", ConflictsPane)
+
+    @property
+    def agents_pane(self) -> AgentsPane:
+        return self.query_one("#agents", AgentsPane)
 
     @property
     def audit_pane(self) -> AuditPane:
@@ -281,6 +311,8 @@ class TowerApp(App[None]):
         self._notify_kind = terminal.notification_kind(choice=self.settings.desktop_notifications)
         self.emit_terminal(terminal.PUSH_TITLE)
         self.set_terminal_title(terminal.waiting_title(0, 0))
+        if self._threshold_error is not None:
+            self.toast(self._threshold_error, title="agent sessions", severity="warning", timeout=15)
         self.watch_store()
         if self.watch_enabled:
             self.start_watcher()
@@ -299,11 +331,7 @@ class TowerApp(App[None]):
                 await asyncio.wait_for(self._watcher_worker.wait(), 6)
             except BaseException:  # noqa: BLE001 - cancelled, failed or slow: close anyway
                 pass
-        if self._open_task is not None:
-            try:
-                await self._open_task
-            except BaseException:  # noqa: BLE001 - reported already; we only need it finished
-                pass
+        await self.feed.opened()
         await self.store.close()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -332,7 +360,7 @@ class TowerApp(App[None]):
         theme.use_theme(self.get_css_variables())
         if not self.screen_stack:
             return
-        for pane_name in ("queue", "leases", "approvals", "conflicts"):
+        for pane_name in ("queue", "leases", "approvals", "conflicts", "agents"):
             self.pane(pane_name).restyle()  # type: ignore[attr-defined]
         self.audit_tail.restyle()
         self.header_bar.show(force=True)
@@ -350,121 +378,11 @@ class TowerApp(App[None]):
 
     @work(exclusive=True, exit_on_error=False, group="store", name="store-watch")
     async def watch_store(self) -> None:
-        store = self.store
-        self._open_task = asyncio.ensure_future(store.open())
-        try:
-            # shielded: a quit during the open must not leave a half-made connection behind
-            await asyncio.shield(self._open_task)
-        except TowerError as exc:
-            self.post_message(StoreFailed(exc.message, fatal=True))
-            return
-        self.post_message(StoreOpened(str(self.db_path)))
-        last_seq: int | None = None
-        signal: object = (-1, -1)
-        next_reap = 0.0
-        failing = False
-        while True:
-            try:
-                if last_seq is None:
-                    signal = await store.change_signal()
-                    last_seq = await self._load_all(store)
-                    self.post_message(Loaded())
-                now_signal = await store.change_signal()
-                if now_signal != signal:
-                    last_seq = await self._load_changes(store, last_seq)
-                    signal = now_signal  # only once read: a failed read is retried
-                if time.monotonic() >= next_reap:
-                    next_reap = time.monotonic() + REAP_INTERVAL
-                    if await store.reap_if_due():
-                        continue  # our own commit: pick it up right away
-                if failing:
-                    failing = False
-                    self.post_message(StoreRecovered())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - shown, then retried: never a crash
-                failing = True
-                message = exc.message if isinstance(exc, TowerError) else f"{type(exc).__name__}: {exc}"
-                self.post_message(StoreFailed(message))
-                await asyncio.sleep(1.0)
-                continue
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
-            except TimeoutError:
-                pass
-
-    async def _load_all(self, store: Store) -> int:
-        """Every pane from scratch; returns the audit seq the panes are up to date with."""
-        counts = await store.counts()
-        head = counts.audit_seq
-        tasks = await store.view_queue()
-        leases = await store.view_leases()
-        approvals = await store.view_approvals()
-        sources = await store.approval_sources(a.id for a in approvals if a.status == "pending")
-        conflicts = await store.view_conflicts()
-        tail = await store.audit_range(max(head - TAIL_PRELOAD + 1, 1), head) if head else []
-        self.post_message(StoreChanged([
-            TasksChanged(tasks, full=True),
-            LeasesChanged(leases, full=True),
-            ApprovalsChanged(approvals, full=True, sources=sources, ask_timeout=await self._ask_timeout()),
-            ConflictsChanged(conflicts, full=True),
-            CountsChanged(counts),
-            AuditAppended(1, head, tail, initial=True),
-        ]))
-        return head
-
-    async def _load_changes(self, store: Store, last_seq: int) -> int:
-        """Re-read what the audit events since ``last_seq`` touched."""
-        events = await store.audit_after(last_seq, limit=AUDIT_BATCH)
-        if not events:
-            return last_seq
-        if len(events) >= AUDIT_BATCH:
-            return await self._load_all(store)  # a flood: one full read is cheaper
-        touched = touched_by(events)
-        facts: list = []
-        if touched.tasks:
-            facts.append(TasksChanged(await store.view_tasks(touched.tasks)))
-        if touched.leases:
-            facts.append(LeasesChanged(await store.view_leases(touched.leases)))
-        if touched.approvals:
-            rows = await store.view_approvals(touched.approvals)
-            sources = await store.approval_sources(a.id for a in rows if a.status == "pending")
-            facts.append(ApprovalsChanged(rows, sources=sources,
-                                          ask_timeout=await self._ask_timeout() if sources else None))
-        if touched.conflicts:
-            facts.append(ConflictsChanged(await store.view_conflicts(touched.conflicts)))
-        facts.append(AuditAppended(events[0].seq, events[-1].seq, events))
-        facts.append(CountsChanged(await store.counts()))
-        self.post_message(StoreChanged(facts))
-        return events[-1].seq
-
-    async def _ask_timeout(self) -> float | None:
-        """How long a hook waits for a person (the policy beside the store), re-read when the file changes."""
-        from core.gitrepo import POLICY_NAME
-
-        path = self.db_path.parent / POLICY_NAME
-
-        def read() -> tuple[float | None, float | None]:
-            try:
-                mtime = path.stat().st_mtime_ns
-            except OSError:
-                mtime = None
-            if self._policy_read is not None and self._policy_read[0] == mtime:
-                return self._policy_read
-            from core.policy import load_policy
-
-            try:
-                return (mtime, load_policy(path, cache=False).ask_timeout)
-            except Exception:  # noqa: BLE001 - an invalid policy: the hook denies; no deadline to show
-                return (mtime, None)
-
-        self._policy_read = await asyncio.to_thread(read)
-        return self._policy_read[1]
+        await self.feed.run()
 
     def wake(self) -> None:
         """Look for changes now rather than at the next poll (after our own writes)."""
-        self._wake.set()
+        self.feed.wake()
 
     # -- the watcher -------------------------------------------------------------------
 
@@ -511,6 +429,7 @@ class TowerApp(App[None]):
             ConflictsChanged: self.on_conflicts_changed,
             AuditAppended: self.on_audit_appended,
             CountsChanged: self.on_counts_changed,
+            SessionsChanged: self.on_sessions_changed,
         }
         with self.batch_update():
             self._burst.open += 1
@@ -522,11 +441,12 @@ class TowerApp(App[None]):
             self._refresh_details(message.facts)
         self._flush_burst()
 
-    def _refresh_details(self, facts: list) -> None:
+    def _refresh_details(self, facts: Sequence[Any]) -> None:
         """A details screen shows the truth too: read again when its row (or a related one) changed."""
         kinds = {TasksChanged: "task", LeasesChanged: "lease", ApprovalsChanged: "approval",
                  ConflictsChanged: "conflict"}
         changed = [(kinds[type(f)], {r.id for r in f.rows}) for f in facts if type(f) in kinds]
+        changed += [("session", f.changed) for f in facts if isinstance(f, SessionsChanged) and f.changed]
         if not changed:
             return
         for screen in self.screen_stack[1:]:
@@ -575,7 +495,7 @@ class TowerApp(App[None]):
         self.approvals_pane.set_class(bool(counts.pending_approvals), "-alert")
         self.conflicts_pane.set_class(bool(counts.open_conflicts), "-alert")
         self.queue_pane._update_subtitle()
-        self.set_terminal_title(terminal.waiting_title(counts.pending_approvals, counts.open_conflicts))
+        self._show_agent_alerts()
 
     @while_running
     def on_tasks_changed(self, message: TasksChanged) -> None:
@@ -627,6 +547,46 @@ class TowerApp(App[None]):
         self._flush_burst()
 
     @while_running
+    def on_sessions_changed(self, message: SessionsChanged) -> None:
+        pane = self.agents_pane
+        pane.apply(message.rows, full=True)
+        known = self._known_agents
+        if known is None:
+            self._known_agents = {r.id: r.state for r in message.rows}
+        else:
+            approvals = self._known_approvals or {}
+            for row in message.rows:
+                before = known.get(row.id)
+                if row.state in ("waiting", "stalled") and row.state != before:
+                    if row.state == "waiting" and row.waiting_for is not None:
+                        if row.waiting_for not in approvals:
+                            # its approval is not on screen yet (committed between two reads):
+                            # decided on the next look, announced with the approval
+                            continue
+                        # waiting on a Tower approval: the approval's own announcement says it
+                    else:
+                        self._burst.agents.append(row)
+                known[row.id] = row.state
+            for gone in known.keys() - {r.id for r in message.rows}:
+                del known[gone]
+        self._show_agent_alerts()
+        self.sync_bindings()
+        self._flush_burst()
+
+    def _show_agent_alerts(self) -> None:
+        """The alert bar, the tabs and the terminal title count the agents that need the
+        person other than through an approval: waiting at their own prompt, or stalled."""
+        pane = self.agents_pane
+        own = sum(1 for r in pane.waiting if r.waiting_for is None)
+        stalled = len(pane.stalled)
+        self.alert_bar.show(self.counts, self.store_error, agents=(own, stalled))
+        self.tab_strip.show(agents=(pane.live_count(), len(pane.waiting) + stalled))
+        pane.set_class(bool(own or stalled), "-alert")
+        c = self.counts
+        self.set_terminal_title(terminal.waiting_title(c.pending_approvals if c else 0,
+                                                       c.open_conflicts if c else 0, own + stalled))
+
+    @while_running
     def on_audit_appended(self, message: AuditAppended) -> None:
         self.audit_tail.append(message.seq_from, message.seq_to, message.events, reset=message.initial)
 
@@ -660,7 +620,7 @@ class TowerApp(App[None]):
 
     @while_running
     def _tick(self) -> None:
-        for pane in (self.leases_pane, self.approvals_pane, self.conflicts_pane):
+        for pane in (self.leases_pane, self.approvals_pane, self.conflicts_pane, self.agents_pane):
             pane.tick()
 
     @property
@@ -717,6 +677,24 @@ class TowerApp(App[None]):
                 if len(conflicts) > 3:
                     lines.append(f"… and {len(conflicts) - 3} more")
             lines.append("press 4, then x to acknowledge")
+        if burst.agents:
+            agents = burst.agents
+            if len(agents) == 1:
+                a = agents[0]
+                how = "is stalled" if a.state == "stalled" else "waits at its prompt"
+                titles.append(f"{format_id('session', a.id)} {agent_name(a)} {how}")
+                if a.state == "stalled":
+                    lines.append(f"no event for {duration(self.clock() - a.last_event_at)} with its lease active")
+                else:
+                    lines.append(ellipsize(waits_for(a), 90))
+            else:
+                titles.append(agents_summary(sum(r.state == "waiting" for r in agents),
+                                             sum(r.state == "stalled" for r in agents)))
+                lines += [f"{format_id('session', r.id)} {r.state}: {ellipsize(agent_name(r), 40)}"
+                          for r in agents[:3]]
+                if len(agents) > 3:
+                    lines.append(f"… and {len(agents) - 3} more")
+            lines.append("press 6 to see the agents")
         title = " · ".join(titles)
         severity: SeverityLevel = "error" if burst.conflicts or burst.ended else "warning"
         text = "\n".join(lines)
@@ -743,19 +721,31 @@ class TowerApp(App[None]):
             self._held = [n for n in self._held if n is not note]
             self._held.append(note)
             return
+        self._show_toast(note)
+
+    def _show_toast(self, note: Notification) -> None:
+        self._toasts = [n for n in self._toasts if not n.has_expired]
+        self._toasts.append(note)
         self.post_message(Notify(note))
 
     def _drop_toast(self, note: Notification) -> None:
+        """Take one toast off the screen (Textual removes one only when it expires): clear
+        them all and show the others again, with the time they have left."""
         self._held = [n for n in self._held if n is not note]
-        if note in self._notifications:
-            self._unnotify(note)
+        if any(n is note for n in self._toasts):
+            keep = [n for n in self._toasts if n is not note and not n.has_expired]
+            self._toasts = []
+            self.clear_notifications()
+            for n in keep:
+                self._show_toast(n)
 
     def _screen_changed(self, screen) -> None:
         """Toasts never cover a dialog: kept aside while one is open, shown again after."""
         if not self.screen_stack:
             return
         if len(self.screen_stack) > 1:
-            live = [n for n in self._notifications if not n.has_expired]
+            live = [n for n in self._toasts if not n.has_expired]
+            self._toasts = []
             if live:
                 self._held += [n for n in live if n not in self._held]
                 self.clear_notifications()
@@ -764,11 +754,12 @@ class TowerApp(App[None]):
             for note in held:
                 if not note.has_expired or note is self._channels.get("announce"):
                     note.raised_at = time.time() if note.has_expired else note.raised_at
-                    self.post_message(Notify(note))
+                    self._show_toast(note)
 
     def emit_terminal(self, sequence: str) -> None:
         """Write an escape sequence to the terminal (between frames; never in headless tests)."""
         self.terminal_log.append(sequence)
+        # Textual has no public way to write a sequence between its frames: its driver does
         driver = self._driver
         if driver is not None and not self.is_headless:
             try:
@@ -797,6 +788,7 @@ class TowerApp(App[None]):
     @while_running
     def on_data_table_row_highlighted(self, event) -> None:
         self.approvals_pane._update_subtitle()
+        self.agents_pane._update_subtitle()
         self.sync_bindings()
 
     def sync_bindings(self) -> None:
@@ -805,6 +797,7 @@ class TowerApp(App[None]):
         if not self.screen_stack:
             return
         state = (self.check_action("approve", ()), self.check_action("ack_conflict", ()),
+                 self.check_action("jump_to_wait", ()),
                  self.check_action("next_request", ()), self.current_pane, len(self.screen_stack),
                  type(self.focused))
         if state != self._binding_state:
@@ -832,10 +825,10 @@ class TowerApp(App[None]):
         if action in self.MAIN_SCREEN_ACTIONS:
             if len(self.screen_stack) != 1 or isinstance(self.focused, Input):
                 return False  # a dialog, the palette or a filter line has the keys: let them type
-        if self.compact and action in ("approve", "reject", "ack_conflict", "toggle_follow"):
+        if self.compact and action in ("approve", "reject", "ack_conflict", "toggle_follow", "jump_to_wait"):
             # one pane on screen and a narrow footer: only the keys of that pane
             home = {"approve": "approvals", "reject": "approvals", "ack_conflict": "conflicts",
-                    "toggle_follow": "audit"}[action]
+                    "toggle_follow": "audit", "jump_to_wait": "agents"}[action]
             if self.current_pane != home:
                 return False
         if action in ("approve", "reject"):
@@ -851,6 +844,11 @@ class TowerApp(App[None]):
                 return None
             conflict = self.conflicts_pane.selected
             return True if conflict is not None and conflict.id not in self.conflicts_pane.in_flight else None
+        if action == "jump_to_wait":
+            if self.current_pane != "agents" or len(self.screen_stack) != 1:
+                return False
+            agent = self.agents_pane.selected
+            return True if agent is not None and agent.waiting_for is not None else None
         if action == "next_request":
             return True if self.loaded.is_set() and self.approvals_pane.pending_count else None
         return True
@@ -883,6 +881,12 @@ class TowerApp(App[None]):
             waiting = self.approvals_pane.pending_keys()
             if waiting:
                 self.approvals_pane.select_key(waiting[0])
+        if name == "agents":
+            # like 3: the agent that needs the person most (the list puts it first)
+            agents = self.agents_pane
+            first = agents.shown_keys[:1]
+            if first and agents.records[first[0]].state in ("waiting", "stalled"):
+                agents.select_key(first[0])
         if isinstance(pane, TablePane):
             pane.mark_seen()
 
@@ -953,6 +957,27 @@ class TowerApp(App[None]):
             return
         self.ack_conflict(row.id)
 
+    def action_jump_to_wait(self) -> None:
+        """From the agent the person sees to the approval it waits for, selected in its pane."""
+        pane = self.agents_pane
+        row = pane.selected if self.current_pane == "agents" else None
+        if row is None or row.waiting_for is None:
+            self.bell()
+            return
+        if not self._still_what_was_seen(pane, "w"):
+            return
+        target = aid(row.waiting_for)
+        approvals = self.approvals_pane
+        if approvals.filter_text and target not in approvals.shown_keys:
+            approvals.clear_filter()
+        self._mark_current("approvals")
+        self.screen_stack[0].set_focus(approvals.table)
+        if not approvals.select_key(target):
+            self.toast(f"{target} is not in the Approvals pane (any more)", title="nothing to show",
+                       severity="warning", channel="feedback")
+        approvals.mark_seen()
+        approvals._update_subtitle()
+
     def action_quit_room(self) -> None:
         self.action_quit_checked()
 
@@ -980,13 +1005,29 @@ class TowerApp(App[None]):
         self.push_screen(dialog, answered)
 
     def on_table_pane_selected(self, message: TablePane.Selected) -> None:
-        kind = {"queue": "task", "leases": "lease", "approvals": "approval", "conflicts": "conflict"}
+        kind = {"queue": "task", "leases": "lease", "approvals": "approval", "conflicts": "conflict",
+                "agents": "session"}
         pane_id = message.pane.id or ""
         if pane_id in kind:
-            self.push_screen(DetailScreen(kind[pane_id], int(message.key[1:])))
+            self.push_screen(DetailScreen(kind[pane_id], int(message.key[1:]), store=self.store, room=self))
 
     def on_audit_tail_selected(self, message: AuditTail.Selected) -> None:
-        self.push_screen(DetailScreen("audit", message.seq))
+        self.push_screen(DetailScreen("audit", message.seq, store=self.store, room=self))
+
+    def on_detail_screen_act(self, message: DetailScreen.Act) -> None:
+        if message.action == "approve":
+            self.approve_approval(message.ident)
+        elif message.action == "reject":
+            self.ask_reject(message.ident)
+        elif message.action == "ack":
+            self.ack_conflict(message.ident)
+
+    def rows_of(self, pane: str) -> list[Any]:
+        """The rows a pane holds now (a details screen links to them without reading again)."""
+        panes: dict[str, TablePane[Any]] = {"queue": self.queue_pane, "leases": self.leases_pane,
+                                            "approvals": self.approvals_pane, "conflicts": self.conflicts_pane,
+                                            "agents": self.agents_pane}
+        return list(panes[pane].records.values())
 
     # -- decisions and other writes (never exclusive: a write is not cancelled half-way) --------
 
@@ -1156,10 +1197,11 @@ class Burst:
     requested: list[ApprovalRow] = field(default_factory=list)
     ended: list[ApprovalRow] = field(default_factory=list)
     conflicts: list[ConflictRow] = field(default_factory=list)
+    agents: list[AgentSession] = field(default_factory=list)  # entered waiting (own prompt) or stalled
     open: int = 0  # > 0 while a batch of facts is being applied: announce once, after it
 
     def __bool__(self) -> bool:
-        return bool(self.requested or self.ended or self.conflicts)
+        return bool(self.requested or self.ended or self.conflicts or self.agents)
 
 
 CRASH_LINE = "the control room stopped on an internal error (a bug: please report it at {url})"

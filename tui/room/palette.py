@@ -23,7 +23,7 @@ from core.display import printable_line
 from tui.format import aid, cid, ellipsize, tid
 
 if TYPE_CHECKING:
-    from tui.app import TowerApp
+    from tui.room.app import TowerApp
 
 
 def plain(text: str) -> Content:
