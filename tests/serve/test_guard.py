@@ -151,6 +151,19 @@ def test_public_url_must_be_an_origin(url):
     check_config(ServeConfig(db="x", public_url="https://tower.example.com/"))
 
 
+def test_a_store_url_with_a_password_is_refused_before_it_reaches_a_command_line():
+    """Every session is started with the store on its command line (readable by every local
+    user with ps): a URL that holds a password is refused, one without it is served."""
+    with pytest.raises(Refusal, match="pgpass"):
+        check_config(ServeConfig(db="postgresql://tower:s3cret@db.example/tower"))
+    check_config(ServeConfig(db="postgresql://tower@db.example/tower"))
+
+
+def test_the_command_line_refuses_a_password_in_the_store_url():
+    r = run_tower("--db", "postgresql://tower:s3cret@127.0.0.1:1/tower", "serve", "--port", "0", timeout=30)
+    assert r.code == 2 and "pgpass" in r.stderr and "s3cret" not in r.stderr + r.stdout
+
+
 def test_the_command_line_refuses_a_bad_public_url(store_db):
     r = run_tower("--db", str(store_db), "serve", "--port", "0", "--public-url", "ftp://x", timeout=30)
     assert r.code == 2 and "--public-url" in r.stderr

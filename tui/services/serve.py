@@ -277,6 +277,14 @@ def check_config(config: ServeConfig) -> bool:
             "protection (over plain http). Prefer the default 127.0.0.1 with an SSH tunnel or a TLS reverse "
             "proxy; pass --allow-remote to serve there anyway"
         )
+    from core.locate import has_password
+
+    if has_password(str(config.db)):
+        # each session is started with the store on its command line, which every local user can
+        # read (ps): the password belongs in ~/.pgpass (or the file PGPASSFILE names) instead
+        raise Refusal("refusing to serve a store whose URL holds a password: each session's command line"
+                      " would show it to every user of this machine; put the password in ~/.pgpass (or the"
+                      " file PGPASSFILE names) and pass the URL without it")
     if config.public_url is not None:
         parts = urlsplit(config.public_url)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
