@@ -18,7 +18,6 @@ No pytest here: the capture script (tests/agents/capture.py) uses it too.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -29,6 +28,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tui.services.hook_install import codex_hook_hash, snake_event
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORD_HOOK = Path(__file__).resolve().parent / "record_hook.py"
@@ -198,31 +199,6 @@ def payloads(log: Path, event: str | None = None, tool: str | None = None) -> li
 # -- Codex trust --------------------------------------------------------------------------
 
 
-def _snake(event: str) -> str:
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", event).lower()
-
-
-def codex_hook_hash(event: str, group: dict, handler: dict) -> str:
-    """The ``trusted_hash`` Codex expects for one command hook of a hooks.json matcher group.
-
-    Codex hashes a normalized identity: the event's snake_case label, the
-    group's matcher (left out when absent), and the one handler with its
-    defaults filled in (``timeout`` 600, ``async`` false; absent optional
-    fields left out), as JSON with sorted keys and no spaces, SHA-256, prefixed
-    ``sha256:``. A hook whose hash is not recorded is skipped without a word.
-    """
-    norm = {"type": "command", "command": handler["command"], "timeout": max(int(handler.get("timeout", 600)), 1),
-            "async": bool(handler.get("async", False))}
-    for key in ("statusMessage", "commandWindows"):
-        if handler.get(key) is not None:
-            norm[key] = handler[key]
-    identity: dict = {"event_name": _snake(event), "hooks": [norm]}
-    if group.get("matcher") is not None:
-        identity["matcher"] = group["matcher"]
-    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-
-
 def _toml_str(s: str) -> str:
     return json.dumps(s)  # a JSON string is a valid TOML basic string for these paths and hashes
 
@@ -242,7 +218,7 @@ def codex_trust(sandbox: Sandbox, *, hooks: bool = True) -> None:
         for event, groups in json.loads(path.read_text()).get("hooks", {}).items():
             for gi, group in enumerate(groups):
                 for hi, handler in enumerate(group.get("hooks", [])):
-                    key = f"{path}:{_snake(event)}:{gi}:{hi}"
+                    key = f"{path}:{snake_event(event)}:{gi}:{hi}"
                     lines += [f"[hooks.state.{_toml_str(key)}]",
                               f"trusted_hash = {_toml_str(codex_hook_hash(event, group, handler))}", ""]
     sandbox.codex_home.mkdir(parents=True, exist_ok=True)

@@ -137,7 +137,7 @@ def installed(settings: dict, kind: str) -> list[str]:
 # -- Codex trust ($CODEX_HOME/config.toml) ---------------------------------------------------
 
 
-def _snake(event: str) -> str:
+def snake_event(event: str) -> str:
     return re.sub(r"(?<!^)([A-Z])", r"_\1", event).lower()
 
 
@@ -148,7 +148,7 @@ def codex_hook_hash(event: str, group: dict, handler: dict) -> str:
     for key in ("statusMessage", "commandWindows"):
         if handler.get(key) is not None:
             norm[key] = handler[key]
-    identity: dict = {"event_name": _snake(event), "hooks": [norm]}
+    identity: dict = {"event_name": snake_event(event), "hooks": [norm]}
     if group.get("matcher") is not None:
         identity["matcher"] = group["matcher"]
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -162,7 +162,7 @@ def codex_trust_records(hooks_file: Path, settings: dict) -> dict[str, str]:
         for gi, group in enumerate(groups if isinstance(groups, list) else []):
             for hi, handler in enumerate(group.get("hooks") or [] if isinstance(group, dict) else []):
                 if isinstance(handler, dict) and is_tower_command(handler.get("command"), "codex"):
-                    out[f"{hooks_file}:{_snake(event)}:{gi}:{hi}"] = codex_hook_hash(event, group, handler)
+                    out[f"{hooks_file}:{snake_event(event)}:{gi}:{hi}"] = codex_hook_hash(event, group, handler)
     return out
 
 
