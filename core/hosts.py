@@ -8,7 +8,6 @@ each host's commands and watcher act only on their own host's worktrees.
 from __future__ import annotations
 
 import os
-import socket
 
 HOST_ENV = "TOWER_HOST"
 
@@ -22,4 +21,6 @@ def local_host(backend: str) -> str | None:
         return explicit
     if backend == "sqlite":
         return None
+    import socket  # only for a shared store: a one-machine store's commands skip loading it
+
     return socket.gethostname() or None

@@ -16,6 +16,7 @@ from store.approvals import ApprovalVerbs
 from store.audit_log import AuditVerbs
 from store.channels import ChannelVerbs
 from store.conflicts import ConflictVerbs
+from store.db import run_inline
 from store.leases import LeaseVerbs
 from store.sessions import SessionVerbs
 from store.tasks import TaskVerbs
@@ -28,4 +29,4 @@ class Store(TaskVerbs, LeaseVerbs, WorktreeVerbs, ApprovalVerbs, ConflictVerbs, 
     """The store: open with ``async with Store(path)``; ``create=True`` for ``tower init``."""
 
 
-__all__ = ["Store"]
+__all__ = ["Store", "run_inline"]

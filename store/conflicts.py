@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.conflict_rules import ClaimView, ConflictSpec, FileChange, LeaseView, World
 from core.errors import NotFound
 from core.ids import format_id
 from core.models import Conflict
@@ -24,6 +23,11 @@ from core.vocab import CONFLICT_KINDS
 from store.backend import Backend, Row, Tx
 from store.db import StoreBase
 from store.rows import CONFLICT_SELECT, conflict_from_row, json_items
+
+if TYPE_CHECKING:
+    # the watcher's rules are imported where they run: an agent's commands open the store
+    # without ever judging a conflict
+    from core.conflict_rules import ConflictSpec, FileChange, LeaseView, World
 
 # a write is judged shortly after it happened: leases of the worktree that
 # ended within this many seconds still count as its author's
@@ -67,6 +71,8 @@ class ConflictVerbs(StoreBase):
         *acknowledged* conflict of the same key and episode also counts: a
         person who acked it is not asked again while its cause lasts.
         """
+        from core.conflict_rules import ConflictSpec
+
         spec = ConflictSpec(kind=kind, path=path, worktree=worktree, other_worktree=other_worktree,
                             lease_id=lease_id, other_lease_id=other_lease_id, task_id=task_id,
                             message=message, detail=detail or {}, episode=episode)
@@ -208,6 +214,8 @@ class ConflictVerbs(StoreBase):
 
     async def list_changed_files(self, worktree: str | None = None) -> list[FileChange]:
         """Files that differ from their baseline (all worktrees, or one)."""
+        from core.conflict_rules import FileChange
+
         if worktree is None:
             rows = await self._fetchall(f"SELECT {_CHANGED} FROM changed_files ORDER BY worktree, path")
         else:
@@ -331,6 +339,8 @@ async def _track_changes(tx: Tx, changes: Sequence[Any]) -> None:
 
 async def _world(db: Tx | Backend, paths: Iterable[str], now: float) -> World:
     """The world of ``paths`` at ``now``, read through a transaction or outside one."""
+    from core.conflict_rules import ClaimView, FileChange, World
+
     values, wanted = db.dialect.values("text"), db.dialect.list_param(sorted(set(paths)))
     lease_rows = await db.fetchall(
         "SELECT l.id, l.agent, l.worktree, l.task_id, t.title, t.scope FROM leases l"
@@ -360,4 +370,6 @@ async def _world(db: Tx | Backend, paths: Iterable[str], now: float) -> World:
 
 
 def _lease_view(r: Row) -> LeaseView:
+    from core.conflict_rules import LeaseView
+
     return LeaseView(r[0], r[1], r[2], r[3], r[4], json_items(r[5]))

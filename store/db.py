@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -106,6 +106,22 @@ def _retried(verb: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     return run
 
 
+def run_inline(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` (a coroutine using only an inline store: ``Store(..., inline=True)``
+    with ``store.inline`` true) to its end in this thread, without an event loop.
+
+    Such a store's awaits complete at once (its waits block), so the coroutine
+    never suspends; if it does (it awaited something of asyncio), that is a bug
+    and raises RuntimeError, after closing the coroutine so that its cleanup runs.
+    """
+    try:
+        suspended_on = work.send(None)
+    except StopIteration as done:
+        return done.value
+    work.close()
+    raise RuntimeError(f"an inline store's caller awaited something that needs an event loop ({suspended_on!r})")
+
+
 def _is_coroutine_function(value: object) -> bool:
     # the code flag, not inspect: importing inspect costs the agents' path milliseconds
     return bool(getattr(getattr(value, "__code__", None), "co_flags", 0) & 0x80)  # CO_COROUTINE
@@ -125,7 +141,11 @@ class StoreBase:
     ``postgresql://`` URL itself (the audit key is then ``key_path``, else the
     current repository's ``.git/tower/audit.key``). ``pool``: a long-lived process
     (the control room, the watcher) keeps a few connections to a Postgres store so
-    that its reads never queue behind a write; SQLite ignores it.
+    that its reads never queue behind a write; SQLite ignores it. ``inline``: a
+    one-shot caller that only reads and writes (never waits for a change) drives
+    a SQLite store with ``run_inline`` instead of an event loop, and loads
+    neither asyncio nor aiosqlite; ``self.inline`` says whether it got that (a
+    Postgres store always needs the loop).
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -145,6 +165,7 @@ class StoreBase:
         lock_timeout: float | None = None,
         key_path: Path | None = None,
         pool: bool = False,
+        inline: bool = False,
     ) -> None:
         self.actor = actor
         self.clock = clock
@@ -167,7 +188,9 @@ class StoreBase:
             self.backend: Backend = postgres_backend(self.url, lock_timeout=self.lock_timeout, clock=clock,
                                                      pool=pool, application=f"tower {actor}"[:63])
         else:
-            self.backend = sqlite_backend(self.path, lock_timeout=self.lock_timeout, clock=clock)
+            self.backend = sqlite_backend(self.path, lock_timeout=self.lock_timeout, clock=clock, inline=inline)
+        #: driven by ``run_inline``, without an event loop (asked for, and a SQLite store)
+        self.inline = inline and self.url is None
         self.dialect = self.backend.dialect
         self._key: bytes = b""
 

@@ -65,8 +65,11 @@ def db_path(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Pat
 
 
 @pytest.fixture
-async def store(db_path: Path, clock: Clock):
-    async with Store(db_path, create=True, clock=clock, actor="test") as s:
+async def store(db_path: Path, clock: Clock, backend: str):
+    # "sqlite-inline": the SQLite backend on a plain sqlite3 connection in this thread, as the
+    # agents' hook opens it (store/backend/sqlite.py); its verbs complete inside an event loop too
+    async with Store(db_path, create=True, clock=clock, actor="test", inline=backend == "sqlite-inline") as s:
+        assert s.inline == (backend == "sqlite-inline")
         yield s
 
 

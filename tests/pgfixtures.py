@@ -88,14 +88,18 @@ def pg_empty_database(pg_server: PgServer) -> Iterator[PgDatabase]:
         db.drop()
 
 
-def both_backends(metafunc: pytest.Metafunc) -> None:
-    """For ``pytest_generate_tests``: every test using ``db_path`` runs on both backends."""
+def both_backends(metafunc: pytest.Metafunc, *, inline: bool = False) -> None:
+    """For ``pytest_generate_tests``: every test using ``db_path`` runs on both backends
+    (``inline``: also on SQLite driven inline, ``sqlite-inline``)."""
     if "backend" not in metafunc.fixturenames:  # db_path (and store, tower) depend on it
         return
     if metafunc.definition.get_closest_marker("sqlite_only") is not None:
         return
     # the Postgres half carries the ``postgres`` mark: `make test-postgres` selects it
-    metafunc.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+    params: list = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+    if inline:
+        params.insert(1, "sqlite-inline")
+    metafunc.parametrize("backend", params, indirect=True)
 
 
 class RawDB:

@@ -207,8 +207,9 @@ def postgres_backend(url: str, *, lock_timeout: float, clock: Callable[[], float
     return PostgresBackend(url, lock_timeout=lock_timeout, clock=clock, pool=pool, application=application)
 
 
-def sqlite_backend(path: Any, *, lock_timeout: float, clock: Callable[[], float]) -> Backend:
-    """The SQLite backend (imported here, so that an engine is loaded only when used)."""
+def sqlite_backend(path: Any, *, lock_timeout: float, clock: Callable[[], float], inline: bool = False) -> Backend:
+    """The SQLite backend (imported here, so that an engine is loaded only when used);
+    ``inline``: driven without an event loop (store/backend/sqlite.py)."""
     from store.backend.sqlite import SQLiteBackend
 
-    return SQLiteBackend(path, lock_timeout=lock_timeout, clock=clock)
+    return SQLiteBackend(path, lock_timeout=lock_timeout, clock=clock, inline=inline)

@@ -25,22 +25,25 @@ the BEGIN retry loop.
 Every statement of a transaction is one thread hop (``execute_fetchall``):
 updates and inserts say ``RETURNING`` instead of reading ``lastrowid`` off a
 cursor that would then need closing (a second hop).
+
+A one-shot process that never waits on anything but the store (an agent's
+hook claiming a file) opens the backend ``inline``: a plain sqlite3
+connection used in the caller's thread, sleeps that block, and no asyncio or aiosqlite
+imported at all (they are half of such a call's cost). The verbs are the same
+coroutines; they never suspend, and ``store.run_inline`` drives them to their
+end without an event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import random
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-
-import aiosqlite
 
 from core import audit as chain
 from core.errors import BadInput, StoreUnusable, TimedOut
@@ -212,8 +215,98 @@ class _Patience:
                 f"store {self.backend.path} stayed locked for more than {self.timeout:g}s",
                 code="locked",
             )
-        await asyncio.sleep(random.uniform(0.5, 1.0) * self.delay)
+        await self.backend.run.sleep(_jitter() * self.delay)
         self.delay = min(self.delay * 2, _BACKOFF_CAP)
+
+
+def _jitter() -> float:
+    import random  # only when a writer has to wait: not on an uncontended call's path
+
+    return random.uniform(0.5, 1.0)
+
+
+class _InlineConnection:
+    """The part of aiosqlite's Connection the backend uses, over a plain sqlite3
+    connection called in this thread (an ``inline`` backend)."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    @property
+    def row_factory(self) -> Any:
+        return self._db.row_factory
+
+    @row_factory.setter
+    def row_factory(self, factory: Any) -> None:
+        self._db.row_factory = factory
+
+    @property
+    def text_factory(self) -> Any:
+        return self._db.text_factory
+
+    @text_factory.setter
+    def text_factory(self, factory: Any) -> None:
+        self._db.text_factory = factory
+
+    @property
+    def total_changes(self) -> int:
+        return self._db.total_changes
+
+    async def execute_fetchall(self, sql: str, params: Params = ()) -> list[Any]:
+        return self._db.execute(sql, params).fetchall()
+
+    async def execute(self, sql: str, params: Params = ()) -> None:
+        self._db.execute(sql, params)
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        self._db.executemany(sql, rows)
+
+    async def executescript(self, sql: str) -> None:
+        self._db.executescript(sql)
+
+    async def close(self) -> None:
+        self._db.close()
+
+
+class _NoLock:
+    """The transaction lock of an inline backend: one flow of control, nothing to exclude."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+class _Cancelled(BaseException):
+    """Stands for asyncio.CancelledError where there is no event loop to cancel anything."""
+
+
+class _Inline:
+    """What an inline backend uses where the asyncio one uses ``asyncio``: the same names,
+    run in this thread (a wait blocks; nothing is ever cancelled)."""
+
+    CancelledError = _Cancelled
+    Lock = _NoLock
+    _TASK = object()
+
+    @staticmethod
+    async def sleep(seconds: float) -> None:
+        time.sleep(seconds)
+
+    @classmethod
+    def current_task(cls) -> object:
+        return cls._TASK
+
+    @staticmethod
+    async def shield(awaitable: Awaitable[T]) -> T:
+        return await awaitable
+
+    @staticmethod
+    async def to_thread(func: Callable[..., T], /, *args: Any) -> T:
+        return func(*args)
 
 
 class SQLiteTx:
@@ -222,7 +315,7 @@ class SQLiteTx:
     __slots__ = ("conn", "now")
     dialect = DIALECT
 
-    def __init__(self, conn: aiosqlite.Connection, now: float) -> None:
+    def __init__(self, conn: Any, now: float) -> None:
         self.conn = conn
         self.now = now
 
@@ -263,16 +356,24 @@ class SQLiteBackend:
 
     dialect = DIALECT
 
-    def __init__(self, path: Path | str, *, lock_timeout: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: Path | str, *, lock_timeout: float, clock: Callable[[], float] = time.time,
+                 inline: bool = False) -> None:
         self.path = Path(path)
         self.where = str(self.path)
         # one bound on every wait for the write lock: the writer gate and SQLite's lock together
         self.lock_timeout = lock_timeout
         self.give_up_at: float | None = None
         self.clock = clock
-        self._conn: aiosqlite.Connection | None = None
-        self._tx_lock = asyncio.Lock()
-        self._tx_owner: asyncio.Task[Any] | None = None
+        self.inline = inline
+        if inline:
+            self.run: Any = _Inline
+        else:
+            import asyncio
+
+            self.run = asyncio  # sleep, Lock, current_task, shield, to_thread, CancelledError
+        self._conn: Any = None  # an aiosqlite.Connection, or an _InlineConnection
+        self._tx_lock = self.run.Lock()
+        self._tx_owner: object | None = None
         self._gate_fd: int | None = None
         self._gate_depth = 0  # the gate is re-entrant: creating a store holds it around a migration
         self._wait_fd: int | None = None
@@ -281,7 +382,7 @@ class SQLiteBackend:
     # -- lifecycle -----------------------------------------------------------
 
     @property
-    def conn(self) -> aiosqlite.Connection:
+    def conn(self) -> Any:
         if self._conn is None:
             raise RuntimeError("store is not open")
         return self._conn
@@ -299,7 +400,7 @@ class SQLiteBackend:
                 self._gate_fd = self._wait_fd = None  # read-only directory: reads still work, writes use BEGIN retries
         mode = "rwc" if create else "rw"
         try:
-            self._conn = await aiosqlite.connect(f"file:{self.path}?mode={mode}", uri=True, isolation_level=None)
+            self._conn = await self._connect(f"file:{self.path}?mode={mode}")
         except sqlite3.Error as exc:
             self._close_fds()
             raise _unusable(self.path, exc) from None
@@ -323,6 +424,13 @@ class SQLiteBackend:
             if isinstance(exc, sqlite3.DatabaseError):
                 raise _unusable(self.path, exc) from None
             raise
+
+    async def _connect(self, uri: str) -> Any:
+        if self.inline:
+            return _InlineConnection(sqlite3.connect(uri, uri=True, isolation_level=None))
+        import aiosqlite
+
+        return await aiosqlite.connect(uri, uri=True, isolation_level=None)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -391,7 +499,7 @@ class SQLiteBackend:
                 raise _not_utf8(exc) from None
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        if self._tx_owner is not None and self._tx_owner is asyncio.current_task():
+        if self._tx_owner is not None and self._tx_owner is self.run.current_task():
             return list(await self.conn.execute_fetchall(sql, params))
 
         async def op() -> list[Row]:
@@ -424,7 +532,7 @@ class SQLiteBackend:
                     # flight, aiosqlite still runs it, and only the ROLLBACK queued
                     # behind it frees SQLite's write lock for everyone else
                     await self._retrying(lambda: self.conn.execute("BEGIN IMMEDIATE"), patience)
-                    self._tx_owner = asyncio.current_task()
+                    self._tx_owner = self.run.current_task()
                     yield SQLiteTx(self.conn, self.clock())
                     await self.conn.execute("COMMIT")
                 except BaseException as exc:
@@ -446,10 +554,10 @@ class SQLiteBackend:
 
     async def _rollback(self) -> None:
         try:
-            await asyncio.shield(self.conn.execute("ROLLBACK"))
+            await self.run.shield(self.conn.execute("ROLLBACK"))
         except (sqlite3.Error, ValueError):
             pass  # nothing was open (BEGIN never ran, or failed)
-        except asyncio.CancelledError:
+        except self.run.CancelledError:
             pass  # cancelled again: the shielded ROLLBACK still runs, queued behind BEGIN
 
     # -- the writer gate -----------------------------------------------------
@@ -466,7 +574,7 @@ class SQLiteBackend:
 
     async def _take_gate(self, fd: int, wait_fd: int, patience: _Patience) -> None:
         if time.monotonic() - self._gate_released < _POLITE and _others_waiting(wait_fd):
-            await asyncio.sleep(random.uniform(0.5, 1.0) * _POLITE)
+            await self.run.sleep(_jitter() * _POLITE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
@@ -523,16 +631,16 @@ class SQLiteBackend:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError
-                await asyncio.sleep(min(interval, left))
+                await self.run.sleep(min(interval, left))
             else:
-                await asyncio.sleep(interval)
+                await self.run.sleep(interval)
 
     # -- the audit scan ------------------------------------------------------
 
     async def scan_audit(self, consume: AuditScan[T]) -> T:
         """On its own read-only sqlite3 connection in a thread: hashing a long log is CPU
         work that must not sit on an event loop, and a streaming read keeps memory flat."""
-        return await asyncio.to_thread(_scan_sync, self.path, consume)
+        return await self.run.to_thread(_scan_sync, self.path, consume)
 
 
 def _others_waiting(wait_fd: int) -> bool:

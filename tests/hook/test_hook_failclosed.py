@@ -83,10 +83,10 @@ def test_a_lone_surrogate_anywhere_is_denied_with_a_well_formed_answer(project, 
 # -- the process itself in trouble --------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", ["click", "aiosqlite"])
+@pytest.mark.parametrize("module", ["click", "sqlite3"])
 def test_a_broken_install_still_denies(project, tmp_path, module):
     """An import that fails before the command line is even built (click), or halfway through a call
-    (aiosqlite, when a write needs the store), is a deny naming it, not a traceback."""
+    (sqlite3, when a write needs the store), is a deny naming it, not a traceback."""
     claim_task(project, "agent-a")
     shadow = tmp_path / "shadow" / module
     shadow.mkdir(parents=True)

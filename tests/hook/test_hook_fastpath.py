@@ -65,9 +65,9 @@ def project(repo: Path) -> Path:
     return repo
 
 
-def spy(repo: Path, args: list[str], data: dict) -> tuple[dict, set[str]]:
+def spy(repo: Path, args: list[str], data: dict, env: dict | None = None) -> tuple[dict, set[str]]:
     proc = subprocess.run([sys.executable, "-c", SPY, *args], input=json.dumps(data).encode(), cwd=repo,
-                          env=tower_env(), capture_output=True, timeout=60)
+                          env=tower_env(env), capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in proc.stderr.decode().splitlines() if ln.startswith("MODULES ")]
     assert lines, proc.stderr
@@ -90,6 +90,21 @@ def test_a_write_that_claims_loads_the_store_but_no_cli(project):
     assert out["hookSpecificOutput"]["permissionDecision"] == "allow", out
     assert lease in out["hookSpecificOutput"]["permissionDecisionReason"]
     assert "store" in modules and modules & HEAVY == set()
+    # a claim never waits for a person: the store is driven inline, without an event loop
+    assert modules & {"asyncio", "aiosqlite"} == set()
+
+
+def test_a_denied_write_is_audited_without_an_event_loop(project):
+    holder = claim_task(project, "agent-a")
+    assert run_tower("claim", holder, "src/held.py", cwd=project).code == 0
+    claim_task(project, "agent-b")
+    out, modules = spy(project, ["hook", "claude-code"], write(project / "src" / "held.py", project),
+                       env={"TOWER_AGENT": "agent-b"})
+    assert out["hookSpecificOutput"]["permissionDecision"] == "deny", out
+    assert modules & {"asyncio", "aiosqlite"} == set()
+    events = run_tower("--json", "audit", "tail", "-n", "5", cwd=project).json["data"]
+    denied = [e for e in events if e["event"] == "hook.denied"]
+    assert [(e["path"], e["actor"]) for e in denied] == [("src/held.py", "agent-b")], events
 
 
 @pytest.mark.parametrize("kind,data,field", [

@@ -238,7 +238,8 @@ def decide_calls(calls: list[HookInput], started: float, deadline: float | None 
     if ask_person:
         asks.append(f"{AGENT} asks permission")
     return _with_store(ctx.db, ctx.limits, first,
-                       lambda s, c: _claim_many(s, c, first, policy, rels, asks, ctx.root, ctx.wait))
+                       lambda s, c: _claim_many(s, c, first, policy, rels, asks, ctx.root, ctx.wait),
+                       waits=bool(asks) or policy.without_lease == "ask")
 
 
 def _plain(decision: str) -> str:
@@ -284,23 +285,36 @@ def _file_call(call: HookInput, policy, db: Path, root: Path | None, cwd: Path, 
     verdict = policy.decide(tool, path=rel)
     if verdict.decision == "deny":
         return "deny", verdict.reason
-    return _with_store(db, limits, call, lambda s, c: _claim(s, c, call, policy, verdict, rel, root, wait))
+    return _with_store(db, limits, call, lambda s, c: _claim(s, c, call, policy, verdict, rel, root, wait),
+                       waits=verdict.decision == "ask" or policy.without_lease == "ask")
 
 
-def _with_store(db: Path, limits: Limits, call: HookInput, body) -> tuple[str, str]:
+def _with_store(db: Path, limits: Limits, call: HookInput, body, *, waits: bool = True) -> tuple[str, str]:
+    """``body(store, catcher)`` on the call's store. ``waits``: the body may wait for a
+    person (an approval), under a SignalCatcher on an event loop; a body that cannot
+    (a claim the policy does not make ask) runs inline, without asyncio, when the
+    store is SQLite: that is most of the cost of a hook call that writes."""
+    from store import Store, run_inline
+
+    store = Store(db, actor=_caller(call), inline=not waits)
+
+    async def session(catcher) -> tuple[str, str]:
+        async with store:
+            # a store another process keeps locked is waited for only until shortly
+            # before the hook's own deadline, then denied saying so
+            store.give_up_at = limits.soft
+            return await body(store, catcher)
+
+    if store.inline:
+        return run_inline(session(None))
+
     import asyncio
-
-    from store import Store
 
     async def main() -> tuple[str, str]:
         from tui.services.waiting import SignalCatcher
 
         with SignalCatcher() as catcher:
-            async with Store(db, actor=_caller(call)) as store:
-                # a store another process keeps locked is waited for only until shortly
-                # before the hook's own deadline, then denied saying so
-                store.give_up_at = limits.soft
-                return await body(store, catcher)
+            return await session(catcher)
 
     return asyncio.run(main())
 

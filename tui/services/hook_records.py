@@ -81,13 +81,20 @@ def record_news(kind: str, parsed: Parsed) -> None:
 
 
 def _run_store(db: Path, actor: str, body: Callable[[Store], Awaitable[object]], give_up_at: float) -> None:
-    import asyncio
+    """``body(store)`` in one short session: inline (no event loop) on SQLite, since it
+    never waits for anything but the store."""
+    from store import Store, run_inline
 
-    from store import Store
+    store = Store(db, actor=actor, inline=True)
 
     async def main():
-        async with Store(db, actor=actor) as store:
+        async with store:
             store.give_up_at = give_up_at
             await body(store)
 
-    asyncio.run(main())
+    if store.inline:
+        run_inline(main())
+    else:
+        import asyncio
+
+        asyncio.run(main())
