@@ -102,6 +102,35 @@ def test_reinstall_with_another_db_replaces_our_entry(project, tmp_path):
     assert shlex.split(entries[0]["command"])[-4:] == ["--db", str(other), "--deadline", "600"]
 
 
+@pytest.mark.parametrize("kind", ["claude-code", "gemini"])
+def test_a_postgres_url_is_installed_as_it_is(project, kind):
+    url = "postgresql://tower@db.example:5432/tower?sslmode=require"
+    r = tower_cli("--json", "--db", url, "hook", "install", kind, cwd=project)
+    assert r.code == 0, r.stderr
+    text = Path(r.data["settings"]).read_text()
+    commands = [shlex.split(c) for c in _commands(json.loads(text))]
+    assert commands and all(c[c.index("--db") + 1] == url for c in commands), commands
+
+
+@pytest.mark.parametrize("url", ["postgresql://tower:s3cret@db.example/tower",
+                                 "postgresql://tower@db.example/tower?password=s3cret"])
+def test_a_store_url_holding_a_password_is_never_written_into_a_hook_file(project, url):
+    r = tower_cli("--db", url, "hook", "install", "claude-code", cwd=project)
+    assert r.code == 2 and "password" in r.stderr and "s3cret" not in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert not (project / ".claude").exists()
+
+
+def _commands(node) -> list[str]:
+    """Every hook command string in an agent's settings, wherever its format nests it."""
+    if isinstance(node, dict):
+        found = [v for k, v in node.items() if k in ("command", "bash") and isinstance(v, str)]
+        return found + [c for v in node.values() for c in _commands(v)]
+    if isinstance(node, list):
+        return [c for v in node for c in _commands(v)]
+    return []
+
+
 def test_uninstall_removes_only_ours(project):
     path = project / ".claude" / "settings.json"
     path.parent.mkdir()

@@ -32,10 +32,25 @@ def tower_program() -> list[str]:
     return [sys.executable, "-m", "tui.cli"]
 
 
-def explicit_db(option: str | None) -> Path | None:
-    """``--db`` (else ``TOWER_DB``) as an absolute path, None when neither is given."""
+def explicit_db(option: str | None) -> Path | str | None:
+    """``--db`` (else ``TOWER_DB``) as an absolute path, or a ``postgresql://`` URL as it is;
+    None when neither is given.
+
+    It goes into the agent's hook file, which is often committed and which every
+    local user may read: a URL holding a password is refused (exit 2); the
+    password belongs in ``~/.pgpass`` (docs/postgres.md)."""
+    from core.locate import has_password, is_url, redact
+
     explicit = option or os.environ.get("TOWER_DB")
-    return Path(explicit).expanduser().absolute() if explicit else None
+    if not explicit:
+        return None
+    if is_url(explicit):
+        if has_password(explicit):
+            raise BadInput(f"refusing to write the store URL {redact(explicit)} into an agent's hook file: it holds"
+                           " a password, which anyone reading the file would see; put the password in ~/.pgpass"
+                           " (or the file PGPASSFILE names) and pass the URL without it", code="password_in_url")
+        return explicit
+    return Path(explicit).expanduser().absolute()
 
 
 def target_root(name: str | None, cwd: Path, worktrees: Callable[[], Iterable[tuple[str, str, Any]]],
