@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from core.errors import BadInput, NotFound, Refused, TimedOut
 from core.ids import format_id
@@ -18,9 +17,15 @@ from core.limits import check_detail
 from core.models import Approval
 from core.vocab import APPROVAL_KINDS
 from store import lifecycle
-from store.backend import Row, Tx
+
 from store.db import StoreBase
 from store.rows import APPROVAL_SELECT, approval_from_row
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from store.backend.protocols import Row, Tx
 
 
 def _loads(text: str) -> Any:

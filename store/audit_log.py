@@ -11,12 +11,17 @@ wrong (``tower audit verify`` says whether the rest is authentic).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from core import audit as chain
 from core.models import AuditEvent, Counts
-from store.backend import Row
+
 from store.db import StoreBase
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from store.backend.protocols import Row
 
 
 def _shown(value: object) -> str | None:

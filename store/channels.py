@@ -9,10 +9,15 @@ waits for it.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from store.db import StoreBase
 from store.rows import READY, json_items, lease_from_row, lease_select
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 # A refused commit of 5,000 files must not write a 5,000-entry audit event.
 REFUSAL_DETAIL_LIMIT = 50

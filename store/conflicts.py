@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
 
 from core.errors import NotFound
 from core.ids import format_id
 from core.models import Conflict
 from core.vocab import CONFLICT_KINDS
-from store.backend import Backend, Row, Tx
 from store.db import StoreBase
 from store.rows import CONFLICT_SELECT, conflict_from_row, json_items
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
+    from store.backend.protocols import Backend, Row, Tx
     # the watcher's rules are imported where they run: an agent's commands open the store
     # without ever judging a conflict
     from core.conflict_rules import ConflictSpec, FileChange, LeaseView, World

@@ -21,15 +21,20 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
 
 from core import audit as chain
 from core.errors import BadInput, NotFound, StoreUnusable, TimedOut
 from core.gitrepo import KEY_NAME
-from store.backend import Backend, Params, RetryableConflict, Row, Tx, postgres_backend, sqlite_backend
+from store.backend import RetryableConflict, postgres_backend, sqlite_backend
 from core.locate import POINTER_NAME, is_pointer, is_url, read_pointer
 
-T = TypeVar("T")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    from store.backend.protocols import Backend, Params, Row, Tx
+
+    T = TypeVar("T")
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 LOCK_TIMEOUT_ENV = "TOWER_LOCK_TIMEOUT"

@@ -11,16 +11,21 @@ store/lifecycle.py).
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from core import rules
 from core.errors import BadInput, NotFound, Refused
 from core.ids import format_id
 from core.models import ClaimResult, Lease
 from store import lifecycle
-from store.backend import Row
+
 from store.db import StoreBase
 from store.rows import READY, json_items, lease_from_row, lease_select
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from store.backend.protocols import Row
 
 
 def _holder(row: Row) -> str:

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
 
 from core import rules
 from core.errors import NotFound, Refused
 from core.ids import format_id
 from store import sessions
-from store.backend import Backend, ConstraintViolation, Row, Tx
+from store.backend import ConstraintViolation
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
+    from store.backend.protocols import Backend, Row, Tx
     from store.db import StoreBase
 
 

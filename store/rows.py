@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import json
 from functools import cache, lru_cache
-from typing import Any
 
 from core.limits import stored_detail
 from core.models import Approval, Conflict, Lease, Task, Worktree
-from store.backend import Dialect, Row
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from store.backend.protocols import Dialect, Row
+
 
 # the condition for a pending task whose dependencies are all done (alias ``t``)
 READY = """NOT EXISTS (SELECT 1 FROM task_deps d JOIN tasks x ON x.id = d.depends_on

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from core.audit import ROW_FIELDS
 from core.errors import BadInput, NotFound
@@ -33,9 +33,15 @@ from core.ids import format_id
 from core.models import AgentSession
 from core.vocab import iso
 from store.audit_log import event_from_values
-from store.backend import Row, Tx
+
 from store.db import StoreBase
 from store.rows import APPROVAL_SELECT, approval_from_row, lease_from_row, lease_select
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from store.backend.protocols import Row, Tx
 
 
 KINDS = ("claude-code", "codex", "gemini", "copilot", "cursor", "cli")

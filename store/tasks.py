@@ -8,16 +8,21 @@ involves is in store/lifecycle.py.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from core import rules
 from core.errors import BadInput, NotFound, Refused
 from core.ids import format_id
 from core.models import Task
 from store import lifecycle
-from store.backend import Row, Tx
+
 from store.db import StoreBase
 from store.rows import task_from_row, task_select
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from store.backend.protocols import Row, Tx
 
 
 class TaskVerbs(StoreBase):

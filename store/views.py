@@ -10,7 +10,6 @@ SELECTs as every other read (store/rows.py). Read-only; no audit events.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from core.limits import stored_detail
 from core.models import Approval, Conflict, Lease, Task
@@ -25,6 +24,10 @@ from store.rows import (
     task_from_row,
     task_select,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 QUEUE_PENDING_LIMIT = 200
 QUEUE_FINISHED_LIMIT = 50

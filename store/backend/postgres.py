@@ -32,7 +32,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import Any, Literal, TypeVar
+from typing import TypeVar
 
 import psycopg
 import psycopg.rows
@@ -43,9 +43,15 @@ from psycopg.adapt import Loader
 
 from core import audit as chain
 from core.errors import BadInput, NotFound, Refused, StoreUnusable, TimedOut
-from store.backend import AuditScan, ConstraintViolation, Params, RetryableConflict, Row
+from store.backend import ConstraintViolation, RetryableConflict
 from core.locate import redact
 from store.schema import MIGRATIONS, SCHEMA_VERSION
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
+    from store.backend.protocols import AuditScan, Params, Row
 
 T = TypeVar("T")
 

@@ -43,14 +43,19 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal, TypeVar
 
 from core import audit as chain
 from core.errors import BadInput, StoreUnusable, TimedOut
-from store.backend import AuditScan, ConstraintViolation, Params, Row
+from store.backend import ConstraintViolation
 from store.schema import MIGRATIONS, SCHEMA_VERSION
 
-T = TypeVar("T")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal, TypeVar
+
+    from store.backend.protocols import AuditScan, Params, Row
+
+    T = TypeVar("T")
 
 _BACKOFF_START = 0.0002
 _BACKOFF_CAP = 0.001
