@@ -10,10 +10,10 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tui.services import hook_engine
 
+TYPE_CHECKING = False  # typing stays unloaded on the agents' path (core/typecheck.py)
 if TYPE_CHECKING:
     from core.hook import HookInput
     from store import Store
