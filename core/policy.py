@@ -26,16 +26,16 @@ import functools
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
 
 from core.display import ellipsize
 from core.errors import BadInput
 from core.gitrepo import POLICY_NAME
+from core.records import record
 
-Decision = Literal["allow", "deny", "ask", "prompt"]
-DECISIONS: tuple[str, ...] = Decision.__args__  # type: ignore[attr-defined]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # how strict a decision is, to combine the answers for the parts of a command
 STRICTNESS = {"allow": 0, "prompt": 1, "ask": 2, "deny": 3}
@@ -80,7 +80,11 @@ def _as_list(value: Any) -> Any:
 @functools.cache
 def schema():
     """The pydantic model of a policy file, built on first use (see CACHE_NAME for why)."""
+    from typing import Literal
+
     from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+    Decision = Literal["allow", "deny", "ask", "prompt"]
 
     class Strict(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -162,7 +166,7 @@ def schema():
 # -- the compiled policy -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Verdict:
     """What the policy says about one call."""
 
@@ -172,7 +176,7 @@ class Verdict:
     line: int | None = None  # its line in the policy file
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Rule:
     number: int
     line: int | None
