@@ -11,17 +11,18 @@ for the options Tower uses:
   bulk): parameters in field order, positional or keyword-only
   (``kw_only``), a default or a ``default_factory`` (:func:`field`), then
   ``__post_init__`` if the class has one;
-- ``eq``: ``__eq__`` over the fields' values, for the same class only; with
-  it ``__hash__`` over the same values when ``frozen`` (or ``unsafe_hash``),
-  else ``None`` (unhashable), as ``dataclasses`` decides;
-- ``repr``: ``Name(a=1, b='x')``;
+- ``__eq__`` over the fields' values, for the same class only; ``__hash__``
+  over the same values when ``frozen`` (or ``unsafe_hash``), else ``None``
+  (unhashable), as ``dataclasses`` decides;
+- ``__repr__``: ``Name(a=1, b='x')``;
 - ``frozen``: assigning or deleting an attribute raises
   :class:`FrozenInstanceError` (an ``AttributeError``);
 - ``slots``: the class is rebuilt with ``__slots__`` naming its fields.
 
-What nothing here uses is not offered (ordering, ``match_args``,
-``InitVar``, ``replace``, ``asdict``, fields inherited from a record) and is
-refused where it could otherwise go unnoticed. An explicit ``__init__``,
+What nothing here uses is not offered (``eq=False``, ``repr=False``,
+ordering, ``match_args``, ``InitVar``, ``replace``, ``asdict``, fields
+inherited from a record) and is refused where it could otherwise go
+unnoticed. An explicit ``__init__``,
 ``__eq__``, ``__hash__`` or ``__repr__`` in the class body is kept.
 
 Type checkers see :func:`record` as a ``dataclass_transform`` (PEP 681), so
@@ -101,15 +102,15 @@ def record(cls: type[T], /) -> type[T]: ...
 
 
 @overload
-def record(*, frozen: bool = False, kw_only: bool = False, slots: bool = False, eq: bool = True,
-           repr: bool = True, unsafe_hash: bool = False) -> Callable[[type[T]], type[T]]: ...
+def record(*, frozen: bool = False, kw_only: bool = False, slots: bool = False,
+           unsafe_hash: bool = False) -> Callable[[type[T]], type[T]]: ...
 
 
 @dataclass_transform(field_specifiers=(field,))
 def record(cls: type[T] | None = None, /, *, frozen: bool = False, kw_only: bool = False, slots: bool = False,
-           eq: bool = True, repr: bool = True, unsafe_hash: bool = False) -> Any:
+           unsafe_hash: bool = False) -> Any:
     """Make ``cls`` a record (see the module doc); use as ``@record`` or ``@record(frozen=True, …)``."""
-    options = (frozen, kw_only, slots, eq, repr, unsafe_hash)
+    options = (frozen, kw_only, slots, unsafe_hash)
     if cls is None:
         return lambda c: _make(c, *options)
     return _make(cls, *options)
@@ -121,7 +122,7 @@ def _is_classvar(annotation: object) -> bool:
     return text.startswith(("ClassVar", "typing.ClassVar"))
 
 
-def _make(cls: Any, frozen: bool, kw_only: bool, slots: bool, eq: bool, repr: bool, unsafe_hash: bool) -> Any:
+def _make(cls: Any, frozen: bool, kw_only: bool, slots: bool, unsafe_hash: bool) -> Any:
     for base in cls.__mro__[1:]:
         if "__record_fields__" in base.__dict__:
             raise TypeError(f"{cls.__qualname__}: records do not inherit fields (from {base.__qualname__})")
@@ -156,7 +157,7 @@ def _make(cls: Any, frozen: bool, kw_only: bool, slots: bool, eq: bool, repr: bo
     if "__init__" not in own:
         cls.__init__ = _init(cls, found, frozen, kw_only)
     values = _getter(names)
-    if eq and "__eq__" not in own:
+    if "__eq__" not in own:
         def __eq__(self: Any, other: object) -> bool:
             if other.__class__ is self.__class__:
                 return values(self) == values(other)
@@ -164,14 +165,14 @@ def _make(cls: Any, frozen: bool, kw_only: bool, slots: bool, eq: bool, repr: bo
 
         cls.__eq__ = __eq__
     if "__hash__" not in own or own["__hash__"] is None:
-        if unsafe_hash or (eq and frozen):
+        if unsafe_hash or frozen:
             def __hash__(self: Any) -> int:
                 return hash(values(self))
 
             cls.__hash__ = __hash__
-        elif eq:
+        else:
             cls.__hash__ = None  # mutable and compared by value: unhashable
-    if repr and "__repr__" not in own:
+    if "__repr__" not in own:
         def __repr__(self: Any) -> str:
             return f"{self.__class__.__qualname__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in names) + ")"
 
