@@ -379,9 +379,10 @@ def split_command(command: str) -> tuple[list[str], str | None]:
 
 # -- loading -----------------------------------------------------------------------
 
-_ARRAY_HEADER = re.compile(r"^\s*\[\[\s*([^\[\]]+?)\s*\]\]\s*(#.*)?$")
-_TABLE_HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
-_KEY = re.compile(r"""^\s*([A-Za-z0-9_-]+|"[^"]*"|'[^']*')\s*=""")
+# read only when a policy text is validated, not on the hook's path: compiled then
+_ARRAY_HEADER = r"^\s*\[\[\s*([^\[\]]+?)\s*\]\]\s*(#.*)?$"
+_TABLE_HEADER = r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$"
+_KEY = r"""^\s*([A-Za-z0-9_-]+|"[^"]*"|'[^']*')\s*="""
 
 
 def _key_lines(text: str) -> dict[tuple[Any, ...], int]:
@@ -394,12 +395,13 @@ def _key_lines(text: str) -> dict[tuple[Any, ...], int]:
     counts: dict[str, int] = {}
     current: tuple[Any, ...] = ()
     in_string: str | None = None
+    array_header, table_header, key = re.compile(_ARRAY_HEADER), re.compile(_TABLE_HEADER), re.compile(_KEY)
     for number, line in enumerate(text.splitlines(), 1):
         if in_string:
             if line.count(in_string) % 2 == 1:
                 in_string = None
             continue
-        match = _ARRAY_HEADER.match(line)
+        match = array_header.match(line)
         if match:
             name = match.group(1).strip().strip("\"'")
             index = counts.get(name, 0)
@@ -407,12 +409,12 @@ def _key_lines(text: str) -> dict[tuple[Any, ...], int]:
             current = (name, index)
             lines.setdefault(current, number)
             continue
-        match = _TABLE_HEADER.match(line)
+        match = table_header.match(line)
         if match:
             current = tuple(part.strip().strip("\"'") for part in match.group(1).split("."))
             lines.setdefault(current, number)
             continue
-        match = _KEY.match(line)
+        match = key.match(line)
         if match:
             lines.setdefault(current + (match.group(1).strip("\"'"),), number)
             rest = line[match.end() :]
