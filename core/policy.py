@@ -166,6 +166,16 @@ def schema():
 # -- the compiled policy -----------------------------------------------------------
 
 
+def glob_match(text: str, pattern: str) -> bool:
+    """``fnmatch.fnmatchcase(text, pattern)``, without compiling a regular expression for a
+    pattern whose only wildcard is a trailing ``*`` or that has none (nearly every pattern of
+    a policy): the hook decides once per process, and compiling costs more than matching."""
+    stem = pattern.rstrip("*")
+    if "*" in stem or "?" in stem or "[" in stem:
+        return fnmatch.fnmatchcase(text, pattern)
+    return text.startswith(stem) if len(stem) < len(pattern) else text == pattern
+
+
 @record(frozen=True)
 class Verdict:
     """What the policy says about one call."""
@@ -189,12 +199,12 @@ class Rule:
     builtin: bool = False
 
     def matches(self, tool: str, command: str | None, path: str | None) -> bool:
-        if not any(fnmatch.fnmatchcase(tool, t) for t in self.tools):
+        if not any(glob_match(tool, t) for t in self.tools):
             return False
         if self.globs or self.regexes:
             if command is None:
                 return False
-            if not (any(fnmatch.fnmatchcase(command, g) for g in self.globs)
+            if not (any(glob_match(command, g) for g in self.globs)
                     or any(r.search(command) for r in self.regexes)):
                 return False
         if self.paths:
@@ -278,7 +288,7 @@ class Policy:
 
     def is_agent(self, actor: str) -> bool:
         """True when ``actor`` is an agent's name by the policy's ``[agents] names`` globs."""
-        return any(fnmatch.fnmatchcase(actor, g) for g in self.agent_names)
+        return any(glob_match(actor, g) for g in self.agent_names)
 
     def hook_timeout(self) -> int:
         """The timeout to give the hook entry in Claude Code's settings: above our own deadline.
