@@ -7,8 +7,9 @@ methods, was about a fifth of what such a call costs (docs/DECISIONS.md).
 :func:`record` makes a class with what ``dataclasses.dataclass`` gives it,
 for the options Tower uses:
 
-- ``__init__`` compiled from source text once per class (rows are built in
-  bulk): parameters in field order, positional or keyword-only
+- ``__init__`` compiled from source text once per class, at its first
+  instance (rows are built in bulk; most classes a process imports are never
+  built): parameters in field order, positional or keyword-only
   (``kw_only``), a default or a ``default_factory`` (:func:`field`), then
   ``__post_init__`` if the class has one;
 - ``__eq__`` over the fields' values, for the same class only; ``__hash__``
@@ -144,6 +145,8 @@ def _make(cls: Any, frozen: bool, kw_only: bool, slots: bool, unsafe_hash: bool)
             else:
                 setattr(cls, name, f.default)
     names = tuple(f.name for f in found)
+    if not kw_only:
+        _check_order(cls, found)
     if slots:
         if "__slots__" in cls.__dict__:
             raise TypeError(f"{cls.__qualname__} already defines __slots__")
@@ -155,7 +158,7 @@ def _make(cls: Any, frozen: bool, kw_only: bool, slots: bool, unsafe_hash: bool)
     own = cls.__dict__
     cls.__record_fields__ = tuple(found)
     if "__init__" not in own:
-        cls.__init__ = _init(cls, found, frozen, kw_only)
+        cls.__init__ = _first_init(cls, found, frozen, kw_only)
     values = _getter(names)
     if "__eq__" not in own:
         def __eq__(self: Any, other: object) -> bool:
@@ -203,12 +206,33 @@ def _frozen_delattr(self: Any, name: str) -> None:
     raise FrozenInstanceError(f"cannot delete field {name!r} of a frozen {self.__class__.__qualname__}")
 
 
+def _check_order(cls: type, found: list[Field]) -> None:
+    """A positional parameter without a default cannot follow one with a default."""
+    after_default = None
+    for f in found:
+        if f.default is not MISSING or f.default_factory is not MISSING:
+            after_default = after_default or f.name
+        elif after_default is not None:
+            raise TypeError(f"{cls.__qualname__}: field {f.name!r} without a default follows"
+                            f" {after_default!r}, which has one")
+
+
+def _first_init(cls: Any, found: list[Field], frozen: bool, kw_only: bool) -> Callable[..., None]:
+    """An ``__init__`` that compiles the real one at the class's first instance and puts it in its
+    place: a process builds few of the classes it imports (a hook call that claims a file, 6 of 23)."""
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init = _init(cls, found, frozen, kw_only)
+        cls.__init__ = init
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
 def _init(cls: type, found: list[Field], frozen: bool, kw_only: bool) -> Callable[..., None]:
     """``__init__`` from source text: as fast as a hand-written one, which matters for rows built in bulk."""
     env: dict[str, Any] = {"__record_factory": MISSING, "__record_setattr": object.__setattr__}
     params: list[str] = []
     body: list[str] = []
-    after_default = None
     for f in found:
         name = f.name
         value = name
@@ -221,11 +245,6 @@ def _init(cls: type, found: list[Field], frozen: bool, kw_only: bool) -> Callabl
             value = f"__record_f_{name}() if {name} is __record_factory else {name}"
         else:
             param = name
-            if not kw_only and after_default is not None:
-                raise TypeError(f"{cls.__qualname__}: field {name!r} without a default follows"
-                                f" {after_default!r}, which has one")
-        if param != name:
-            after_default = after_default or name
         params.append(param)
         body.append(f"__record_setattr(self, {name!r}, {value})" if frozen else f"self.{name} = {value}")
     if hasattr(cls, "__post_init__"):
