@@ -3,7 +3,7 @@
 ``tower hook`` runs on every tool call of every agent, and importing the
 stdlib's ``dataclasses`` (which imports ``inspect``, and with it ``ast``,
 ``dis`` and ``tokenize``) and ``typing``, then generating each class's
-methods, was about a fifth of what such a call costs (docs/DECISIONS.md).
+methods, was a large part of what such a call costs (docs/DECISIONS.md).
 :func:`record` makes a class with what ``dataclasses.dataclass`` gives it,
 for the options Tower uses:
 
@@ -219,7 +219,7 @@ def _check_order(cls: type, found: list[Field]) -> None:
 
 def _first_init(cls: Any, found: list[Field], frozen: bool, kw_only: bool) -> Callable[..., None]:
     """An ``__init__`` that compiles the real one at the class's first instance and puts it in its
-    place: a process builds few of the classes it imports (a hook call that claims a file, 6 of 23)."""
+    place: a process builds few of the classes it imports (a hook call, a handful of the rows)."""
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init = _init(cls, found, frozen, kw_only)
         cls.__init__ = init

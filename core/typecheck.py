@@ -1,7 +1,7 @@
 """What the type checker needs of ``typing`` at run time, without importing ``typing``.
 
-The agents' path (every ``tower hook`` call) keeps ``typing`` unloaded: it costs
-a few milliseconds of every call (docs/DECISIONS.md). A module that needs a
+The agents' path (every ``tower hook`` call) keeps ``typing`` unloaded: importing
+it is a noticeable part of a call (docs/DECISIONS.md). A module that needs a
 decorator from it at run time takes it from here; names used in annotations
 only are imported under ``if TYPE_CHECKING:``, with ``TYPE_CHECKING = False``
 defined in the module (mypy takes any name ``TYPE_CHECKING`` as true).

@@ -84,7 +84,7 @@ def test_an_allowed_command_loads_no_cli_and_no_store(project):
     assert modules & (HEAVY | {"asyncio", "store", "sqlite3", "aiosqlite"}) == set()
 
 
-# the stdlib modules that cost a fifth of an allowed call (core/records.py says why)
+# stdlib modules the agents' path does without (core/records.py, docs/DECISIONS.md)
 SLOW_STDLIB = {"dataclasses", "inspect", "typing"}
 
 
