@@ -51,7 +51,6 @@ KEY_BYTES = 32
 _SEARCH_WINDOW = 1000
 _HEAD_RE = re.compile(r"([1-9][0-9]*):([0-9a-fA-F]{64})")
 
-
 # Past this size a row that fails its hash is not searched for elsewhere in the log: the
 # search re-hashes it up to 2 * _SEARCH_WINDOW times, and a tamperer chooses the size.
 _EXPLAIN_MAX_BYTES = 64 * 1024

@@ -57,6 +57,7 @@ Episodes
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+
 from core.ids import format_id
 from core.records import field, record
 from core.scope import matches

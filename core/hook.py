@@ -15,6 +15,7 @@ import math
 import os
 import re
 import shlex
+
 from core.display import ellipsize
 from core.records import field, record
 

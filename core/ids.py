@@ -7,6 +7,7 @@ tells a reader which kind of thing it is.
 from __future__ import annotations
 
 import re
+
 from core.errors import BadInput
 from core.typecheck import overload
 

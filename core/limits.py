@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+
 from core.errors import BadInput
 
 TYPE_CHECKING = False

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+
 from core.hook import HookInput, HookInputError, load_object
 from core.records import field, record
 
