@@ -22,7 +22,14 @@ import re
 import stat
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+
+from core.records import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
+    Reason = Literal["edited", "deleted", "reordered", "forged", "truncated", "inserted", "unreadable"]
 
 GENESIS_HASH = "0" * 64
 HASHED_FIELDS = (
@@ -44,8 +51,6 @@ KEY_BYTES = 32
 _SEARCH_WINDOW = 1000
 _HEAD_RE = re.compile(r"([1-9][0-9]*):([0-9a-fA-F]{64})")
 
-Reason = Literal["edited", "deleted", "reordered", "forged", "truncated", "inserted", "unreadable"]
-
 # Past this size a row that fails its hash is not searched for elsewhere in the log: the
 # search re-hashes it up to 2 * _SEARCH_WINDOW times, and a tamperer chooses the size.
 _EXPLAIN_MAX_BYTES = 64 * 1024
@@ -61,7 +66,8 @@ class Undecodable(bytes):
     reader gives it in place of the text (sqlite3 would raise for the whole row)."""
 
 
-class Unreadable(NamedTuple):
+@record(frozen=True)
+class Unreadable:
     """Stands in a row stream where the database could not be read any further."""
 
     message: str
@@ -71,7 +77,8 @@ class AuditKeyError(Exception):
     """The audit key file is missing, unreadable, malformed or too open; ``str()`` is one line."""
 
 
-class Finding(NamedTuple):
+@record(frozen=True)
+class Finding:
     """The first bad seq of a chain and why."""
 
     seq: int
@@ -79,7 +86,8 @@ class Finding(NamedTuple):
     message: str
 
 
-class VerifyResult(NamedTuple):
+@record(frozen=True)
+class VerifyResult:
     """Outcome of :func:`verify_chain`.
 
     ``checked`` counts the rows that verified before any failure; ``head`` is
@@ -345,9 +353,8 @@ def verify_chain(
     head_hash_seen = GENESIS_HASH if head is not None and head[0] == 0 else None
     for row in rows:
         if isinstance(row, Unreadable):
-            finding = Finding(last + 1, "unreadable",
-                              f"the log cannot be read after seq {last}: {row.message}")
-            return VerifyResult(False, last, _head_or_none(last, prev_hash), finding)
+            return VerifyResult(False, last, _head_or_none(last, prev_hash), Finding(
+                last + 1, "unreadable", f"the log cannot be read after seq {last}: {row.message}"))
         finding = _check_row(row, last + 1, prev_hash, key, locate)
         if finding is not None:
             return VerifyResult(False, last, _head_or_none(last, prev_hash), finding)

@@ -57,11 +57,21 @@ Episodes
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from core.ids import format_id
+from core.records import field, record
 from core.scope import matches
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    class _ConflictLike(Protocol):
+        kind: str
+        path: str
+        worktree: str
+        other_worktree: str | None
+        other_lease_id: int | None
 
 __all__ = [
     "ClaimView",
@@ -76,7 +86,7 @@ __all__ = [
 _TITLE_MAX = 40
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class LeaseView:
     """An active lease, with what the rules need of its task."""
 
@@ -111,7 +121,7 @@ class LeaseView:
                 "task": self.task, "title": self.task_title, "scope": list(self.scope)}
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ClaimView:
     """An active claim on a path (``claim_id`` tells a re-claim from the old one)."""
 
@@ -120,7 +130,7 @@ class ClaimView:
     claim_id: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class FileChange:
     """A file of a worktree that differs from its baseline (hashes: None = absent)."""
 
@@ -143,7 +153,7 @@ class FileChange:
         return {"deleted": "deleted", "created": "added", "wrote": "modified"}[self.verb]
 
 
-@dataclass
+@record
 class World:
     """What the rules look at: active leases and claims, changed files, registered worktrees.
 
@@ -189,7 +199,7 @@ class World:
         return self.worktrees is None or worktree in self.worktrees
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ConflictSpec:
     """A conflict to open (the arguments of the store's ``record_conflict``)."""
 
@@ -207,14 +217,6 @@ class ConflictSpec:
     @property
     def key(self) -> tuple[str, str, str, str | None]:
         return (self.kind, self.path, self.worktree, self.other_worktree)
-
-
-class _ConflictLike(Protocol):
-    kind: str
-    path: str
-    worktree: str
-    other_worktree: str | None
-    other_lease_id: int | None
 
 
 def _own(worktree: str, leases: list[LeaseView]) -> str:

@@ -10,6 +10,7 @@ stays exact.
 
 from __future__ import annotations
 
+import functools
 import re
 
 # C0 and C1 controls, DEL, zero-width and bidirectional formatting characters,
@@ -17,10 +18,16 @@ import re
 # and the other invisible format characters that can hide text from a reader:
 # soft hyphen, Mongolian vowel separator, interlinear annotation marks and the
 # tag characters (U+E0000 block: invisible on screen, read by a model).
-_UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\xad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
-    "\ufff9-\ufffb\ud800-\udfff\U000e0000-\U000e007f]"
-)
+# Compiled on first use: the hook imports this module for `ellipsize` on every
+# tool call, and compiling the class costs more than the rest of the module.
+_UNSAFE = ("[\x00-\x1f\x7f-\x9f\xad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+           "\ufff9-\ufffb\ud800-\udfff\U000e0000-\U000e007f]")
+
+
+@functools.cache
+def _unsafe() -> re.Pattern[str]:
+    return re.compile(_UNSAFE)
+
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e"}
 
@@ -42,7 +49,7 @@ def printable(text: object) -> str:
     The result is one line and has no character a terminal would act on.
     """
     s = text if isinstance(text, str) else str(text)
-    return _UNSAFE.sub(_escape, s)
+    return _unsafe().sub(_escape, s)
 
 
 def printable_line(text: object) -> str:

@@ -8,8 +8,9 @@ the rest of a command). Only worktree creation and listing shell out to git.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+from core.records import record
 
 STORE_DIRNAME = "tower"
 DB_NAME = "tower.db"
@@ -17,7 +18,7 @@ KEY_NAME = "audit.key"
 POLICY_NAME = "policy.toml"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RepoInfo:
     worktree_root: Path  # the working tree containing the start directory
     git_dir: Path  # this worktree's git dir (.git, or .git/worktrees/NAME)
@@ -93,7 +94,7 @@ def git(args: list[str], cwd: Path) -> str:
     return proc.stdout
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class GitWorktree:
     path: Path
     branch: str | None

@@ -15,10 +15,13 @@ import math
 import os
 import re
 import shlex
-from dataclasses import dataclass, field
-from typing import Any
 
 from core.display import ellipsize
+from core.records import field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 EVENT = "PreToolUse"
 
@@ -40,7 +43,7 @@ class HookInputError(ValueError):
     """Stdin is not a PreToolUse object; ``str()`` is one line."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HookInput:
     tool_name: str
     tool_input: dict[str, Any]

@@ -7,9 +7,9 @@ tells a reader which kind of thing it is.
 from __future__ import annotations
 
 import re
-from typing import overload
 
 from core.errors import BadInput
+from core.typecheck import overload
 
 PREFIXES = {"task": "T", "lease": "L", "approval": "A", "conflict": "C", "session": "S"}
 _ID = re.compile(r"^\s*([A-Za-z]?)(\d{1,18})\s*$")

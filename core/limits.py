@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
 
 from core.errors import BadInput
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_DETAIL_DEPTH = 32  # nesting levels of objects and arrays, the outer object counting as 1
 # Encoded size. A Claude Code hook files the call's tool input (strings clipped

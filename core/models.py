@@ -1,4 +1,4 @@
-"""Tower's entities: one slotted dataclass per entity, one JSON encoder.
+"""Tower's entities: one slotted record per entity, one JSON encoder.
 
 Every command, the control room and the agents' hot path use these same
 types, so they are cheap to build and to import (no pydantic). Ids are ints,
@@ -15,14 +15,19 @@ row, so that a listing shows every row as it is stored.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, TypeVar, dataclass_transform
-
 from core.ids import PREFIXES
+from core.records import field, fields
+from core.records import record as _record
+from core.typecheck import dataclass_transform
 from core.vocab import iso
 
-_Encode = Callable[[Any], Any]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, ClassVar, TypeVar
+
+    _Encode = Callable[[Any], Any]
+    T = TypeVar("T")
 
 
 def _ref(kind: str) -> _Encode:
@@ -69,12 +74,10 @@ def local(**kw: Any) -> Any:
 
 
 class Record:
-    """The base of every row: ``to_json()`` from the fields' markers, and value semantics
-    (equality, hash, repr) over the fields."""
+    """The base of every row: ``to_json()`` from the fields' markers."""
 
     __slots__ = ()
     _plan: ClassVar[tuple[tuple[str, _Encode | None], ...]] = ()
-    _names: ClassVar[tuple[str, ...]] = ()
 
     def to_json(self) -> dict[str, Any]:
         plan = type(self)._plan or _make_plan(type(self))
@@ -84,31 +87,13 @@ class Record:
             out[name] = value if encode is None else encode(value)
         return out
 
-    def _values(self) -> tuple[Any, ...]:
-        cls = type(self)
-        names = cls._names or _make_names(cls)
-        return tuple(getattr(self, n) for n in names)
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash((type(self), self._values()))
-
-    def __repr__(self) -> str:
-        cls = type(self)
-        names = cls._names or _make_names(cls)
-        return f"{cls.__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in names) + ")"
-
 
 _SKIP: Any = object()
 
 
 def _make_plan(cls: type[Record]) -> tuple[tuple[str, _Encode | None], ...]:
     plan = []
-    for f in fields(cls):  # type: ignore[arg-type]
+    for f in fields(cls):
         marker = f.metadata.get("json", _SKIP)
         if marker is None:
             continue
@@ -117,22 +102,12 @@ def _make_plan(cls: type[Record]) -> tuple[tuple[str, _Encode | None], ...]:
     return cls._plan
 
 
-def _make_names(cls: type[Record]) -> tuple[str, ...]:
-    cls._names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
-    return cls._names
-
-
-R = TypeVar("R", bound=type)
-
-
 @dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(field, ref, refs, when, items, local))
-def record(cls: R) -> R:
-    """A row type: a slotted dataclass, keyword-only, immutable as far as the type
-    checker is concerned. Not ``frozen=True`` at run time, and equality, hash and repr
-    come from ``Record`` rather than being generated per class: generating them is most
-    of what a dataclass costs to create, every agent command imports these, and a
-    frozen row is also slower to build (docs/DECISIONS.md has the measurement)."""
-    return dataclass(slots=True, kw_only=True, eq=False, repr=False)(cls)  # type: ignore[return-value]
+def record(cls: type[T]) -> type[T]:
+    """A row type: a slotted record (core/records.py), keyword-only, compared and hashed
+    by value, immutable as far as the type checker is concerned. Not frozen at run time:
+    a frozen row is slower to build, and the store builds rows in bulk."""
+    return _record(slots=True, kw_only=True, unsafe_hash=True)(cls)
 
 
 def to_json(value: Any) -> Any:

@@ -26,16 +26,16 @@ import functools
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
 
 from core.display import ellipsize
 from core.errors import BadInput
 from core.gitrepo import POLICY_NAME
+from core.records import record
 
-Decision = Literal["allow", "deny", "ask", "prompt"]
-DECISIONS: tuple[str, ...] = Decision.__args__  # type: ignore[attr-defined]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # how strict a decision is, to combine the answers for the parts of a command
 STRICTNESS = {"allow": 0, "prompt": 1, "ask": 2, "deny": 3}
@@ -80,7 +80,11 @@ def _as_list(value: Any) -> Any:
 @functools.cache
 def schema():
     """The pydantic model of a policy file, built on first use (see CACHE_NAME for why)."""
+    from typing import Literal
+
     from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+    Decision = Literal["allow", "deny", "ask", "prompt"]
 
     class Strict(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -162,7 +166,17 @@ def schema():
 # -- the compiled policy -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
+def glob_match(text: str, pattern: str) -> bool:
+    """``fnmatch.fnmatchcase(text, pattern)``, without compiling a regular expression for a
+    pattern whose only wildcard is a trailing ``*`` or that has none (nearly every pattern of
+    a policy): the hook decides once per process, and compiling costs more than matching."""
+    stem = pattern.rstrip("*")
+    if "*" in stem or "?" in stem or "[" in stem:
+        return fnmatch.fnmatchcase(text, pattern)
+    return text.startswith(stem) if len(stem) < len(pattern) else text == pattern
+
+
+@record(frozen=True)
 class Verdict:
     """What the policy says about one call."""
 
@@ -172,7 +186,7 @@ class Verdict:
     line: int | None = None  # its line in the policy file
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Rule:
     number: int
     line: int | None
@@ -185,12 +199,12 @@ class Rule:
     builtin: bool = False
 
     def matches(self, tool: str, command: str | None, path: str | None) -> bool:
-        if not any(fnmatch.fnmatchcase(tool, t) for t in self.tools):
+        if not any(glob_match(tool, t) for t in self.tools):
             return False
         if self.globs or self.regexes:
             if command is None:
                 return False
-            if not (any(fnmatch.fnmatchcase(command, g) for g in self.globs)
+            if not (any(glob_match(command, g) for g in self.globs)
                     or any(r.search(command) for r in self.regexes)):
                 return False
         if self.paths:
@@ -274,7 +288,7 @@ class Policy:
 
     def is_agent(self, actor: str) -> bool:
         """True when ``actor`` is an agent's name by the policy's ``[agents] names`` globs."""
-        return any(fnmatch.fnmatchcase(actor, g) for g in self.agent_names)
+        return any(glob_match(actor, g) for g in self.agent_names)
 
     def hook_timeout(self) -> int:
         """The timeout to give the hook entry in Claude Code's settings: above our own deadline.
@@ -375,9 +389,10 @@ def split_command(command: str) -> tuple[list[str], str | None]:
 
 # -- loading -----------------------------------------------------------------------
 
-_ARRAY_HEADER = re.compile(r"^\s*\[\[\s*([^\[\]]+?)\s*\]\]\s*(#.*)?$")
-_TABLE_HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
-_KEY = re.compile(r"""^\s*([A-Za-z0-9_-]+|"[^"]*"|'[^']*')\s*=""")
+# read only when a policy text is validated, not on the hook's path: compiled then
+_ARRAY_HEADER = r"^\s*\[\[\s*([^\[\]]+?)\s*\]\]\s*(#.*)?$"
+_TABLE_HEADER = r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$"
+_KEY = r"""^\s*([A-Za-z0-9_-]+|"[^"]*"|'[^']*')\s*="""
 
 
 def _key_lines(text: str) -> dict[tuple[Any, ...], int]:
@@ -390,12 +405,13 @@ def _key_lines(text: str) -> dict[tuple[Any, ...], int]:
     counts: dict[str, int] = {}
     current: tuple[Any, ...] = ()
     in_string: str | None = None
+    array_header, table_header, key = re.compile(_ARRAY_HEADER), re.compile(_TABLE_HEADER), re.compile(_KEY)
     for number, line in enumerate(text.splitlines(), 1):
         if in_string:
             if line.count(in_string) % 2 == 1:
                 in_string = None
             continue
-        match = _ARRAY_HEADER.match(line)
+        match = array_header.match(line)
         if match:
             name = match.group(1).strip().strip("\"'")
             index = counts.get(name, 0)
@@ -403,12 +419,12 @@ def _key_lines(text: str) -> dict[tuple[Any, ...], int]:
             current = (name, index)
             lines.setdefault(current, number)
             continue
-        match = _TABLE_HEADER.match(line)
+        match = table_header.match(line)
         if match:
             current = tuple(part.strip().strip("\"'") for part in match.group(1).split("."))
             lines.setdefault(current, number)
             continue
-        match = _KEY.match(line)
+        match = key.match(line)
         if match:
             lines.setdefault(current + (match.group(1).strip("\"'"),), number)
             rest = line[match.end() :]

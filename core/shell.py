@@ -37,7 +37,8 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from dataclasses import dataclass, field
+
+from core.records import field, record
 
 MAX_DEPTH = 8  # nested substitutions and `sh -c` strings followed; deeper is risky
 _GLOB_DIRS = 64  # directories listed to expand the globs of one command
@@ -58,7 +59,7 @@ _KEYWORDS = frozenset({"if", "then", "else", "elif", "fi", "for", "while", "unti
 _HARMLESS_PREFIXES = frozenset({"!", "{", "}", "time"})
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Word:
     """One shell word: its value after quote removal (expansions kept as written)."""
 
@@ -91,7 +92,7 @@ def plain(text: str) -> Word:
     return Word(text, quoted=not bool(_SAFE.fullmatch(text)), unquoted=text, pattern=text)
 
 
-@dataclass
+@record
 class Command:
     """A simple command: its words (assignments first, as written) and its source text."""
 
@@ -100,7 +101,7 @@ class Command:
     nested: bool  # inside $(…), `…`, <(…), a here-document or a `sh -c` string
 
 
-@dataclass
+@record
 class Parsed:
     commands: list[Command] = field(default_factory=list)
     risky: str | None = None  # the first thing that was not understood
@@ -501,7 +502,7 @@ _PERSON_ONLY_COMMANDS = frozenset({"serve"})
 _VALUE_OPTIONS = frozenset({"--db", "--agent", "--worktree"})
 
 
-@dataclass
+@record
 class Analysis:
     allow: list[str] = field(default_factory=list)  # one per top-level simple command
     deny: list[str] = field(default_factory=list)  # more views: they can only make the answer stricter

@@ -84,6 +84,29 @@ def test_an_allowed_command_loads_no_cli_and_no_store(project):
     assert modules & (HEAVY | {"asyncio", "store", "sqlite3", "aiosqlite"}) == set()
 
 
+# stdlib modules the agents' path does without (core/records.py, docs/DECISIONS.md)
+SLOW_STDLIB = {"dataclasses", "inspect", "typing"}
+
+
+def test_an_allowed_command_loads_neither_dataclasses_nor_inspect(project):
+    out, modules = spy(project, ["hook", "claude-code"], bash("git status", project))
+    assert out["hookSpecificOutput"]["permissionDecision"] == "allow"
+    assert modules & {"dataclasses", "inspect"} == set()
+
+
+def test_the_core_modules_a_hook_call_loads_import_neither_dataclasses_nor_typing(project):
+    """Every core module (and the adapters) that a Bash call or a claiming write loaded, imported
+    alone in a fresh interpreter: none of them brings dataclasses, inspect or typing along."""
+    claim_task(project, "agent-a")
+    _, wrote = spy(project, ["hook", "claude-code"], write(project / "src" / "other.py", project))
+    _, ran = spy(project, ["hook", "claude-code"], bash("git status", project))
+    ours = sorted(m for m in wrote | ran if m.startswith("core.") or m == "tui.services.hook_adapters")
+    assert {"core.models", "core.shell", "core.policy", "core.conflict_rules", "core.audit"} <= set(ours)
+    code = f"import sys, {', '.join(ours)}\nprint(sorted({SLOW_STDLIB!r} & set(sys.modules)))\n"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "[]", proc.stderr
+
+
 def test_a_write_that_claims_loads_the_store_but_no_cli(project):
     lease = claim_task(project, "agent-a")
     out, modules = spy(project, ["hook", "claude-code"], write(project / "src" / "new.py", project))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from core.policy import (
     DEFAULT_POLICY,
     PolicyError,
     default_policy,
+    glob_match,
     load_policy,
     parse_policy,
     split_command,
@@ -24,6 +26,20 @@ from tests.conftest import ROOT, run_tower
 @pytest.fixture(scope="module")
 def policy():
     return default_policy()
+
+
+def test_glob_match_is_fnmatchcase():
+    """The policy's matcher skips the regex for plain and trailing-``*`` patterns; it answers as
+    ``fnmatch.fnmatchcase`` does for those and every other pattern, the built-in policy's included."""
+    patterns = {g for r in default_policy().rules for g in (*r.tools, *r.globs)} | {
+        "*", "**", "", "ls", "ls *", "ls **", "git push*", "git *--force*", "a?c", "[ab]*", "x]*", "*.py",
+        "rm -rf /*", "Bash", "B*", "agent@*"}
+    texts = ["", "ls", "ls ", "ls -la", "ls\n-la", "LS -la", "git push", "git push -f", "git pushx",
+             "git push --force origin", "abc", "a?c", "x]y", "rm -rf /", "rm -rf /tmp", "Bash", "bash",
+             "agent@1", "x.py", "dir/x.py", "*", "git status"]
+    for pattern in sorted(patterns):
+        for text in texts:
+            assert glob_match(text, pattern) == fnmatch.fnmatchcase(text, pattern), (text, pattern)
 
 
 @pytest.mark.parametrize("command", [

@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
-from typing import Any
 
 from core.hook import HookInput, HookInputError, load_object
+from core.records import field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # Codex apply_patch headers naming a file the patch writes, deletes or moves to
 _PATCH_PATH = re.compile(r"^\*\*\* (?:Add File|Update File|Delete File|Move to): (.+?)\s*$", re.M)
 
 
-@dataclass
+@record
 class Parsed:
     kind: str
     event: str
