@@ -9,8 +9,7 @@ waits for it.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
+from core.records import record
 from store.db import StoreBase
 from store.rows import READY, json_items, lease_from_row, lease_select
 
@@ -23,7 +22,8 @@ if TYPE_CHECKING:
 REFUSAL_DETAIL_LIMIT = 50
 
 
-class HeldClaim(NamedTuple):
+@record(frozen=True)
+class HeldClaim:
     """An active claim with its holder, as the guard needs it."""
 
     path: str
@@ -34,7 +34,8 @@ class HeldClaim(NamedTuple):
     task_title: str
 
 
-class WorktreeLease(NamedTuple):
+@record(frozen=True)
+class WorktreeLease:
     """An active lease of the committing worktree and the scope of its task."""
 
     lease_id: int

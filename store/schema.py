@@ -14,10 +14,11 @@ the blocks of docs/postgres.md until that backend lands (``None`` here).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from core.records import record
 
 
-class Migration(NamedTuple):
+@record(frozen=True)
+class Migration:
     sqlite: str
     postgres: str | None = None
 

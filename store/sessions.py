@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
 
 from core.audit import ROW_FIELDS
 from core.errors import BadInput, NotFound
 from core.ids import format_id
 from core.models import AgentSession
+from core.records import record
 from core.vocab import iso
 from store.audit_log import event_from_values
 
@@ -103,7 +103,8 @@ def this_host() -> str:
     return _HOST[0]
 
 
-class ProcInfo(NamedTuple):
+@record(frozen=True)
+class ProcInfo:
     comm: str
     state: str
     ppid: int
@@ -150,7 +151,8 @@ def process_alive(pid: int, start: int | None = None) -> bool:
 # -- rows ----------------------------------------------------------------------
 
 
-class SessionChange(NamedTuple):
+@record(frozen=True)
+class SessionChange:
     """What recording an event did: the session, its stored state before and after."""
 
     id: int
@@ -185,7 +187,8 @@ LEFT JOIN approvals p ON p.id = (SELECT min(a.id) FROM approvals a
 """
 
 
-class Derived(NamedTuple):
+@record(frozen=True)
+class Derived:
     state: str
     since: float
     waiting_for: int | None

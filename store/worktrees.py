@@ -7,8 +7,6 @@ only its own worktrees, while claims, leases and conflicts name worktrees of any
 
 from __future__ import annotations
 
-from typing import cast
-
 from core.errors import BadInput, NotFound, Refused
 from core.hosts import local_host
 from core.models import Worktree
@@ -18,7 +16,7 @@ from store.rows import WORKTREE_SELECT, worktree_from_row
 
 class WorktreeVerbs(StoreBase):
     #: set to act as another host (tests; a process serving several): else core.hosts decides
-    host_override = cast("str | None", None)
+    host_override: str | None = None
 
     @property
     def host(self) -> str | None:

@@ -134,8 +134,9 @@ def test_no_verb_class_calls_another():
     store/lifecycle.py they call, never a method of a sibling class composed into Store."""
     def members(cls: ast.ClassDef) -> set[str]:
         names = {f.name for f in cls.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))}
-        return names | {t.id for f in cls.body if isinstance(f, ast.Assign) for t in f.targets
-                        if isinstance(t, ast.Name)}
+        assigned = [t for f in cls.body if isinstance(f, ast.Assign) for t in f.targets]
+        assigned += [f.target for f in cls.body if isinstance(f, ast.AnnAssign)]
+        return names | {t.id for t in assigned if isinstance(t, ast.Name)}
 
     def self_attributes(node: ast.AST) -> set[str]:
         return {n.attr for n in ast.walk(node)
