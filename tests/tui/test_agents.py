@@ -260,6 +260,10 @@ class TestAlerts:
             assert shown(app) == expected(truth) and expected(truth)[sid][0] == "stalled"
             assert any(sid in title and "stalled" in title for title, _ in toasts(app))
             assert "\x1b]2;Tower — 1 agent\x07" in app.terminal_log
+            # the alert comes from reading the list (stalled is derived at read time); the room's
+            # sweep writes it down on its own schedule: wait until the room has seen that commit
+            await wait_for(pilot, lambda: app.counts is not None and app.counts.audit_seq > seq,
+                           what="the room's sweep, audited")
             async with Store(db) as s:
                 # nothing came from the agent: the one write is the room's own sweep, audited once
                 session = await s.get_session(int(sid[1:]), stall_after=300)
