@@ -22,7 +22,28 @@ import sys
 import time
 from collections.abc import Callable
 
-STARTED = time.monotonic()  # as early as Tower's code runs: the deadline counts from here
+
+
+def _spawned_at() -> float:
+    """``time.monotonic()`` of when this process was started, as the agent's clock counts it.
+
+    The agent's timeout runs from the moment it spawned the hook; starting the
+    interpreter takes tens of milliseconds on a quiet machine and much more on
+    a loaded one, so the deadline counts from the process's own start time
+    (Linux: ``/proc/self/stat``, in clock ticks after boot), not from when
+    Python reached this line. Elsewhere, or if that cannot be read, from now.
+    """
+    now = time.monotonic()
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            fields = fh.read().rpartition(b")")[2].split()
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return now
+    return now - age if 0 <= age < 60 else now  # anything else is not a start time we can trust
+
+
+STARTED = _spawned_at()  # the deadline counts from here
 
 AGENT_KINDS = ("claude-code", "codex", "gemini", "copilot", "cursor")
 HOOKS = {("hook", kind) for kind in AGENT_KINDS}

@@ -143,6 +143,26 @@ def test_stdin_that_never_ends_is_denied_at_the_deadline(project, procs):
     assert took < 3, took  # Claude Code would have killed it, and run the call, at 3 s
 
 
+# the `tower` script's entry, reached only after a slow start (a loaded machine, a cold disk)
+SLOW_START = "import sys, time; time.sleep(1.5); sys.argv[0] = 'tower'; from tui.entry import main; main()"
+
+
+def test_the_deadline_counts_from_the_spawn_not_from_a_slow_start(project, procs):
+    """The agent's timeout runs from when it spawned the hook: time the interpreter took to
+    reach Tower's code is already spent, and the hook still answers before the agent gives up."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_START, "hook", "claude-code", "--deadline", "3"], cwd=project,
+                            env=tower_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    procs.started.append(proc)
+    out = read_line(proc.stdout, timeout=30)  # stdin stays open: only the deadline ends the wait
+    took = time.monotonic() - t0
+    decision, reason = decision_of(out)
+    assert decision == "deny" and "ran out of time" in reason
+    # counted from its own start it would answer 1.5 s late, at 4.2 s: after the agent ran the call
+    assert took < 3.5, took
+
+
 # -- a store someone else keeps locked -------------------------------------------------------
 
 LOCKER = """
