@@ -94,3 +94,46 @@ def test_gemini_calls_without_an_id_each_get_their_own_approval(project):
     approvals = run_tower("--json", "approval", "list", cwd=repo).data
     assert [a["summary"] for a in approvals] == ["Bash: touch x", "Bash: touch x"]
     assert len({a["id"] for a in approvals}) == 2 and all(a["status"] == "expired" for a in approvals)
+
+
+# the `tower` script's own entry (its fast path), as the agents run it
+ENTRY = "import sys; sys.argv[0] = 'tower'; from tui.entry import main; main()"
+
+
+def test_agents_racing_for_one_new_file_get_it_once(repo):
+    """Six agents' hooks claim the same new file at the same moment, each in its own process on
+    the inline store: exactly one is allowed, every other is denied naming that holder, and the
+    store holds one claim and an audit chain that verifies."""
+    from tests.hook.test_hook_claude_code import write
+
+    assert run_tower("init", cwd=repo).code == 0
+    agents = [f"agent-{i}" for i in range(6)]
+    leases = {agent: claim_task(repo, agent) for agent in agents}
+    procs = [subprocess.Popen([sys.executable, "-c", ENTRY, "hook", "claude-code"], cwd=repo,
+                              env=tower_env({"TOWER_AGENT": agent}), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for agent in agents]
+    try:
+        data = json.dumps(write(repo / "src" / "contested.py", repo)).encode()
+        for proc in procs:  # every interpreter is up before any reads its call
+            proc.stdin.write(data)
+        for proc in procs:
+            proc.stdin.close()
+        answers = {}
+        for agent, proc in zip(agents, procs):
+            out = proc.stdout.read()
+            assert proc.wait(timeout=60) == 0, proc.stderr.read()
+            answers[agent] = decision(json.loads(out))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    winners = [agent for agent, (verdict, _) in answers.items() if verdict == "allow"]
+    assert len(winners) == 1, answers
+    holder = leases[winners[0]]
+    for agent, (verdict, reason) in answers.items():
+        if agent != winners[0]:
+            assert verdict == "deny" and holder in reason, (agent, reason)
+    assert claims(repo) == {"src/contested.py": holder}
+    assert run_tower("audit", "verify", cwd=repo).code == 0
+    assert len([e for e in denied(repo) if e["path"] == "src/contested.py"]) == len(agents) - 1
