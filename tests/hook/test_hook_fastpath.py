@@ -150,3 +150,16 @@ def test_a_malformed_hook_line_still_denies_through_click(project):
                           env=tower_env(), capture_output=True, timeout=60)
     assert proc.returncode == 0
     assert json.loads(proc.stdout)["hookSpecificOutput"]["permissionDecision"] == "deny"
+
+
+def test_news_is_recorded_without_typing_or_an_event_loop(project):
+    """An event that decides nothing (Gemini's AfterTool, on every tool call) is answered at once
+    and stored through the inline store: no typing, dataclasses, inspect or asyncio either."""
+    data = {"session_id": "news-1", "cwd": str(project), "hook_event_name": "AfterTool",
+            "tool_name": "run_shell_command", "tool_input": {"command": "git status"},
+            "tool_response": {"llmContent": "ok"}, "timestamp": "2026-11-24T00:00:00Z"}
+    out, modules = spy(project, ["hook", "gemini"], data)
+    assert out == {}
+    assert modules & (SLOW_STDLIB | {"asyncio", "aiosqlite"}) == set()
+    sessions = run_tower("--json", "agent", "list", "--all", cwd=project).data
+    assert [(s["kind"], s["last_event"]) for s in sessions] == [("gemini", "AfterTool")], sessions

@@ -32,15 +32,19 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from typing import Any, NamedTuple
-
 from core.display import ellipsize
+from core import records
+
+TYPE_CHECKING = False  # typing stays unloaded on the agents' path (core/typecheck.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 KINDS = ("claude-code", "codex", "gemini", "copilot", "cursor")
 TARGET_LIMIT = 300
 
 
-class SessionEvent(NamedTuple):
+@records.record(frozen=True)
+class SessionEvent:
     """One hook event, as the session store wants it (see ``store.record_session_event``)."""
 
     kind: str
@@ -55,6 +59,12 @@ class SessionEvent(NamedTuple):
     waiting_for: int | None = None  # the Tower approval it waits for
     ends_wait: int | None = None  # the Tower approval whose wait ended
     cwd: str | None = None
+
+    def replace(self, **changes: Any) -> SessionEvent:
+        """A copy with ``changes``."""
+        values = {f.name: getattr(self, f.name) for f in records.fields(self)}
+        values.update(changes)
+        return SessionEvent(**values)
 
 
 # lower-cased event name -> what it means; names differ in case only between
@@ -155,26 +165,26 @@ def session_event(kind: str, payload: Mapping[str, Any], event: str | None = Non
         return base
     if action == _START:
         source = payload.get("source")
-        return base if source == "compact" else base._replace(state="idle")
+        return base if source == "compact" else base.replace(state="idle")
     if action == _PROMPT:
-        return base._replace(state="working")
+        return base.replace(state="working")
     if action == _STOP:
-        return base._replace(state="idle")
+        return base.replace(state="idle")
     if action == _END:
-        return base._replace(state="ended")
+        return base.replace(state="ended")
     if action == _NOTE:
         return _notification(base, payload)
     tool, target = _tool(name.lower(), payload)
     if action == _PERMISSION:
         what = " ".join(p for p in (tool, target) if p)
-        return base._replace(state="waiting", tool=tool, target=target,
+        return base.replace(state="waiting", tool=tool, target=target,
                              reason=f"permission: {what}" if what else "permission")
     if action == _PRE:
-        return base._replace(state="working", tool=tool, target=target, tool_call=True)
+        return base.replace(state="working", tool=tool, target=target, tool_call=True)
     outcome = "failed" if action == _FAIL else _outcome(name.lower(), payload)
     if action == _FAIL and payload.get("is_interrupt") is True:
         outcome = "interrupted"
-    return base._replace(state="working", tool=tool, target=target, tool_call=True, outcome=outcome)
+    return base.replace(state="working", tool=tool, target=target, tool_call=True, outcome=outcome)
 
 
 def approval_wait_event(kind: str, session: str, approval_id: int, summary: str | None = None) -> SessionEvent:
@@ -355,9 +365,9 @@ def _notification(base: SessionEvent, payload: Mapping[str, Any]) -> SessionEven
         return base
     state, asked = found
     if state != "waiting":
-        return base._replace(state=state)
+        return base.replace(state=state)
     details = payload.get("details")
     title = details.get("title") if isinstance(details, Mapping) else None
     message = _first_str(payload, "message") or (title if isinstance(title, str) else None)
     reason = f"{asked}: {_short(message)}" if message else asked
-    return base._replace(state=state, reason=reason)
+    return base.replace(state=state, reason=reason)
