@@ -240,22 +240,6 @@ class _InlineConnection:
         self._db = db
 
     @property
-    def row_factory(self) -> Any:
-        return self._db.row_factory
-
-    @row_factory.setter
-    def row_factory(self, factory: Any) -> None:
-        self._db.row_factory = factory
-
-    @property
-    def text_factory(self) -> Any:
-        return self._db.text_factory
-
-    @text_factory.setter
-    def text_factory(self, factory: Any) -> None:
-        self._db.text_factory = factory
-
-    @property
     def total_changes(self) -> int:
         return self._db.total_changes
 
@@ -409,8 +393,6 @@ class SQLiteBackend:
         except sqlite3.Error as exc:
             self._close_fds()
             raise _unusable(self.path, exc) from None
-        self._conn.row_factory = sqlite3.Row
-        self._conn.text_factory = _text
         try:
             # Creating a store (tower init) holds the writer gate from the first read
             # to the end of the migration: before the WAL switch the file is in
@@ -432,10 +414,14 @@ class SQLiteBackend:
 
     async def _connect(self, uri: str) -> Any:
         if self.inline:
-            return _InlineConnection(sqlite3.connect(uri, uri=True, isolation_level=None))
-        import aiosqlite
+            conn: Any = sqlite3.connect(uri, uri=True, isolation_level=None)
+        else:
+            import aiosqlite
 
-        return await aiosqlite.connect(uri, uri=True, isolation_level=None)
+            conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.text_factory = _text
+        return _InlineConnection(conn) if self.inline else conn
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

@@ -290,19 +290,28 @@ def _file_call(call: HookInput, policy, db: Path, root: Path | None, cwd: Path, 
 
 
 def _with_store(db: Path, limits: Limits, call: HookInput, body, *, waits: bool = True) -> tuple[str, str]:
-    """``body(store, catcher)`` on the call's store. ``waits``: the body may wait for a
-    person (an approval), under a SignalCatcher on an event loop; a body that cannot
-    (a claim the policy does not make ask) runs inline, without asyncio, when the
-    store is SQLite: that is most of the cost of a hook call that writes."""
+    """``body(store, catcher)`` on the call's store; a store another process keeps locked is
+    waited for only until shortly before the hook's own deadline, then denied saying so."""
+    return run_on_store(db, _caller(call), limits.soft, body, waits=waits)
+
+
+def run_on_store(db: Path, actor: str, give_up_at: float | None, body, *, waits: bool):
+    """``body(store, catcher)`` in one short session of the hook's process.
+
+    ``waits``: the body may wait for a person (an approval), under a SignalCatcher
+    (``catcher``) on an event loop. A body that cannot (a claim the policy does not
+    make ask, an audit record) gets ``catcher`` None and runs inline, without
+    asyncio, when the store is SQLite: that is most of the cost of a hook call
+    that writes. ``give_up_at``: the deadline (``time.monotonic()``) of any wait
+    for the write lock.
+    """
     from store import Store, run_inline
 
-    store = Store(db, actor=_caller(call), inline=not waits)
+    store = Store(db, actor=actor, inline=not waits)
 
-    async def session(catcher) -> tuple[str, str]:
+    async def session(catcher):
         async with store:
-            # a store another process keeps locked is waited for only until shortly
-            # before the hook's own deadline, then denied saying so
-            store.give_up_at = limits.soft
+            store.give_up_at = give_up_at
             return await body(store, catcher)
 
     if store.inline:
@@ -310,7 +319,9 @@ def _with_store(db: Path, limits: Limits, call: HookInput, body, *, waits: bool 
 
     import asyncio
 
-    async def main() -> tuple[str, str]:
+    async def main():
+        if not waits:
+            return await session(None)
         from tui.services.waiting import SignalCatcher
 
         with SignalCatcher() as catcher:
@@ -416,15 +427,7 @@ async def _claim(store, catcher, call: HookInput, policy, verdict, rel: str, roo
     if problem is not None:
         return "deny", f"Tower: cannot claim {rel}: {problem}"
     if lease is None:
-        decision = policy.without_lease
-        where = f"worktree {worktree}" if worktree else "this worktree (not registered with Tower)"
-        reason = (f"Tower: no active lease for this session in {where}, so {rel} cannot be claimed:"
-                  " run `tower task claim` first")
-        if decision == "ask":
-            return await _ask(store, catcher, call, policy, reason + " (asking a person)", rel, root, wait)
-        if decision == "allow":
-            return "allow", f"Tower: no active lease in {where}; the policy allows writing {rel} unclaimed"
-        return _plain(decision), reason
+        return await _without_lease(store, catcher, call, policy, rel, worktree, root, wait)
     lid = format_id("lease", lease.id)
     already = rel in lease.claims and lease.expires_at > time.time()
     if not already:
@@ -446,6 +449,20 @@ async def _claim(store, catcher, call: HookInput, policy, verdict, rel: str, roo
     return "allow", f"Tower: {held}"
 
 
+async def _without_lease(store, catcher, call: HookInput, policy, shown: str, worktree: str | None, root,
+                         wait: Wait) -> tuple[str, str]:
+    """A write when this session holds no lease: the policy's ``without_lease`` decides."""
+    decision = policy.without_lease
+    where = f"worktree {worktree}" if worktree else "this worktree (not registered with Tower)"
+    reason = (f"Tower: no active lease for this session in {where}, so {shown} cannot be claimed:"
+              " run `tower task claim` first")
+    if decision == "ask":
+        return await _ask(store, catcher, call, policy, reason + " (asking a person)", shown, root, wait)
+    if decision == "allow":
+        return "allow", f"Tower: no active lease in {where}; the policy allows writing {shown} unclaimed"
+    return _plain(decision), reason
+
+
 async def _claim_many(store, catcher, call: HookInput, policy, rels: list[str], asks: list[str], root,
                       wait: Wait):
     """Claim every file of one call in one transaction (all or nothing), then ask if any file needs it."""
@@ -456,15 +473,7 @@ async def _claim_many(store, catcher, call: HookInput, policy, rels: list[str], 
     if problem is not None:
         return "deny", f"Tower: cannot claim {shown}: {problem}"
     if lease is None:
-        where = f"worktree {worktree}" if worktree else "this worktree (not registered with Tower)"
-        reason = (f"Tower: no active lease for this session in {where}, so {shown} cannot be claimed:"
-                  " run `tower task claim` first")
-        decision = policy.without_lease
-        if decision == "ask":
-            return await _ask(store, catcher, call, policy, reason + " (asking a person)", shown, root, wait)
-        if decision == "allow":
-            return "allow", f"Tower: no active lease in {where}; the policy allows writing {shown} unclaimed"
-        return _plain(decision), reason
+        return await _without_lease(store, catcher, call, policy, shown, worktree, root, wait)
     lid = format_id("lease", lease.id)
     fresh = lease.expires_at > time.time()
     wanted = [r for r in rels if not (fresh and r in lease.claims)]

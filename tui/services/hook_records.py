@@ -8,7 +8,6 @@ import math
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from tui.services import hook_engine
@@ -16,7 +15,6 @@ from tui.services import hook_engine
 TYPE_CHECKING = False  # typing stays unloaded on the agents' path (core/typecheck.py)
 if TYPE_CHECKING:
     from core.hook import HookInput
-    from store import Store
     from tui.services.hook_adapters import Parsed
 
 
@@ -48,7 +46,7 @@ def audit_denial(kind: str, parsed: Parsed, call: HookInput | None, reason: str,
         session = parsed.session
         actor = hook_engine.agent_name_or(kind, session)
 
-        async def body(store):
+        async def body(store, _catcher):
             await store.record_hook_denial(agent=kind, actor=actor, tool=parsed.tool or "?", reason=reason,
                                            session=session, path=path, command=command)
             if session:
@@ -58,7 +56,8 @@ def audit_denial(kind: str, parsed: Parsed, call: HookInput | None, reason: str,
                                                  state="working", tool=parsed.tool, target=path or command,
                                                  tool_call=True, outcome="denied", cwd=str(cwd)))
 
-        _run_store(db, actor, body, min(give_up_at or math.inf, time.monotonic() + AFTER_ANSWER_S))
+        hook_engine.run_on_store(db, actor, min(give_up_at or math.inf, time.monotonic() + AFTER_ANSWER_S),
+                                 body, waits=False)
     except BaseException as exc:  # noqa: BLE001 - the answer is out; a failed audit must not change it
         sys.stderr.write(f"tower hook: could not audit the refusal: {exc}\n")
 
@@ -74,27 +73,7 @@ def record_news(kind: str, parsed: Parsed) -> None:
         db = hook_engine.find_db(Path(ev.cwd) if ev.cwd else Path.cwd())
         if db is None or not db.exists():
             return
-        _run_store(db, hook_engine.agent_name_or(kind, ev.session), lambda store: record(store, ev),
-                   time.monotonic() + AFTER_ANSWER_S)
+        hook_engine.run_on_store(db, hook_engine.agent_name_or(kind, ev.session), time.monotonic() + AFTER_ANSWER_S,
+                                 lambda store, _catcher: record(store, ev), waits=False)
     except BaseException as exc:  # noqa: BLE001 - news must never fail the agent
         sys.stderr.write(f"tower hook: could not record the session event: {exc}\n")
-
-
-def _run_store(db: Path, actor: str, body: Callable[[Store], Awaitable[object]], give_up_at: float) -> None:
-    """``body(store)`` in one short session: inline (no event loop) on SQLite, since it
-    never waits for anything but the store."""
-    from store import Store, run_inline
-
-    store = Store(db, actor=actor, inline=True)
-
-    async def main():
-        async with store:
-            store.give_up_at = give_up_at
-            await body(store)
-
-    if store.inline:
-        run_inline(main())
-    else:
-        import asyncio
-
-        asyncio.run(main())
